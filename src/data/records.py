@@ -1,0 +1,161 @@
+"""The prepared-dataset format: MindRecord shards per split plus `meta.json`, and the checks that guard reading it.
+
+    OUT_DIR/meta.json                    feature dims, tokenizer, labels, counts, skipped samples, file sizes
+    OUT_DIR/vocab.txt                    the WordPiece vocab the text ids refer to
+    OUT_DIR/codebook.npy                 k-means centroids of the MRC targets (when not from a detector)
+    OUT_DIR/<split>/data.mindrecord<k>   shard k of a split (and its .db index)
+
+A directory is only ever read when its meta.json says it is complete and every shard has the size meta.json recorded:
+an interrupted or damaged output is refused, never half-read.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+FORMAT_VERSION = 1
+META = "meta.json"
+PAGE_BYTES = 1 << 22  # a row (one sample) must fit in a page; the 32 MB default bloats small shards
+
+# Arrays are stored flat with their row counts (MindRecord reads a zero-length array back as a scalar); the row
+# widths are in meta.json.
+SCHEMA = {
+    "index": {"type": "int64"},          # position in its split: the sampler's index
+    "id": {"type": "string"},
+    "text": {"type": "string"},
+    "lang": {"type": "string"},
+    "text_ids": {"type": "int32", "shape": [-1]},
+    "n_text": {"type": "int32"},
+    "image_feat": {"type": "float32", "shape": [-1]},
+    "image_boxes": {"type": "float32", "shape": [-1]},
+    "image_classes": {"type": "int32", "shape": [-1]},
+    "n_regions": {"type": "int32"},
+    "image_thumb": {"type": "bytes"},
+    "audio_feat": {"type": "float32", "shape": [-1]},
+    "n_audio": {"type": "int32"},
+    "labels": {"type": "int32", "shape": [-1]},
+    "n_labels": {"type": "int32"},
+}
+
+
+class DatasetError(RuntimeError):
+    """A prepared directory that must not be read (incomplete, damaged, or of another format)."""
+
+
+@dataclass
+class PreparedData:
+    root: Path
+    meta: dict
+
+    @property
+    def splits(self) -> List[str]:
+        return list(self.meta["splits"])
+
+    def files(self, split: str) -> List[str]:
+        return [str(self.root / f) for f in self._split(split)["files"]]
+
+    def count(self, split: str) -> int:
+        return self._split(split)["count"]
+
+    def _split(self, split: str) -> dict:
+        if split not in self.meta["splits"]:
+            raise DatasetError(f"{self.root}: no split '{split}' (has: {', '.join(self.meta['splits']) or 'none'})")
+        return self.meta["splits"][split]
+
+    @property
+    def image_dim(self) -> int:
+        return self.meta["image"]["feature_dim"]
+
+    @property
+    def audio_dim(self) -> int:
+        return self.meta["audio"]["feature_dim"]
+
+    @property
+    def vocab_path(self) -> str:
+        return str(self.root / self.meta["text"]["vocab_file"])
+
+    @property
+    def mrc_classes(self) -> int:
+        return self.meta["image"]["mrc"]["num_classes"]
+
+    @property
+    def labels(self) -> List[str]:
+        return self.meta["labels"]
+
+
+def open_prepared(root) -> PreparedData:
+    """The prepared dataset at `root`, after checking that it is complete and undamaged."""
+    root = Path(root)
+    meta_path = root / META
+    if not meta_path.is_file():
+        raise DatasetError(f"{root}: not a prepared dataset (no {META}); run scripts/prepare_data.sh first")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{meta_path}: damaged ({e.msg}); prepare the data again") from None
+    if not meta.get("complete") or meta.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(f"{root}: incomplete or of another format version; prepare the data again")
+    for name, size in meta["file_sizes"].items():
+        path = root / name
+        if not path.is_file() or path.stat().st_size != size:
+            raise DatasetError(f"{root}: {name} is missing or damaged (expected {size} bytes); prepare the data again")
+    return PreparedData(root, meta)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class SplitWriter:
+    """Buffered, sharded MindRecord writer for one split."""
+
+    def __init__(self, path: Path, shards: int, buffer: int = 256):
+        from mindspore.mindrecord import FileWriter
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.count, self.buffer = path, 0, buffer
+        self._rows: List[dict] = []
+        self._writer = FileWriter(str(path), shard_num=shards, overwrite=True)
+        self._writer.set_page_size(PAGE_BYTES)
+        self._writer.add_schema(SCHEMA, "opt_sample")
+        self.shards = shards
+
+    def add(self, row: dict) -> None:
+        row["index"] = self.count
+        self._rows.append(row)
+        self.count += 1
+        if len(self._rows) >= self.buffer:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_raw_data(self._rows)
+            self._rows = []
+
+    def commit(self) -> List[Path]:
+        self._flush()
+        self._writer.commit()
+        suffixes = [""] if self.shards == 1 else [str(k) for k in range(self.shards)]
+        files = [Path(f"{self.path}{s}") for s in suffixes]
+        return files + [Path(f"{f}.db") for f in files]
+
+
+def decode_row(row: Dict[str, np.ndarray], image_dim: int, audio_dim: int) -> dict:
+    """A MindRecord row back into shaped arrays (the inverse of the flat storage)."""
+    n_regions, n_audio = int(row["n_regions"]), int(row["n_audio"])
+    flat = lambda key, n: np.reshape(row[key], -1)[:n]
+    return {
+        "index": int(row["index"]),
+        "text_ids": flat("text_ids", int(row["n_text"])),
+        "image_feat": flat("image_feat", n_regions * image_dim).reshape(n_regions, image_dim),
+        "image_boxes": flat("image_boxes", n_regions * 7).reshape(n_regions, 7),
+        "image_classes": flat("image_classes", n_regions),
+        "audio_feat": flat("audio_feat", n_audio * audio_dim).reshape(n_audio, audio_dim),
+        "labels": flat("labels", int(row["n_labels"])),
+    }

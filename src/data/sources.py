@@ -1,0 +1,186 @@
+"""Readers that turn each supported source format into one stream of `Sample`s.
+
+A reader yields a `Sample` for every usable entry and a `Problem` for every entry it cannot use (invalid JSON, no
+modality, empty caption, missing file, duplicate id). The caller decides whether a problem stops the run or is skipped
+and reported. Any of image, audio and text may be absent from a sample.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Optional, Union
+
+MODALITIES = ("text", "image", "audio")
+FORMATS = ("manifest", "coco", "narratives")
+
+
+@dataclass
+class Sample:
+    id: str
+    where: str                    # "file:line" (or "file: annotations[i]") for error messages
+    text: Optional[str] = None
+    image: Optional[str] = None   # absolute path: an image file or a precomputed-region .npz
+    audio: Optional[str] = None   # absolute path: an audio file or a precomputed-frame .npz
+    lang: str = "en"
+    labels: List[str] = field(default_factory=list)
+    split: str = "train"
+
+
+@dataclass
+class Problem:
+    where: str
+    id: Optional[str]
+    reason: str
+    file: Optional[str] = None
+
+    def message(self) -> str:
+        parts = [self.where]
+        if self.id is not None:
+            parts.append(f"sample '{self.id}'")
+        if self.file:
+            parts.append(self.file)
+        return ": ".join(parts) + f": {self.reason}"
+
+
+Entry = Union[Sample, Problem]
+
+
+def read_source(path: str, fmt: str = "manifest", split: str = "train", image_dir: Optional[str] = None,
+                audio_dir: Optional[str] = None) -> Iterator[Entry]:
+    """Every entry of a source file, checked: ids unique, files present, captions non-empty."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(FORMATS)})")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"source file not found: {path}")
+    if fmt == "manifest":
+        entries = read_manifest(path, split)
+    elif fmt == "coco":
+        entries = read_coco(path, split, image_dir)
+    else:
+        entries = read_narratives(path, split, image_dir, audio_dir)
+    return _checked(entries)
+
+
+def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
+    """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"}; paths relative to the manifest."""
+    base = Path(path).resolve().parent
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Problem(where, None, f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(row, dict):
+                yield Problem(where, None, f"a manifest line must be a JSON object, got {type(row).__name__}")
+                continue
+            yield _manifest_sample(row, where, base, split)
+
+
+def _manifest_sample(row: dict, where: str, base: Path, split: str) -> Entry:
+    sid = row.get("id")
+    if sid is None or str(sid).strip() == "":
+        return Problem(where, None, "missing 'id'")
+    sid = str(sid)
+    labels = row.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        return Problem(where, sid, "'labels' must be a list of strings")
+    for key in ("text", "image", "audio", "lang", "split"):
+        if row.get(key) is not None and not isinstance(row[key], str):
+            return Problem(where, sid, f"'{key}' must be a string, got {type(row[key]).__name__}")
+    return Sample(id=sid, where=where, text=row.get("text"),
+                  image=_resolve(base, row.get("image")), audio=_resolve(base, row.get("audio")),
+                  lang=row.get("lang") or "en", labels=labels, split=row.get("split") or split)
+
+
+def read_coco(path: str, split: str = "train", image_dir: Optional[str] = None) -> Iterator[Entry]:
+    """COCO captions JSON: one sample per annotation; images are looked up in `image_dir` (default: beside the JSON)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        yield Problem(f"{path}:{e.lineno}", None, f"invalid JSON ({e.msg})")
+        return
+    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
+        yield Problem(path, None, "a COCO captions file needs 'images' and 'annotations'")
+        return
+    folder = Path(image_dir).resolve() if image_dir else Path(path).resolve().parent
+    files = {img.get("id"): img.get("file_name") for img in doc["images"] if isinstance(img, dict)}
+    for i, ann in enumerate(doc["annotations"]):
+        where = f"{path}: annotations[{i}]"
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            yield Problem(where, None, "annotation without 'image_id'")
+            continue
+        sid = str(ann.get("id", f"{ann['image_id']}_{i}"))
+        name = files.get(ann["image_id"])
+        if name is None:
+            yield Problem(where, sid, f"image_id {ann['image_id']} is not in 'images'")
+            continue
+        yield Sample(id=sid, where=where, text=ann.get("caption"), image=str(folder / name), split=split)
+
+
+def read_narratives(path: str, split: str = "train", image_dir: Optional[str] = None,
+                    audio_dir: Optional[str] = None) -> Iterator[Entry]:
+    """Localized Narratives JSON Lines: caption, voice_recording (relative to `audio_dir`), image_id (in `image_dir`)."""
+    base = Path(path).resolve().parent
+    images = Path(image_dir).resolve() if image_dir else base / "images"
+    audios = Path(audio_dir).resolve() if audio_dir else base / "audio"
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Problem(where, None, f"invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(row, dict) or "image_id" not in row:
+                yield Problem(where, None, "a narrative needs 'image_id'")
+                continue
+            image_id = str(row["image_id"])
+            sid = f"{image_id}_{row.get('annotator_id', lineno)}"
+            voice = row.get("voice_recording")
+            yield Sample(id=sid, where=where, text=row.get("caption"), image=_find_image(images, image_id),
+                         audio=str(audios / voice) if voice else None, split=split)
+
+
+def _find_image(folder: Path, image_id: str) -> str:
+    """Open Images names files by id; COCO zero-pads numeric ids to 12 digits."""
+    stems = [image_id] + ([image_id.zfill(12)] if image_id.isdigit() else [])
+    for stem in stems:
+        for ext in (".jpg", ".jpeg", ".png", ".webp"):
+            if (folder / (stem + ext)).is_file():
+                return str(folder / (stem + ext))
+    return str(folder / (image_id + ".jpg"))  # reported as missing by the checks
+
+
+def _resolve(base: Path, rel: Optional[str]) -> Optional[str]:
+    return str((base / rel).resolve()) if rel else None
+
+
+def _checked(entries: Iterator[Entry]) -> Iterator[Entry]:
+    """Turn samples with a duplicate id, no modality, an empty caption or a missing file into problems."""
+    first_seen = {}
+    for e in entries:
+        if isinstance(e, Problem):
+            yield e
+            continue
+        if e.id in first_seen:
+            yield Problem(e.where, e.id, f"duplicate id (first seen at {first_seen[e.id]})")
+            continue
+        first_seen[e.id] = e.where
+        if e.text is not None and not e.text.strip():
+            yield Problem(e.where, e.id, "empty caption")
+            continue
+        if e.text is None and e.image is None and e.audio is None:
+            yield Problem(e.where, e.id, "no text, image or audio")
+            continue
+        missing = next((p for p in (e.image, e.audio) if p is not None and not Path(p).is_file()), None)
+        if missing:
+            yield Problem(e.where, e.id, "file not found", file=missing)
+            continue
+        yield e
