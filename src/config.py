@@ -155,7 +155,7 @@ def _replace_path(obj, keys: List[str], value: Any, dotted: str):
     hint = typing.get_type_hints(type(obj))[head]
     if len(keys) == 1:
         if isinstance(value, str) and hint is not str and _base_type(hint) in (list, tuple):
-            value = [v.strip() for v in value.split(",")]
+            value = [yaml.safe_load(v) for v in value.split(",")]
         new = _coerce(hint, value, dotted, "--set")
     else:
         child = getattr(obj, head)

@@ -104,7 +104,6 @@ def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
         _check_finite(scores, key)
         classes = scores.argmax(1).astype(np.int32)
     _check_finite(feats, "features")
-    _check_finite(boxes, "boxes")
     keep = slice(0, cfg.max_regions)
     if classes is None:
         return Regions(feats[keep], boxes[keep])
@@ -118,6 +117,7 @@ def _npz_boxes(arrays: dict, n: int) -> np.ndarray:
     boxes = np.asarray(arrays[key], dtype=np.float32)
     if boxes.ndim != 2 or len(boxes) != n or boxes.shape[1] not in (4, 7):
         raise FeatureError(f"'{key}' must have shape [{n}, 4] or [{n}, 7], got {list(boxes.shape)}")
+    _check_finite(boxes, "boxes")
     if key != "norm_bb":
         w, h = _image_size(arrays)
         boxes = boxes[:, :4] / np.array([w, h, w, h], dtype=np.float32)

@@ -250,9 +250,10 @@ def _choose_mrc(samples: List[Sample], settings: Settings, log) -> None:
     if fit[0].classes is not None:
         settings.mrc = {"source": "detector", "num_classes": int(fit[0].num_classes)}
         return
-    dims = {r.features.shape[1] for r in fit}
-    if len(dims) > 1:
-        raise PrepareError(f"training regions have different feature dims {sorted(dims)}")
+    # the most common dim is the dataset's; samples with another are reported when they are written
+    dims = [r.features.shape[1] for r in fit]
+    settings.image_dim = max(set(dims), key=dims.count)
+    fit = [r for r in fit if r.features.shape[1] == settings.image_dim]
     t = time.time()
     settings.codebook = fit_codebook(np.concatenate([r.features for r in fit]), cfg.image.mrc_clusters,
                                      cfg.image.kmeans_iters, cfg.seed)

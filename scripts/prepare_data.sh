@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Prepare a dataset: raw files or precomputed features -> MindRecord shards + meta.json.
+#
+#   bash scripts/prepare_data.sh MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
+#        [--like TRAIN_DIR] [--split NAME] [--image-dir DIR] [--audio-dir DIR] [--config YAML] [--set key=value ...]
+#
+# Default: stop at the first bad sample (naming the line, the file and the problem) and write nothing.
+# --on-error skip: skip bad samples, list them in OUT_DIR/meta.json and print the count.
+# --like TRAIN_DIR: reuse the tokenizer, feature settings, labels and region codebook of an earlier prepared set.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python}" -m src.data.prepare "$@"

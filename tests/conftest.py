@@ -1,0 +1,68 @@
+"""Small generated fixtures in the real formats: PNG/JPEG images, WAV/FLAC audio, manifests, a prepared dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+
+from src.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "config" / "pretrain_tiny.yaml"
+WORDS = ["red", "apple", "blue", "sky", "green", "tree", "small", "dog", "big", "cat", "happy", "face"]
+
+
+def tiny_config(*overrides):
+    return load_config(str(TINY), list(overrides))
+
+
+def write_image(path: Path, seed: int, size=(40, 48)) -> None:
+    rng = np.random.default_rng(seed)
+    img = np.full((*size, 3), rng.integers(0, 255, 3), np.uint8)
+    img[: size[0] // 2] = rng.integers(0, 255, 3)  # a two-tone image, so the regions differ
+    cv2.imwrite(str(path), img)
+
+
+def write_tone(path: Path, freq: float, seconds: float = 0.5, rate: int = 16000, channels: int = 1) -> None:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    sf.write(str(path), np.repeat(wave[:, None], channels, 1) if channels > 1 else wave, rate)
+
+
+def make_manifest(root: Path, n: int = 24, val: int = 4, name: str = "manifest.jsonl", partial: bool = True) -> Path:
+    """n tri-modal samples (every 5th without audio, every 7th without image when `partial`), the last `val` in val."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    (root / "wav").mkdir(exist_ok=True)
+    rows = []
+    for i in range(n):
+        row = {"id": f"s{i:03d}", "text": f"{WORDS[i % 12]} {WORDS[(i * 5 + 1) % 12]} number {i}", "lang": "en",
+               "labels": [WORDS[i % 3]], "split": "val" if i >= n - val else "train"}
+        if not (partial and i % 7 == 3):
+            write_image(root / "img" / f"{i}.png", i)
+            row["image"] = f"img/{i}.png"
+        if not (partial and i % 5 == 2):
+            write_tone(root / "wav" / f"{i}.wav", 200 + 40 * i, rate=(16000, 22050, 8000)[i % 3])
+            row["audio"] = f"wav/{i}.wav"
+        rows.append(row)
+    path = root / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, tiny_cfg):
+    """A prepared tiny dataset: 40 samples (32 train, 8 val), some without image or audio."""
+    from src.data.prepare import prepare
+    root = tmp_path_factory.mktemp("prepared")
+    manifest = make_manifest(root, n=40, val=8)
+    prepare(str(manifest), str(root / "out"), tiny_cfg.prepare, log=lambda *a: None)
+    return root / "out"

@@ -1,0 +1,53 @@
+import pytest
+
+from src.config import Config, ConfigError, load_config
+
+
+def test_defaults_and_yaml(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("data:\n  batch_size: 4\n  match_case_probs: [1, 0, 0, 0, 0]\nprepare:\n  audio:\n    n_mels: 20\n")
+    cfg = load_config(str(p))
+    assert isinstance(cfg, Config)
+    assert cfg.data.batch_size == 4 and cfg.prepare.audio.n_mels == 20
+    assert cfg.data.match_case_probs == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert cfg.data.max_regions == Config().data.max_regions  # untouched keys keep their defaults
+
+
+def test_overrides_are_typed(tmp_path):
+    cfg = load_config(None, ["data.batch_size=16", "prepare.audio.normalize=false", "data.token_mask_prob=0.2",
+                             "prepare.text.vocab=my vocab.txt", "data.match_case_probs=0.2,0.2,0.2,0.2,0.2"])
+    assert cfg.data.batch_size == 16 and cfg.prepare.audio.normalize is False
+    assert cfg.data.token_mask_prob == 0.2 and cfg.prepare.text.vocab == "my vocab.txt"
+    assert cfg.data.match_case_probs == [0.2] * 5
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data:\n  bach_size: 4\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown key 'data.bach_size' \(did you mean 'batch_size'\?\)"):
+        load_config(str(p))
+    with pytest.raises(ConfigError, match="unknown key 'modle'"):
+        load_config(None, ["modle.layers=2"])
+
+
+def test_wrong_type_names_key(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("data:\n  batch_size: many\n")
+    with pytest.raises(ConfigError, match="'data.batch_size' expects int, got str 'many'"):
+        load_config(str(p))
+    with pytest.raises(ConfigError, match="'data.shuffle' expects bool"):
+        load_config(None, ["data.shuffle=3"])
+    with pytest.raises(ConfigError, match="'data' is a section"):
+        load_config(None, ["data=3"])
+
+
+def test_missing_file_and_bad_override():
+    with pytest.raises(ConfigError, match="config file not found: nope.yaml"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(None, ["data.batch_size"])
+
+
+def test_shipped_recipes_load():
+    for name in ("pretrain_tiny", "pretrain_demo"):
+        load_config(f"config/{name}.yaml")
