@@ -37,17 +37,19 @@ class PrepareError(RuntimeError):
 # ----------------------------------------------------------------------------------------------------------------------
 # Feature extraction: runs in worker processes, so it is a plain function of module-level state.
 # ----------------------------------------------------------------------------------------------------------------------
-_worker_cfg: Optional[PrepareConfig] = None
+_worker_state: tuple = (None, None)
 
 
-def _init_worker(cfg: PrepareConfig) -> None:
-    global _worker_cfg
-    _worker_cfg = cfg
+def _init_worker(cfg: PrepareConfig, codebook: Optional[np.ndarray]) -> None:
+    global _worker_state
+    _worker_state = (cfg, codebook)
 
 
-def extract(sample: Sample, cfg: Optional[PrepareConfig] = None):
-    """(image Regions or None, audio tokens or None, seconds of audio cut), or a Problem."""
-    cfg = cfg or _worker_cfg
+def extract(sample: Sample, cfg: Optional[PrepareConfig] = None, codebook: Optional[np.ndarray] = None):
+    """(image Regions or None, audio tokens or None, seconds of audio cut), or a Problem. With a codebook, regions
+    without detector classes get the id of their nearest centroid as class."""
+    if cfg is None:
+        cfg, codebook = _worker_state
     regions = tokens = None
     cut = 0.0
     for path, kind in ((sample.image, "image"), (sample.audio, "audio")):
@@ -60,16 +62,18 @@ def extract(sample: Sample, cfg: Optional[PrepareConfig] = None):
                 tokens, cut = audio_tokens(path, cfg.audio)
         except FeatureError as e:
             return Problem(sample.where, sample.id, str(e), file=path)
+    if regions is not None and codebook is not None and regions.features.shape[1] == codebook.shape[1]:
+        regions.classes = nearest_centroid(regions.features, codebook)
     return regions, tokens, cut
 
 
-def _extract_all(samples: List[Sample], cfg: PrepareConfig):
+def _extract_all(samples: List[Sample], cfg: PrepareConfig, codebook: Optional[np.ndarray] = None):
     """Extraction results in input order, in `cfg.workers` processes."""
     if cfg.workers <= 1 or len(samples) < 16:
-        yield from (extract(s, cfg) for s in samples)
+        yield from (extract(s, cfg, codebook) for s in samples)
         return
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg, codebook)) as pool:
         yield from pool.imap(extract, samples, chunksize=8)
 
 
@@ -176,7 +180,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     stats = {"truncated_text": 0, "truncated_audio": 0, "seconds_audio_cut": 0.0}
     modalities = {sp: {"text": 0, "image": 0, "audio": 0} for sp in planned}
     progress = _progress(len(samples))
-    for sample, result in zip(samples, _extract_all(samples, cfg)):
+    for sample, result in zip(samples, _extract_all(samples, cfg, settings.codebook)):
         progress.update(1)
         if not isinstance(result, Problem):
             result = _check_dims(sample, *result, settings) or result
@@ -243,7 +247,8 @@ def _choose_mrc(samples: List[Sample], settings: Settings, log) -> None:
         settings.mrc = {"source": "none", "num_classes": 1}
         return
     rng = np.random.default_rng(cfg.seed)
-    pick = [train[i] for i in sorted(rng.permutation(len(train))[:cfg.image.codebook_fit_samples])]
+    pick = [dataclasses.replace(train[i], audio=None)  # only the regions are needed here
+            for i in sorted(rng.permutation(len(train))[:cfg.image.codebook_fit_samples])]
     fit = [r[0] for r in _extract_all(pick, cfg) if not isinstance(r, Problem)]
     if not fit:
         raise PrepareError("no readable training image to fit the region codebook")
@@ -299,8 +304,8 @@ def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict,
            "image_thumb": b"", "audio_feat": empty_f, "n_audio": 0,
            "labels": np.asarray([label_ids[l] for l in sample.labels], np.int32), "n_labels": len(sample.labels)}
     if regions is not None:
-        classes = regions.classes if settings.mrc["source"] == "detector" else \
-            nearest_centroid(regions.features, settings.codebook)
+        # classes are None only when the reference set had no images at all (mrc source "none": one class)
+        classes = regions.classes if regions.classes is not None else np.zeros(len(regions.features), np.int32)
         row.update(image_feat=regions.features.reshape(-1), image_boxes=regions.boxes.reshape(-1),
                    image_classes=classes.astype(np.int32), n_regions=len(regions.features),
                    image_thumb=regions.thumb.tobytes() if regions.thumb is not None else b"")
