@@ -98,19 +98,27 @@ def matching_cases(eligible: np.ndarray, probs, rng: np.random.Generator) -> np.
 def matching_donors(cases: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """For each row and modality, the row it is taken from: itself, or another eligible row for a replaced modality.
 
-    Returns donors [B, 3] and the final cases (rows that found no other eligible row fall back to "all match").
+    Returns donors [B, 3] and the final cases (rows that find too few other eligible rows fall back to "all match").
     When two modalities are replaced they come from two different rows, so that they do not match each other either.
     """
     b = len(cases)
     donors = np.repeat(np.arange(b)[:, None], 3, axis=1)
     pool = np.flatnonzero(cases >= 0)
     cases = cases.copy()
-    for row in np.flatnonzero(cases > 0):
-        others = pool[pool != row]
-        replaced = MATCH_CASES[cases[row]][1]
-        if len(others) < len(replaced):
-            cases[row] = 0
-            continue
-        picks = rng.choice(others, size=len(replaced), replace=False)
-        donors[row, list(replaced)] = picks
+    replaced_count = np.array([len(r) for _, r in MATCH_CASES])
+    cases[(cases > 0) & (replaced_count[np.maximum(cases, 0)] > len(pool) - 1)] = 0
+    rows = np.flatnonzero(cases > 0)
+    if len(rows) == 0:
+        return donors, cases
+    m, own = len(pool), np.searchsorted(pool, rows)  # each row's own position in the pool
+    first = rng.integers(0, m - 1, len(rows))
+    first += first >= own                             # uniform over the pool without the row itself
+    second = rng.integers(0, max(m - 2, 1), len(rows))
+    lo, hi = np.minimum(own, first), np.maximum(own, first)
+    second += second >= lo
+    second += second >= hi                            # uniform over the pool without the row and `first`
+    for case, (_, replaced) in enumerate(MATCH_CASES):
+        sel = cases[rows] == case
+        for k, modality in enumerate(replaced):
+            donors[rows[sel], modality] = pool[(first, second)[k][sel]]
     return donors, cases
