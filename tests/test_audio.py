@@ -57,8 +57,10 @@ def test_read_resamples_and_downmixes(tmp_path):
     assert wave.dtype == np.float32 and len(wave) == 16000 and cut == 0
     spectrum = np.abs(np.fft.rfft(wave))
     assert abs(spectrum.argmax() * 16000 / len(wave) - 440) < 2  # the tone survives resampling
-    write_tone(tmp_path / "b.flac", 440, seconds=1.0, rate=8000)
-    assert len(read_audio(str(tmp_path / "b.flac"), CFG)[0]) == 16000
+    for name, rate in (("b.flac", 8000), ("c.ogg", 44100)):
+        write_tone(tmp_path / name, 440, seconds=1.0, rate=rate)
+        wave = read_audio(str(tmp_path / name), CFG)[0]
+        assert len(wave) == 16000 and abs(np.abs(np.fft.rfft(wave)).argmax() - 440) < 2
 
 
 def test_tokens_and_cut(tmp_path):
