@@ -43,7 +43,7 @@ def test_manifest_problems_name_the_line(tmp_path):
     assert got["4"].reason == "file not found" and got["4"].file.endswith("missing.png")
     assert got["5"].reason == "empty caption"
     assert got["6"].reason == "no text, image or audio"
-    assert "JSON object" in got["7"].reason
+    assert "must be a JSON object" in got["7"].reason
     assert "'labels' must be a list" in got["8"].reason
     assert got["4"].message().startswith(f"{path}:4: sample 'c': ")
 

@@ -16,7 +16,7 @@ Which losses see which rows (the pre-training cell relies on this):
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -182,7 +182,3 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
 def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shards: int = 1) -> int:
     data = data if isinstance(data, PreparedData) else open_prepared(data)
     return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
-
-
-def batch_columns(training: bool) -> List[str]:
-    return PRETRAIN_COLUMNS if training else EVAL_COLUMNS

@@ -224,7 +224,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         "format_version": FORMAT_VERSION, "complete": True,
         "image": {"feature_dim": settings.image_dim or grid_feature_dim(cfg.image), "box_dim": 7,
                   "thumb_size": cfg.image.thumb_size, "mrc": settings.mrc},
-        "audio": {"feature_dim": settings.audio_dim or _audio_dim(cfg), "sample_rate": cfg.audio.sample_rate},
+        "audio": {"feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio), "sample_rate": cfg.audio.sample_rate},
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
                  "special_ids": {t: tokenizer.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")},
                  "lower_case": cfg.text.lower_case, "chinese": cfg.text.chinese, "max_tokens": cfg.text.max_tokens},
@@ -233,10 +233,6 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
                    "skipped": len(problems), **stats},
         "skipped": [dataclasses.asdict(p) for p in problems],
     }
-
-
-def _audio_dim(cfg: PrepareConfig) -> int:
-    return audio_feature_dim(cfg.audio)
 
 
 def _choose_mrc(samples: List[Sample], settings: Settings, log) -> None:

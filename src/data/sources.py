@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 MODALITIES = ("text", "image", "audio")
 FORMATS = ("manifest", "coco", "narratives")
@@ -62,9 +62,8 @@ def read_source(path: str, fmt: str = "manifest", split: str = "train", image_di
     return _checked(entries)
 
 
-def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
-    """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"}; paths relative to the manifest."""
-    base = Path(path).resolve().parent
+def _json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
+    """(where, line number, object) for every non-blank line that is a JSON object, else a Problem."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -76,9 +75,16 @@ def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
                 yield Problem(where, None, f"invalid JSON ({e.msg} at column {e.colno})")
                 continue
             if not isinstance(row, dict):
-                yield Problem(where, None, f"a manifest line must be a JSON object, got {type(row).__name__}")
+                yield Problem(where, None, f"a line must be a JSON object, got {type(row).__name__}")
                 continue
-            yield _manifest_sample(row, where, base, split)
+            yield where, lineno, row
+
+
+def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
+    """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"}; paths relative to the manifest."""
+    base = Path(path).resolve().parent
+    for item in _json_lines(path):
+        yield item if isinstance(item, Problem) else _manifest_sample(item[2], item[0], base, split)
 
 
 def _manifest_sample(row: dict, where: str, base: Path, split: str) -> Entry:
@@ -128,24 +134,19 @@ def read_narratives(path: str, split: str = "train", image_dir: Optional[str] = 
     base = Path(path).resolve().parent
     images = Path(image_dir).resolve() if image_dir else base / "images"
     audios = Path(audio_dir).resolve() if audio_dir else base / "audio"
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield Problem(where, None, f"invalid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(row, dict) or "image_id" not in row:
-                yield Problem(where, None, "a narrative needs 'image_id'")
-                continue
-            image_id = str(row["image_id"])
-            sid = f"{image_id}_{row.get('annotator_id', lineno)}"
-            voice = row.get("voice_recording")
-            yield Sample(id=sid, where=where, text=row.get("caption"), image=_find_image(images, image_id),
-                         audio=str(audios / voice) if voice else None, split=split)
+    for item in _json_lines(path):
+        if isinstance(item, Problem):
+            yield item
+            continue
+        where, lineno, row = item
+        if "image_id" not in row:
+            yield Problem(where, None, "a narrative needs 'image_id'")
+            continue
+        image_id = str(row["image_id"])
+        sid = f"{image_id}_{row.get('annotator_id', lineno)}"
+        voice = row.get("voice_recording")
+        yield Sample(id=sid, where=where, text=row.get("caption"), image=_find_image(images, image_id),
+                     audio=str(audios / voice) if voice else None, split=split)
 
 
 def _find_image(folder: Path, image_id: str) -> str:
