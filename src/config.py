@@ -89,9 +89,39 @@ class DataConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The paper's base model: BERT-base cross-modal encoder, 6-layer decoders."""
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    intermediate: int = 3072
+    decoder_layers: int = 6
+    max_positions: int = 512
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    init_from: str = ""           # "minilm" or a BERT-family .safetensors file for embeddings and encoder
+
+
+@dataclass
+class LossConfig:
+    """Per-loss weights; a loss with weight 0 is not built and costs no compute."""
+    mlm: float = 1.0
+    mvfr: float = 1.0
+    mrc: float = 1.0
+    mafr: float = 1.0
+    mam_nce: float = 1.0
+    match: float = 1.0
+    dtr: float = 1.0
+    dir: float = 0.0              # denoising image reconstruction: needs dVAE codes in the data
+    nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
+
+
+@dataclass
 class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

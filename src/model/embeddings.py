@@ -1,0 +1,53 @@
+"""Single-modal encoders (paper 3.1): each turns its modality's tokens into [B, L, hidden] embeddings.
+
+Text: word + position (+ BERT's token-type 0) embeddings, LayerNorm. Vision: FC(region feature) + FC(7-d box),
+LayerNorm. Audio: FC(token feature) + position embedding, LayerNorm (the paper's wav2vec tokens carry their order
+inside the feature; our filterbank tokens need the position). They live side by side in one dict keyed by modality.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+
+class TextEmbedding(nn.Cell):
+    def __init__(self, vocab_size: int, hidden: int, max_positions: int, dropout: float, eps: float):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(vocab_size, hidden)
+        self.position_embeddings = nn.Embedding(max_positions, hidden)
+        self.token_type_embeddings = nn.Embedding(2, hidden)  # BERT's segment embedding: kept for checkpoint parity
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, ids):
+        length = ids.shape[1]
+        positions = ops.arange(0, length, dtype=ms.int32).expand_dims(0)
+        x = self.word_embeddings(ids) + self.position_embeddings(positions) + \
+            self.token_type_embeddings(ops.zeros_like(ids))
+        return self.dropout(self.norm(x))
+
+
+class VisionEmbedding(nn.Cell):
+    def __init__(self, feature_dim: int, hidden: int, dropout: float, eps: float):
+        super().__init__()
+        self.feature = nn.Dense(feature_dim, hidden)
+        self.location = nn.Dense(7, hidden)
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, feats, boxes):
+        return self.dropout(self.norm(self.feature(feats) + self.location(boxes)))
+
+
+class AudioEmbedding(nn.Cell):
+    def __init__(self, feature_dim: int, hidden: int, max_positions: int, dropout: float, eps: float):
+        super().__init__()
+        self.feature = nn.Dense(feature_dim, hidden)
+        self.position_embeddings = nn.Embedding(max_positions, hidden)
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, feats):
+        positions = ops.arange(0, feats.shape[1], dtype=ms.int32).expand_dims(0)
+        return self.dropout(self.norm(self.feature(feats) + self.position_embeddings(positions)))
+

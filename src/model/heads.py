@@ -1,0 +1,84 @@
+"""Pre-training heads and their losses. Every loss is a weighted mean over the slots/rows whose weight is 1, so padded
+slots, unmasked positions and rows excluded by the pipeline carry no loss."""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+
+def gather_positions(states, positions):
+    """states [B, L, H], positions [B, M] -> [B, M, H]."""
+    b, l, h = states.shape
+    offsets = (ops.arange(0, b, dtype=ms.int32) * l).expand_dims(1)
+    flat = (positions + offsets).reshape(-1)
+    return ops.gather(states.reshape(b * l, h), flat, 0).reshape(b, -1, h)
+
+
+def weighted_mean(values, weights):
+    return (values * weights).sum() / ops.maximum(weights.sum(), 1.0)
+
+
+class CrossEntropy(nn.Cell):
+    """Per-item cross-entropy of logits [..., C] against integer targets [...]."""
+
+    def __init__(self):
+        super().__init__()
+        self.ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="none")
+
+    def construct(self, logits, targets):
+        c = logits.shape[-1]
+        return self.ce(logits.reshape(-1, c), targets.reshape(-1)).reshape(targets.shape)
+
+
+class MLMHead(nn.Cell):
+    """BERT's prediction head: transform, then logits through the (tied) word-embedding table."""
+
+    def __init__(self, hidden: int, vocab_size: int, eps: float):
+        super().__init__()
+        self.dense = nn.Dense(hidden, hidden)
+        self.act = nn.GELU(approximate=False)
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.bias = ms.Parameter(ops.zeros(vocab_size, ms.float32), name="bias")
+
+    def construct(self, x, table):
+        h = self.norm(self.act(self.dense(x)))
+        return ops.matmul(h, table.T) + self.bias
+
+
+class FeatureRegression(nn.Cell):
+    """MVFR / MAFR: an FC layer from the encoder output back to the input feature space, L2 loss."""
+
+    def __init__(self, hidden: int, feature_dim: int):
+        super().__init__()
+        self.proj = nn.Dense(hidden, feature_dim)
+
+    def construct(self, x):
+        return self.proj(x)
+
+
+def regression_loss(pred, target, weights):
+    """Mean squared error per token, averaged over the weighted slots."""
+    return weighted_mean(((pred - target) ** 2).mean(-1), weights)
+
+
+def contrastive_loss(pred, target, weights, temperature: float):
+    """MAM contrastive (paper eq. 8): each masked token's prediction should be most similar (cosine) to its own original
+    feature; the other masked tokens of the batch are the negatives. Lower when pred equals its target."""
+    d = pred.shape[-1]
+    p = pred.reshape(-1, d)
+    t = target.reshape(-1, d)
+    w = weights.reshape(-1)
+    p = p / ops.maximum(ops.norm(p, dim=-1, keepdim=True), 1e-6)
+    t = t / ops.maximum(ops.norm(t, dim=-1, keepdim=True), 1e-6)
+    logits = ops.matmul(p, t.T) / temperature + (1.0 - w).expand_dims(0) * -10000.0  # empty slots are no negatives
+    log_probs = ops.log_softmax(logits, axis=-1)
+    n = p.shape[0]
+    own = ops.gather_elements(log_probs, 1, ops.arange(0, n, dtype=ms.int32).reshape(n, 1)).reshape(n)
+    return weighted_mean(-own, w)
+
+
+def matching_loss(logits, labels, weights):
+    """5-way sample-level matching with BCE against the one-hot label (paper eq. 11)."""
+    onehot = ops.one_hot(labels, logits.shape[-1], ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32))
+    bce = ops.maximum(logits, 0.0) - logits * onehot + ops.log(1.0 + ops.exp(-ops.abs(logits)))
+    return weighted_mean(bce.mean(-1), weights)

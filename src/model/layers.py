@@ -1,0 +1,113 @@
+"""Transformer building blocks: multi-head attention, BERT encoder layer (post-LN), decoder layer with cross-attention.
+
+Classic `nn.*` / `ops.*` only: most `mint.*` ops are missing on CPU in graph mode (DESIGN.md). Masks are additive
+biases ([B, 1, Lq, Lk], 0 where attention is allowed, -10000 elsewhere), built once per forward pass.
+"""
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+NEG = -10000.0  # BERT's additive mask value: exp() underflows to 0 without the NaNs of -inf on fully masked rows
+
+
+def padding_bias(mask: ms.Tensor) -> ms.Tensor:
+    """[B, Lk] float mask (1 = token) -> [B, 1, 1, Lk] additive attention bias."""
+    return ((1.0 - mask) * NEG).expand_dims(1).expand_dims(1)
+
+
+def causal_bias(length: int) -> ms.Tensor:
+    """[1, 1, L, L] additive bias that lets position i attend to positions <= i."""
+    upper = np.triu(np.ones((length, length), np.float32), k=1)
+    return ms.Tensor(upper * NEG).reshape(1, 1, length, length)
+
+
+class Attention(nn.Cell):
+    """Multi-head attention; keys/values may come from another sequence (cross-attention)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
+        self.heads, self.head_dim = heads, hidden // heads
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        self.query = nn.Dense(hidden, hidden)
+        self.key = nn.Dense(hidden, hidden)
+        self.value = nn.Dense(hidden, hidden)
+        self.output = nn.Dense(hidden, hidden)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def split(self, x):
+        b, l, _ = x.shape
+        return x.reshape(b, l, self.heads, self.head_dim).transpose(0, 2, 1, 3)
+
+    def construct(self, x, memory, bias):
+        q = self.split(self.query(x))
+        k = self.split(self.key(memory))
+        v = self.split(self.value(memory))
+        scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale + bias
+        probs = self.dropout(ops.softmax(scores, axis=-1))
+        context = ops.matmul(probs, v).transpose(0, 2, 1, 3)
+        b, l = context.shape[0], context.shape[1]
+        return self.output(context.reshape(b, l, -1))
+
+
+class FeedForward(nn.Cell):
+    def __init__(self, hidden: int, intermediate: int):
+        super().__init__()
+        self.intermediate = nn.Dense(hidden, intermediate)
+        self.act = nn.GELU(approximate=False)
+        self.output = nn.Dense(intermediate, hidden)
+
+    def construct(self, x):
+        return self.output(self.act(self.intermediate(x)))
+
+
+class EncoderLayer(nn.Cell):
+    """BERT block: x -> LN(x + Attn(x)) -> LN(h + FFN(h))."""
+
+    def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, eps: float):
+        super().__init__()
+        self.attention = Attention(hidden, heads, dropout)
+        self.attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.ffn = FeedForward(hidden, intermediate)
+        self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, x, bias):
+        h = self.attention_norm(x + self.dropout(self.attention(x, x, bias)))
+        return self.output_norm(h + self.dropout(self.ffn(h)))
+
+
+class DecoderLayer(nn.Cell):
+    """Post-LN Transformer decoder block: causal self-attention, cross-attention to the encoder output, FFN."""
+
+    def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, eps: float):
+        super().__init__()
+        self.attention = Attention(hidden, heads, dropout)
+        self.attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.cross_attention = Attention(hidden, heads, dropout)
+        self.cross_attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.ffn = FeedForward(hidden, intermediate)
+        self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dropout = nn.Dropout(p=dropout)
+
+    def construct(self, x, self_bias, memory, memory_bias):
+        h = self.attention_norm(x + self.dropout(self.attention(x, x, self_bias)))
+        h = self.cross_attention_norm(h + self.dropout(self.cross_attention(h, memory, memory_bias)))
+        return self.output_norm(h + self.dropout(self.ffn(h)))
+
+
+class Encoder(nn.Cell):
+    def __init__(self, layers: int, hidden: int, heads: int, intermediate: int, dropout: float, eps: float):
+        super().__init__()
+        self.layers = nn.CellList([EncoderLayer(hidden, heads, intermediate, dropout, eps) for _ in range(layers)])
+
+    def construct(self, x, mask):
+        bias = padding_bias(mask)
+        for layer in self.layers:
+            x = layer(x, bias)
+        return x

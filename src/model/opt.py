@@ -1,0 +1,74 @@
+"""The OPT network: single-modal embeddings keyed by modality, the cross-modal encoder over [CLS; text; image; audio],
+and the text decoder. Heads and losses live in `src/model/heads.py`; the vision decoder (DIR) joins in the dVAE issue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.config import ModelConfig
+from src.model.embeddings import AudioEmbedding, TextEmbedding, VisionEmbedding
+from src.model.layers import DecoderLayer, Encoder, causal_bias, padding_bias
+
+
+@dataclass
+class DataDims:
+    """What the network needs to know about the prepared data (from its meta.json)."""
+    vocab_size: int
+    image_dim: int
+    audio_dim: int
+    mrc_classes: int
+    max_audio_tokens: int
+
+    @classmethod
+    def from_prepared(cls, data, max_audio_tokens: int) -> "DataDims":
+        return cls(data.meta["text"]["vocab_size"], data.image_dim, data.audio_dim, data.mrc_classes,
+                   max_audio_tokens)
+
+
+class TextDecoder(nn.Cell):
+    """Transformer decoder over word pieces, attending to the cross-modal encoder output."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.embedding = TextEmbedding(vocab_size, cfg.hidden, cfg.max_positions, cfg.dropout, cfg.layer_norm_eps)
+        self.layers = nn.CellList([DecoderLayer(cfg.hidden, cfg.heads, cfg.intermediate, cfg.dropout,
+                                                cfg.layer_norm_eps) for _ in range(cfg.decoder_layers)])
+
+    def construct(self, ids, memory, memory_mask):
+        x = self.embedding(ids)
+        self_bias = causal_bias(ids.shape[1])
+        memory_bias = padding_bias(memory_mask)
+        for layer in self.layers:
+            x = layer(x, self_bias, memory, memory_bias)
+        return x
+
+
+class OPT(nn.Cell):
+    def __init__(self, cfg: ModelConfig, dims: DataDims):
+        super().__init__()
+        h, eps = cfg.hidden, cfg.layer_norm_eps
+        self.embeddings = nn.CellDict({
+            "text": TextEmbedding(dims.vocab_size, h, cfg.max_positions, cfg.dropout, eps),
+            "image": VisionEmbedding(dims.image_dim, h, cfg.dropout, eps),
+            "audio": AudioEmbedding(dims.audio_dim, h, dims.max_audio_tokens, cfg.dropout, eps),
+        })
+        self.encoder = Encoder(cfg.layers, h, cfg.heads, cfg.intermediate, cfg.dropout, eps)
+        self.text_decoder = TextDecoder(cfg, dims.vocab_size) if cfg.decoder_layers > 0 else None
+
+    def encode(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+        """[B, Lt + Nv + Na, hidden] contextual states and their mask; the text segment starts with [CLS]."""
+        x = ops.concat((self.embeddings["text"](text_ids), self.embeddings["image"](image_feat, image_boxes),
+                        self.embeddings["audio"](audio_feat)), axis=1)
+        mask = ops.concat((text_mask, image_mask, audio_mask), axis=1)
+        return self.encoder(x, mask), mask
+
+    def word_embedding_table(self) -> ms.Parameter:
+        return self.embeddings["text"].word_embeddings.embedding_table
+
+
+def segment_lengths(text_len: int, regions: int, audio_tokens: int):
+    """Start offsets of the text, image and audio segments in the joint sequence."""
+    return 0, text_len, text_len + regions, text_len + regions + audio_tokens

@@ -1,0 +1,79 @@
+"""The fused pre-training objective: ONE encoder pass per batch yields every pretext loss.
+
+Which rows carry which loss is decided by the data pipeline (see `src/data/pipeline.py`) through per-slot and per-row
+weights. A loss whose weight is 0 in the config is not built: its head does not exist and its branch is removed when
+the graph is compiled.
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.config import LossConfig, ModelConfig
+from src.data.masking import MATCH_CASES
+from src.model.heads import (CrossEntropy, FeatureRegression, MLMHead, contrastive_loss, gather_positions,
+                             matching_loss, regression_loss, weighted_mean)
+from src.model.opt import OPT, DataDims
+
+LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr")
+
+
+class PretrainLoss(nn.Cell):
+    """Batch columns (in `PRETRAIN_COLUMNS` order) -> (weighted total, [each loss] in `LOSS_NAMES` order)."""
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, text_len: int, regions: int):
+        super().__init__()
+        self.net = OPT(model_cfg, dims)
+        h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
+        self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
+        self.use = tuple(w > 0 for w in self.weights)
+        self.text_len, self.image_start, self.audio_start = text_len, text_len, text_len + regions
+        self.temperature = loss_cfg.nce_temperature
+        self.ce = CrossEntropy()
+        self.mlm_head = MLMHead(h, dims.vocab_size, eps) if self.use[0] else None
+        self.mvfr_head = FeatureRegression(h, dims.image_dim) if self.use[1] else None
+        self.mrc_head = nn.Dense(h, dims.mrc_classes) if self.use[2] else None
+        self.mafr_head = FeatureRegression(h, dims.audio_dim) if (self.use[3] or self.use[4]) else None
+        self.match_head = nn.Dense(h, len(MATCH_CASES)) if self.use[5] else None
+        self.dtr_bias = ms.Parameter(ops.zeros(dims.vocab_size, ms.float32), name="dtr_bias") if self.use[6] else None
+        if self.use[6] and self.net.text_decoder is None:
+            raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
+
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
+                  text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,
+                  mrc_targets, mam_positions, mam_weights, mam_targets, match_label, match_weight, dtr_weight):
+        states, mask = self.net.encode(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
+                                       audio_mask)
+        zero = ops.zeros((), ms.float32)
+        mlm = mvfr = mrc = mafr = nce = match = dtr = zero
+        if self.use[0]:
+            logits = self.mlm_head(gather_positions(states, mlm_positions), self.net.word_embedding_table())
+            mlm = weighted_mean(self.ce(logits, mlm_targets), mlm_weights)
+        if self.use[1] or self.use[2]:
+            image_states = gather_positions(states, mvm_positions + self.image_start)
+            if self.use[1]:
+                mvfr = regression_loss(self.mvfr_head(image_states), mvm_targets, mvm_weights)
+            if self.use[2]:
+                mrc = weighted_mean(self.ce(self.mrc_head(image_states), mrc_targets), mvm_weights)
+        if self.use[3] or self.use[4]:
+            audio_pred = self.mafr_head(gather_positions(states, mam_positions + self.audio_start))
+            if self.use[3]:
+                mafr = regression_loss(audio_pred, mam_targets, mam_weights)
+            if self.use[4]:
+                nce = contrastive_loss(audio_pred, mam_targets, mam_weights, self.temperature)
+        if self.use[5]:
+            match = matching_loss(self.match_head(states[:, 0]), match_label, match_weight)
+        if self.use[6]:
+            dtr = self.dtr_loss(text_target_ids, states, mask, dtr_weight)
+        losses = ops.stack((mlm, mvfr, mrc, mafr, nce, match, dtr))
+        total = (losses * ms.Tensor(self.weights, ms.float32)).sum()
+        return total, losses
+
+    def dtr_loss(self, target_ids, memory, memory_mask, row_weights):
+        """Teacher-forced reconstruction of the (unmasked) text: predict piece i+1 from pieces <= i."""
+        inputs, targets = target_ids[:, :-1], target_ids[:, 1:]
+        hidden = self.net.text_decoder(inputs, memory, memory_mask)
+        logits = ops.matmul(hidden, self.net.word_embedding_table().T) + self.dtr_bias
+        weights = (targets > 0).astype(ms.float32) * row_weights.expand_dims(1)
+        return weighted_mean(self.ce(logits, targets), weights)
+

@@ -1,0 +1,99 @@
+"""The OPT network, its heads and the fused pre-training loss (graph mode, tiny model)."""
+import dataclasses
+import inspect
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from src.data.pipeline import PRETRAIN_COLUMNS, create_dataset
+from src.data.records import open_prepared
+from src.model.heads import contrastive_loss, gather_positions, matching_loss, regression_loss
+from src.model.opt import DataDims
+from src.tasks.pretrain import LOSS_NAMES, PretrainLoss
+from tests.conftest import tiny_config
+
+TINY_MODEL = ["model.hidden=32", "model.layers=2", "model.heads=2", "model.intermediate=64", "model.decoder_layers=1",
+              "model.dropout=0.0"]
+
+
+def t(x, dtype=ms.float32):
+    return ms.Tensor(np.asarray(x), dtype)
+
+
+def test_loss_cell_takes_the_pipeline_columns_in_order():
+    params = list(inspect.signature(PretrainLoss.construct).parameters)[1:]
+    assert params == PRETRAIN_COLUMNS
+
+
+def test_gather_positions():
+    states = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)
+    got = gather_positions(t(states), t([[4, 0], [1, 1]], ms.int32)).asnumpy()
+    np.testing.assert_array_equal(got, [[states[0, 4], states[0, 0]], [states[1, 1], states[1, 1]]])
+
+
+def test_contrastive_sign_and_masking():
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    w = np.ones((2, 3), np.float32)
+    exact = contrastive_loss(t(target), t(target), t(w), 0.1).asnumpy()
+    shuffled = contrastive_loss(t(target[:, ::-1].copy()), t(target), t(w), 0.1).asnumpy()
+    assert exact < 0.1 < shuffled  # lower when the prediction equals its own target
+    w_one = w.copy()
+    w_one[:, 1:] = 0
+    pred = target.copy()
+    pred[:, 1:] = 100.0  # garbage in unused slots changes nothing
+    a = contrastive_loss(t(pred), t(target), t(w_one), 0.1).asnumpy()
+    b = contrastive_loss(t(target), t(target), t(w_one), 0.1).asnumpy()
+    assert a == pytest.approx(b)
+
+
+def test_regression_and_matching_ignore_unweighted_items():
+    pred = np.zeros((1, 2, 4), np.float32)
+    target = np.stack([np.ones(4), np.full(4, 50.0)])[None].astype(np.float32)
+    assert regression_loss(t(pred), t(target), t([[1, 0]])).asnumpy() == pytest.approx(1.0)
+    logits = np.array([[9.0, -9, -9, -9, -9], [-9, -9, 9, -9, -9]], np.float32)
+    good = matching_loss(t(logits), t([0, 2], ms.int32), t([1, 1])).asnumpy()
+    bad = matching_loss(t(logits), t([1, 0], ms.int32), t([1, 1])).asnumpy()
+    ignored = matching_loss(t(logits), t([0, 0], ms.int32), t([1, 0])).asnumpy()
+    assert good < 0.01 < bad and ignored == pytest.approx(good * 2, rel=0.5)
+
+
+def build(prepared, *overrides):
+    cfg = tiny_config(*TINY_MODEL, *overrides)
+    data = open_prepared(prepared)
+    dc = dataclasses.replace(cfg.data, path=str(prepared))
+    net = PretrainLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, dc.max_audio_tokens), dc.max_text_len,
+                       dc.max_regions)
+    return net, data, dc
+
+
+def test_zero_weight_losses_are_not_built(prepared):
+    net, _, _ = build(prepared, "loss.mlm=0", "loss.dtr=0", "loss.mam_nce=0", "loss.mafr=0")
+    assert net.mlm_head is None and net.mafr_head is None and net.dtr_bias is None
+    assert net.match_head is not None
+
+
+def test_every_enabled_loss_decreases(prepared):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    net, data, dc = build(prepared)
+    opt = nn.Adam(net.trainable_params(), learning_rate=3e-3)
+    grad_fn = ms.value_and_grad(net, None, opt.parameters, has_aux=True)
+
+    @ms.jit
+    def step(*batch):
+        (total, parts), grads = grad_fn(*batch)
+        opt(grads)
+        return total, parts
+
+    history = []
+    for epoch in range(10):
+        for batch in create_dataset(data, dc, epoch=epoch).create_tuple_iterator(num_epochs=1):
+            history.append(step(*batch)[1].asnumpy())
+    history = np.array(history)
+    assert len(history) == 40 and np.isfinite(history).all()
+    first, last = history[:8].mean(0), history[-8:].mean(0)
+    for i, name in enumerate(LOSS_NAMES):
+        assert last[i] < first[i], f"{name}: {first[i]:.3f} -> {last[i]:.3f}"
