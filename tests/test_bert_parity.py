@@ -1,8 +1,9 @@
 """The converted MiniLM checkpoint reproduces HuggingFace BertModel's hidden states on text-only input."""
+import os
+
 import numpy as np
 import pytest
 
-import os  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the checkpoint is local; never ask a hub
 torch = pytest.importorskip("torch")  # CI installs torch 2.13.0 (CPU) and transformers for this test
 transformers = pytest.importorskip("transformers")
