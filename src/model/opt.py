@@ -68,7 +68,3 @@ class OPT(nn.Cell):
     def word_embedding_table(self) -> ms.Parameter:
         return self.embeddings["text"].word_embeddings.embedding_table
 
-
-def segment_lengths(text_len: int, regions: int, audio_tokens: int):
-    """Start offsets of the text, image and audio segments in the joint sequence."""
-    return 0, text_len, text_len + regions, text_len + regions + audio_tokens
