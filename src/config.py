@@ -112,7 +112,6 @@ class LossConfig:
     mam_nce: float = 1.0
     match: float = 1.0
     dtr: float = 1.0
-    dir: float = 0.0              # denoising image reconstruction: needs dVAE codes in the data
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
 
 

@@ -75,6 +75,16 @@ def test_zero_weight_losses_are_not_built(prepared):
     assert net.match_head is not None
 
 
+def test_init_from_minilm_loads_the_encoder(prepared):
+    net, _, _ = build(prepared, "model.hidden=384", "model.heads=12", "model.intermediate=1536",
+                      "model.init_from=minilm")
+    from safetensors.numpy import load_file
+    from src.model.convert import resolve_checkpoint
+    ref = load_file(resolve_checkpoint("minilm"))
+    got = net.net.encoder.layers[0].attention.query.weight.asnumpy()
+    np.testing.assert_array_equal(got, ref["encoder.layer.0.attention.self.query.weight"])
+
+
 def test_every_enabled_loss_decreases(prepared):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)

@@ -79,4 +79,7 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
                 target = prefix + ours[len(encoder_prefix):]
                 if target in params:  # decoder self-attention, its norm and the FFN share the encoder's layout
                     put(target, value, hf_name)
+    if not any(name.startswith(encoder_prefix) for name in loaded):
+        raise ValueError(f"{path}: no encoder weight fits the model ({len(skipped)} skipped, e.g. "
+                         f"{skipped[:2]}); check model.hidden/heads/intermediate against the checkpoint")
     return {"loaded": loaded, "skipped": skipped}

@@ -13,6 +13,7 @@ from src.config import LossConfig, ModelConfig
 from src.data.masking import MATCH_CASES
 from src.model.heads import (CrossEntropy, FeatureRegression, MLMHead, contrastive_loss, gather_positions,
                              matching_loss, regression_loss, weighted_mean)
+from src.model.convert import load_bert_weights
 from src.model.opt import OPT, DataDims
 
 LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr")
@@ -23,7 +24,10 @@ class PretrainLoss(nn.Cell):
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, text_len: int, regions: int):
         super().__init__()
-        self.net = OPT(model_cfg, dims)
+        net = OPT(model_cfg, dims)
+        if model_cfg.init_from:  # before `net` becomes a child cell, while its parameter names have no prefix
+            load_bert_weights(net, model_cfg.init_from, "embeddings.text", "encoder.layers", ("text_decoder.layers",))
+        self.net = net
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
         self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
         self.use = tuple(w > 0 for w in self.weights)
