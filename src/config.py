@@ -116,11 +116,41 @@ class LossConfig:
 
 
 @dataclass
+class TrainConfig:
+    """The optimisation loop (`train.py`): optimizer, schedule, loss scaling, checkpoints and logging."""
+    output_dir: str = "runs/pretrain"  # checkpoints, config.yaml and train_log.jsonl go here
+    mode: str = "graph"           # graph | pynative (for debugging; an order of magnitude slower)
+    seed: int = 0                 # parameter initialisation and dropout
+    epochs: int = 1               # used when max_steps is 0
+    max_steps: int = 0            # optimizer steps; the schedule spans this many (0: epochs x steps per epoch)
+    max_minutes: float = 0.0      # stop early (and save) after this much training time (0: no limit)
+    lr: float = 5e-5
+    weight_decay: float = 0.01    # not applied to biases and LayerNorm parameters
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-6
+    warmup_steps: int = 0
+    schedule: str = "linear"      # linear | cosine | constant : decay after the warmup
+    min_lr_ratio: float = 0.0     # the decay ends at lr * min_lr_ratio
+    grad_clip: float = 1.0        # global-norm clipping (0: off)
+    accumulation_steps: int = 1   # micro-batches per optimizer step
+    loss_scale: str = "dynamic"   # dynamic | static | none
+    init_loss_scale: float = 65536.0
+    loss_scale_factor: float = 2.0
+    loss_scale_window: int = 1000  # finite steps before a dynamic scale grows
+    amp_level: str = "O0"         # mindspore.amp level; O0 on CPU (fp16 gives no speed there)
+    save_every: int = 500         # optimizer steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 3
+    log_every: int = 10
+
+
+@dataclass
 class Config:
+    task: str = "pretrain"        # what train.py trains: pretrain (retrieval, caption, ... join with their issues)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

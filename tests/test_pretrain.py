@@ -71,7 +71,7 @@ def build(prepared, *overrides):
 
 def test_zero_weight_losses_are_not_built(prepared):
     net, _, _ = build(prepared, "loss.mlm=0", "loss.dtr=0", "loss.mam_nce=0", "loss.mafr=0")
-    assert net.mlm_head is None and net.mafr_head is None and net.dtr_bias is None
+    assert net.mlm_head is None and net.mafr_head is None and net.dtr_head is None
     assert net.match_head is not None
 
 

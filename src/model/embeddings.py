@@ -9,6 +9,8 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
+from src.model.dropout import Dropout
+
 
 class TextEmbedding(nn.Cell):
     def __init__(self, vocab_size: int, hidden: int, max_positions: int, dropout: float, eps: float):
@@ -17,7 +19,7 @@ class TextEmbedding(nn.Cell):
         self.position_embeddings = nn.Embedding(max_positions, hidden)
         self.token_type_embeddings = nn.Embedding(2, hidden)  # BERT's segment embedding: kept for checkpoint parity
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def construct(self, ids):
         length = ids.shape[1]
@@ -33,7 +35,7 @@ class VisionEmbedding(nn.Cell):
         self.feature = nn.Dense(feature_dim, hidden)
         self.location = nn.Dense(7, hidden)
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def construct(self, feats, boxes):
         return self.dropout(self.norm(self.feature(feats) + self.location(boxes)))
@@ -45,7 +47,7 @@ class AudioEmbedding(nn.Cell):
         self.feature = nn.Dense(feature_dim, hidden)
         self.position_embeddings = nn.Embedding(max_positions, hidden)
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def construct(self, feats):
         positions = ops.arange(0, feats.shape[1], dtype=ms.int32).expand_dims(0)

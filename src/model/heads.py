@@ -30,19 +30,26 @@ class CrossEntropy(nn.Cell):
         return self.ce(logits.reshape(-1, c), targets.reshape(-1)).reshape(targets.shape)
 
 
-class MLMHead(nn.Cell):
-    """BERT's prediction head: transform, then logits through the (tied) word-embedding table."""
+class VocabHead(nn.Cell):
+    """Logits over the vocabulary through the tied word-embedding table; with `transform` it is BERT's MLM head
+    (dense, GELU, LayerNorm first). Rows are flattened to [N, V] before the product: a [B, L, H] @ [H, V] matmul
+    broadcasts the table to [B, H, V] (gigabytes for a real vocabulary) on CPU."""
 
-    def __init__(self, hidden: int, vocab_size: int, eps: float):
+    def __init__(self, hidden: int, vocab_size: int, eps: float, transform: bool = True):
         super().__init__()
-        self.dense = nn.Dense(hidden, hidden)
-        self.act = nn.GELU(approximate=False)
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.transform = transform
+        if transform:
+            self.dense = nn.Dense(hidden, hidden)
+            self.act = nn.GELU(approximate=False)
+            self.norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.bias = ms.Parameter(ops.zeros(vocab_size, ms.float32), name="bias")
+        self.matmul_table = ops.MatMul(transpose_b=True)  # no [V, H] -> [H, V] copy of the table per step
 
     def construct(self, x, table):
-        h = self.norm(self.act(self.dense(x)))
-        return ops.matmul(h, table.T) + self.bias
+        h = x.reshape(-1, x.shape[-1])
+        if self.transform:
+            h = self.norm(self.act(self.dense(h)))
+        return self.matmul_table(h, table) + self.bias
 
 
 class FeatureRegression(nn.Cell):

@@ -11,6 +11,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from src.model.dropout import Dropout
+
 NEG = -10000.0  # BERT's additive mask value: exp() underflows to 0 without the NaNs of -inf on fully masked rows
 
 
@@ -38,7 +40,7 @@ class Attention(nn.Cell):
         self.key = nn.Dense(hidden, hidden)
         self.value = nn.Dense(hidden, hidden)
         self.output = nn.Dense(hidden, hidden)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def split(self, x):
         b, l, _ = x.shape
@@ -75,7 +77,7 @@ class EncoderLayer(nn.Cell):
         self.attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.ffn = FeedForward(hidden, intermediate)
         self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def construct(self, x, bias):
         h = self.attention_norm(x + self.dropout(self.attention(x, x, bias)))
@@ -93,7 +95,7 @@ class DecoderLayer(nn.Cell):
         self.cross_attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.ffn = FeedForward(hidden, intermediate)
         self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = Dropout(dropout)
 
     def construct(self, x, self_bias, memory, memory_bias):
         h = self.attention_norm(x + self.dropout(self.attention(x, x, self_bias)))

@@ -9,9 +9,11 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.config import LossConfig, ModelConfig
+from src.config import Config, LossConfig, ModelConfig
+from src.data.pipeline import create_dataset, steps_per_epoch
+from src.data.records import open_prepared
 from src.data.masking import MATCH_CASES
-from src.model.heads import (CrossEntropy, FeatureRegression, MLMHead, contrastive_loss, gather_positions,
+from src.model.heads import (CrossEntropy, FeatureRegression, VocabHead, contrastive_loss, gather_positions,
                              matching_loss, regression_loss, weighted_mean)
 from src.model.convert import load_bert_weights
 from src.model.opt import OPT, DataDims
@@ -34,12 +36,12 @@ class PretrainLoss(nn.Cell):
         self.text_len, self.image_start, self.audio_start = text_len, text_len, text_len + regions
         self.temperature = loss_cfg.nce_temperature
         self.ce = CrossEntropy()
-        self.mlm_head = MLMHead(h, dims.vocab_size, eps) if self.use[0] else None
+        self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
         self.mvfr_head = FeatureRegression(h, dims.image_dim) if self.use[1] else None
         self.mrc_head = nn.Dense(h, dims.mrc_classes) if self.use[2] else None
         self.mafr_head = FeatureRegression(h, dims.audio_dim) if (self.use[3] or self.use[4]) else None
         self.match_head = nn.Dense(h, len(MATCH_CASES)) if self.use[5] else None
-        self.dtr_bias = ms.Parameter(ops.zeros(dims.vocab_size, ms.float32), name="dtr_bias") if self.use[6] else None
+        self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
             raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
 
@@ -77,7 +79,22 @@ class PretrainLoss(nn.Cell):
         """Teacher-forced reconstruction of the (unmasked) text: predict piece i+1 from pieces <= i."""
         inputs, targets = target_ids[:, :-1], target_ids[:, 1:]
         hidden = self.net.text_decoder(inputs, memory, memory_mask)
-        logits = ops.matmul(hidden, self.net.word_embedding_table().T) + self.dtr_bias
+        logits = self.dtr_head(hidden, self.net.word_embedding_table())
         weights = (targets > 0).astype(ms.float32) * row_weights.expand_dims(1)
         return weighted_mean(self.ce(logits, targets), weights)
 
+
+
+def build_pretraining(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+    """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
+    if not cfg.data.path:
+        raise ValueError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
+    data = open_prepared(cfg.data.path)
+    dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
+    loss_net = PretrainLoss(cfg.model, cfg.loss, dims, cfg.data.max_text_len, cfg.data.max_regions)
+
+    def make_dataset(epoch: int, start_batch: int):
+        return create_dataset(data, cfg.data, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
+                              start_batch=start_batch)
+
+    return loss_net, make_dataset, steps_per_epoch(data, cfg.data, num_shards=num_shards)

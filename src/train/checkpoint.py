@@ -1,0 +1,65 @@
+"""The one checkpoint format: a MindSpore `.ckpt` of the whole train step (network weights, optimizer moments and step,
+loss-scale state) plus the run position (optimizer step, epoch, batch within the epoch). Written under a temporary
+name and renamed, so a run killed mid-write never leaves a truncated checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+import mindspore as ms
+
+POSITION = ("step", "epoch", "batch")
+NAME = re.compile(r"^step_(\d{8})\.ckpt$")
+
+
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return Path(directory) / f"step_{step:08d}.ckpt"
+
+
+def list_checkpoints(directory: Path) -> list:
+    """Finished checkpoints in `directory`, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if NAME.match(p.name))
+
+
+def latest_checkpoint(directory: Path) -> Optional[Path]:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def save_checkpoint(cell: ms.nn.Cell, directory: Path, step: int, epoch: int, batch: int, keep: int = 0) -> Path:
+    """Write the checkpoint for `step` atomically; keep only the newest `keep` (0: all)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_path(directory, step)
+    partial = directory / f".{final.stem}.partial-{os.getpid()}.ckpt"
+    ms.save_checkpoint(cell, str(partial), append_dict={"step": step, "epoch": epoch, "batch": batch})
+    os.replace(partial, final)
+    if keep > 0:
+        for old in list_checkpoints(directory)[:-keep]:
+            old.unlink()
+    return final
+
+
+def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
+    """Load every parameter of `cell` from `path` (all must be there) and return the saved run position."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    params = ms.load_checkpoint(str(path))
+    missing_position = [k for k in POSITION if k not in params]
+    if missing_position:
+        raise ValueError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "
+                         "use it as model.init_from or for evaluation instead")
+    position = {k: int(params.pop(k).asnumpy()) for k in POSITION}
+    not_loaded, _ = ms.load_param_into_net(cell, params)
+    if not_loaded:
+        shown = ", ".join(not_loaded[:5]) + (" ..." if len(not_loaded) > 5 else "")
+        raise ValueError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint ({shown}); "
+                         "was it written with a different config?")
+    return position

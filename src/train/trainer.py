@@ -1,0 +1,151 @@
+"""The training loop shared by every task: schedule, train step, logging, checkpoints and exact resume.
+
+A task supplies a loss cell (inputs in the dataset's column order -> (total, [each loss])), the names of its losses
+and a function `make_dataset(epoch, start_batch)` that yields one epoch of batches for this rank from a given batch.
+Because batches are a function of (seed, epoch, batch index) and all other state is in the checkpoint, a resumed run
+continues exactly where the checkpoint was written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+import yaml
+
+from src.config import Config, ConfigError, to_dict
+from src.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from src.train.schedule import learning_rates
+from src.train.step import TrainStep, build_optimizer
+
+MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+def set_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"train.mode must be graph or pynative, got '{mode}'")
+    ms.set_context(mode=MODES[mode])
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+class TrainLog:
+    """Every optimizer step as one JSON line in `train_log.jsonl`; a progress line on stdout every `every` steps."""
+
+    def __init__(self, path: Path, loss_names: Sequence[str], total_steps: int, every: int, resume_step: int):
+        self.path, self.names, self.total, self.every = path, tuple(loss_names), total_steps, max(1, every)
+        self.kept_lines = self._lines_up_to(resume_step)
+        write_text_atomic(path, "".join(self.kept_lines))  # a resumed run drops the steps it will redo
+        self.file = open(path, "a", encoding="utf-8")
+        self.timed_steps, self.timed_seconds = 0, 0.0
+
+    def _lines_up_to(self, step: int) -> list:
+        if step == 0 or not self.path.exists():
+            return []
+        return [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if json.loads(line)["step"] <= step]
+
+    def record(self, step: int, epoch: int, outputs, lr: float, seconds: float, samples: int) -> dict:
+        total, losses, scale, norm, overflow = (np.asarray(o.asnumpy()) for o in outputs)
+        entry = {"step": step, "epoch": epoch, "loss": float(total),
+                 **{n: float(v) for n, v in zip(self.names, losses)},
+                 "lr": lr, "loss_scale": float(scale), "grad_norm": float(norm), "overflow": bool(overflow),
+                 "step_time": seconds, "samples_per_s": samples / seconds}
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+        if step > 1:  # the first step includes graph compilation
+            self.timed_steps, self.timed_seconds = self.timed_steps + 1, self.timed_seconds + seconds
+        if step % self.every == 0 or step == self.total or step == 1:
+            print(self.progress_line(entry), flush=True)
+        return entry
+
+    def progress_line(self, e: dict) -> str:
+        per_step = self.timed_seconds / self.timed_steps if self.timed_steps else e["step_time"]
+        eta = time.strftime("%H:%M:%S", time.gmtime(per_step * (self.total - e["step"])))
+        losses = " ".join(f"{n} {e[n]:.4f}" for n in self.names)
+        flag = " OVERFLOW (step skipped)" if e["overflow"] else ""
+        return (f"step {e['step']}/{self.total} ep {e['epoch']} | loss {e['loss']:.4f} | {losses} | lr {e['lr']:.2e} "
+                f"| scale {e['loss_scale']:g} | gnorm {e['grad_norm']:.3f} | {e['step_time'] * 1000:.0f} ms "
+                f"{e['samples_per_s']:.1f} samples/s | eta {eta}{flag}")
+
+    def close(self):
+        self.file.close()
+
+
+def total_steps(cfg: Config, batches_per_epoch: int) -> int:
+    t = cfg.train
+    if t.max_steps > 0:
+        return t.max_steps
+    steps = t.epochs * batches_per_epoch // t.accumulation_steps
+    if steps < 1:
+        raise ConfigError(f"{t.epochs} epoch(s) of {batches_per_epoch} batches make no optimizer step with "
+                          f"train.accumulation_steps={t.accumulation_steps}")
+    return steps
+
+
+def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_dataset: Callable,
+        batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print) -> dict:
+    """Train `loss_net` under `cfg.train`; returns the final run position and the last step's log entry."""
+    t = cfg.train
+    out = Path(t.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = total_steps(cfg, batches_per_epoch)
+    rates = learning_rates(t, steps)
+    if t.amp_level != "O0":
+        loss_net = ms.amp.auto_mixed_precision(loss_net, t.amp_level)
+    step_cell = TrainStep(loss_net, build_optimizer(loss_net.trainable_params(), t, rates), t)
+    step_cell.set_train(True)
+
+    position = {"step": 0, "epoch": 0, "batch": 0}
+    ckpt = latest_checkpoint(out) if resume == "auto" else (Path(resume) if resume else None)
+    if ckpt is not None:
+        position = load_checkpoint(step_cell, ckpt)
+        log(f"resumed from {ckpt} at step {position['step']} (epoch {position['epoch']}, batch {position['batch']})")
+    elif resume == "auto":
+        log(f"no checkpoint in {out}: starting from scratch")
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+
+    trainlog = TrainLog(out / "train_log.jsonl", loss_names, steps, t.log_every, position["step"])
+    step, epoch, batch = position["step"], position["epoch"], position["batch"]
+    deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
+    micro, started, entry, saved = 0, time.perf_counter(), {}, step
+    log(f"training {steps} optimizer steps ({batches_per_epoch} batches per epoch, "
+        f"{t.accumulation_steps} per step) -> {out}")
+    while step < steps:
+        dataset = make_dataset(epoch, batch)
+        for inputs in dataset.create_tuple_iterator(num_epochs=1):
+            batch += 1
+            if batch == batches_per_epoch:
+                epoch, batch = epoch + 1, 0
+            micro += 1
+            apply = micro == t.accumulation_steps
+            outputs = step_cell(apply, *inputs)
+            if not apply:
+                continue
+            micro, step = 0, step + 1
+            seconds = time.perf_counter() - started
+            entry = trainlog.record(step, epoch, outputs, float(rates[step - 1]), seconds,
+                                    cfg.data.batch_size * t.accumulation_steps)
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if step % t.save_every == 0 or step == steps or out_of_time:
+                save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
+                saved = step
+            if out_of_time and step < steps:
+                log(f"train.max_minutes={t.max_minutes} reached at step {step}: stopping "
+                    f"(resume with --resume to continue)")
+                steps = step
+            if step >= steps:
+                break
+            started = time.perf_counter()
+    if saved != step:
+        save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
+    trainlog.close()
+    return {"step": step, "epoch": epoch, "batch": batch, "last": entry}

@@ -1,0 +1,46 @@
+"""Train a model: `python train.py --config config/pretrain_demo.yaml [--set key=value ...] [--resume [PATH]]`.
+
+The config's `task` says what is trained; every task shares the loop in `src/train/trainer.py` (schedule, loss
+scaling, accumulation, clipping, logging, atomic checkpoints, exact resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import mindspore as ms
+
+from src.config import ConfigError, load_config
+from src.train.trainer import fit, set_mode
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="a recipe in config/")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue from a checkpoint (default: the newest in train.output_dir)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    set_mode(cfg.train.mode)
+    ms.set_seed(cfg.train.seed)
+    if cfg.task == "pretrain":
+        from src.tasks.pretrain import LOSS_NAMES, build_pretraining
+        loss_net, make_dataset, per_epoch = build_pretraining(cfg)
+        fit(cfg, loss_net, LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
+    else:
+        print(f"error: {args.config}: unknown task '{cfg.task}' (known: pretrain)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
