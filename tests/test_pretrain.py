@@ -107,3 +107,25 @@ def test_every_enabled_loss_decreases(prepared):
     first, last = history[:8].mean(0), history[-8:].mean(0)
     for i, name in enumerate(LOSS_NAMES):
         assert last[i] < first[i], f"{name}: {first[i]:.3f} -> {last[i]:.3f}"
+
+
+def test_cached_decoder_steps_equal_the_full_decoder():
+    from src.config import ModelConfig
+    from src.model.opt import TextDecoder
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        ms.set_seed(3)
+        dec = TextDecoder(ModelConfig(hidden=16, heads=2, intermediate=32, decoder_layers=2, max_positions=16,
+                                      dropout=0.1), vocab_size=50)
+        dec.set_train(False)
+        rng = np.random.default_rng(0)
+        ids = rng.integers(1, 50, (2, 6)).astype(np.int32)
+        memory = t(rng.standard_normal((2, 5, 16)))
+        memory_mask = t([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+        full = dec(t(ids, ms.int32), memory, memory_mask).asnumpy()
+        self_kv, memory_kv, memory_bias = dec.start_cache(memory, memory_mask, max_len=8)
+        for i in range(ids.shape[1]):
+            out, self_kv = dec.step(t(ids[:, i:i + 1], ms.int32), t(i, ms.int32), self_kv, memory_kv, memory_bias)
+            np.testing.assert_allclose(out.asnumpy()[:, 0], full[:, i], atol=1e-5)
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)

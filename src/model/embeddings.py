@@ -21,9 +21,10 @@ class TextEmbedding(nn.Cell):
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.dropout = Dropout(dropout)
 
-    def construct(self, ids):
+    def construct(self, ids, start=0):
+        """ids [B, L] at positions start .. start + L - 1 (a decoder step passes its position as `start`)."""
         length = ids.shape[1]
-        positions = ops.arange(0, length, dtype=ms.int32).expand_dims(0)
+        positions = (ops.arange(0, length, dtype=ms.int32) + start).expand_dims(0)
         x = self.word_embeddings(ids) + self.position_embeddings(positions) + \
             self.token_type_embeddings(ops.zeros_like(ids))
         return self.dropout(self.norm(x))

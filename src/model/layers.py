@@ -47,9 +47,15 @@ class Attention(nn.Cell):
         return x.reshape(b, l, self.heads, self.head_dim).transpose(0, 2, 1, 3)
 
     def construct(self, x, memory, bias):
+        k, v = self.keys_values(memory)
+        return self.attend(x, k, v, bias)
+
+    def keys_values(self, memory):
+        """[B, Lk, H] -> keys and values split by head, [B, heads, Lk, head_dim] each (cacheable)."""
+        return self.split(self.key(memory)), self.split(self.value(memory))
+
+    def attend(self, x, k, v, bias):
         q = self.split(self.query(x))
-        k = self.split(self.key(memory))
-        v = self.split(self.value(memory))
         scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale + bias
         probs = self.dropout(ops.softmax(scores, axis=-1))
         context = ops.matmul(probs, v).transpose(0, 2, 1, 3)
@@ -101,6 +107,16 @@ class DecoderLayer(nn.Cell):
         h = self.attention_norm(x + self.dropout(self.attention(x, x, self_bias)))
         h = self.cross_attention_norm(h + self.dropout(self.cross_attention(h, memory, memory_bias)))
         return self.output_norm(h + self.dropout(self.ffn(h)))
+
+    def step(self, x, slot, self_bias, cache_k, cache_v, memory_k, memory_v, memory_bias):
+        """One new position x [B, 1, H]: its keys/values are written into the caches [B, heads, T, head_dim] at the
+        one-hot `slot` [1, 1, T, 1]; attention reads the cache (future slots are masked by `self_bias`)."""
+        k, v = self.attention.keys_values(x)
+        cache_k = cache_k * (1.0 - slot) + k * slot
+        cache_v = cache_v * (1.0 - slot) + v * slot
+        h = self.attention_norm(x + self.attention.attend(x, cache_k, cache_v, self_bias))
+        h = self.cross_attention_norm(h + self.cross_attention.attend(h, memory_k, memory_v, memory_bias))
+        return self.output_norm(h + self.ffn(h)), cache_k, cache_v
 
 
 class Encoder(nn.Cell):

@@ -10,7 +10,7 @@ from mindspore import nn, ops
 
 from src.config import ModelConfig
 from src.model.embeddings import AudioEmbedding, TextEmbedding, VisionEmbedding
-from src.model.layers import DecoderLayer, Encoder, causal_bias, padding_bias
+from src.model.layers import NEG, DecoderLayer, Encoder, causal_bias, padding_bias
 
 
 @dataclass
@@ -29,7 +29,12 @@ class DataDims:
 
 
 class TextDecoder(nn.Cell):
-    """Transformer decoder over word pieces, attending to the cross-modal encoder output."""
+    """Transformer decoder over word pieces, attending to the cross-modal encoder output.
+
+    Training runs `construct` over whole sequences. Generation runs `start_cache` once, then `step` once per new token:
+    each step embeds one position, writes its keys/values into fixed-size caches and attends over them, so a token
+    costs one position of work, not the whole prefix; every shape is static, so the step compiles once.
+    """
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -44,6 +49,29 @@ class TextDecoder(nn.Cell):
         for layer in self.layers:
             x = layer(x, self_bias, memory, memory_bias)
         return x
+
+    def start_cache(self, memory, memory_mask, max_len: int):
+        """Per-layer cross-attention keys/values of the encoder output (computed once) and empty self-attention
+        caches for `max_len` positions."""
+        b = memory.shape[0]
+        layer0 = self.layers[0].attention
+        empty = ops.zeros((b, layer0.heads, max_len, layer0.head_dim), memory.dtype)
+        memory_kv = tuple(layer.cross_attention.keys_values(memory) for layer in self.layers)
+        self_kv = tuple((empty, empty) for _ in self.layers)
+        return self_kv, memory_kv, padding_bias(memory_mask)
+
+    def step(self, ids, position, self_kv, memory_kv, memory_bias):
+        """ids [B, 1] at `position` (int32 scalar tensor) -> (hidden [B, 1, H], updated self-attention caches)."""
+        max_len = self_kv[0][0].shape[2]
+        slots = ops.arange(0, max_len, dtype=ms.int32)
+        slot = (slots == position).astype(ms.float32).reshape(1, 1, max_len, 1)
+        self_bias = ((slots > position).astype(ms.float32) * NEG).reshape(1, 1, 1, max_len)
+        x = self.embedding(ids, position)
+        new_kv = ()
+        for layer, (k, v), (mk, mv) in zip(self.layers, self_kv, memory_kv):
+            x, k, v = layer.step(x, slot, self_bias, k, v, mk, mv, memory_bias)
+            new_kv += ((k, v),)
+        return x, new_kv
 
 
 class OPT(nn.Cell):

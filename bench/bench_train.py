@@ -1,0 +1,119 @@
+"""Training-step benchmark: graph compile time, step time, samples/s and model FLOPs utilisation (MFU), plus a PyNative
+step for comparison.
+
+    python bench/bench_train.py --config config/pretrain_tiny.yaml --set data.path=/tmp/tiny/prepared
+    python bench/bench_train.py --config config/pretrain_demo.yaml --steps 6 --json bench_demo.json
+
+MFU = model FLOPs per step / step time / peak, where the peak is a float32 numpy matmul measured in the same run and
+model FLOPs count every matrix product of the enabled losses (forward x 3 for forward + backward). The train step is
+the real one (`src/train/step.py`: loss scale, clipping, AdamW) on real batches from the prepared data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mindspore as ms  # noqa: E402
+
+from src.config import load_config  # noqa: E402
+from src.data.masking import max_predictions  # noqa: E402
+from src.tasks.pretrain import LOSS_NAMES, build_pretraining  # noqa: E402
+from src.train.schedule import learning_rates  # noqa: E402
+from src.train.step import TrainStep, build_optimizer  # noqa: E402
+
+
+def matmul_peak(n: int = 1024, repeats: int = 8) -> float:
+    """Best float32 GFLOP/s of an n x n numpy matmul."""
+    a, b = (np.random.default_rng(i).random((n, n), dtype=np.float32) for i in range(2))
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def model_flops(cfg, dims) -> float:
+    """Forward + backward matmul FLOPs of one pre-training step (3 x forward)."""
+    d, m = cfg.data, cfg.model
+    b, h, i, v = d.batch_size, m.hidden, m.intermediate, dims.vocab_size
+    lt, nv, na = d.max_text_len, d.max_regions, d.max_audio_tokens
+    seq = lt + nv + na
+    use = dict(zip(LOSS_NAMES, (getattr(cfg.loss, n) > 0 for n in LOSS_NAMES)))
+    p = d.token_mask_prob
+    st, sv, sa = max_predictions(lt - 2, p), max_predictions(nv, p), max_predictions(na, p)
+    f = 2 * b * (nv * (dims.image_dim + 7) * h + na * dims.audio_dim * h)          # vision/audio embeddings
+    f += m.layers * 2 * b * seq * (4 * h * h + 2 * h * i + 2 * seq * h)            # encoder
+    f += use["mlm"] * 2 * b * st * (h * h + h * v)
+    f += use["mvfr"] * 2 * b * sv * h * dims.image_dim + use["mrc"] * 2 * b * sv * h * dims.mrc_classes
+    f += (use["mafr"] or use["mam_nce"]) * 2 * b * sa * h * dims.audio_dim
+    f += use["mam_nce"] * 2 * (b * sa) ** 2 * dims.audio_dim
+    if use["dtr"]:
+        ld = lt - 1
+        per_layer = 4 * h * h * ld + 2 * ld * ld * h + 2 * h * h * ld + 2 * h * h * seq + 2 * ld * seq * h \
+            + 2 * h * i * ld
+        f += m.decoder_layers * 2 * b * per_layer + 2 * b * ld * h * v
+    return 3.0 * f
+
+
+def time_steps(cfg, mode, steps: int) -> dict:
+    ms.set_context(mode=mode)
+    ms.set_seed(0)
+    loss_net, make_dataset, _ = build_pretraining(cfg)
+    opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, steps + 1))
+    step = TrainStep(loss_net, opt, cfg.train)
+    step.set_train(True)
+    batches = []
+    for batch in make_dataset(0, 0).create_tuple_iterator(num_epochs=1):
+        batches.append(batch)
+        if len(batches) == steps + 1:
+            break
+    first = _timed(lambda: step(True, *batches[0])[0].asnumpy())
+    times = [_timed(lambda: step(True, *b)[0].asnumpy()) for b in batches[1:]]
+    return {"first_step_s": first, "step_s": float(np.median(times))}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--set", nargs="*", default=[])
+    ap.add_argument("--steps", type=int, default=8, help="timed graph-mode steps after the compiling one")
+    ap.add_argument("--pynative-steps", type=int, default=2, help="timed PyNative steps (0: skip)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, args.set)
+    from src.data.records import open_prepared
+    from src.model.opt import DataDims
+    dims = DataDims.from_prepared(open_prepared(cfg.data.path), cfg.data.max_audio_tokens)
+    flops = model_flops(cfg, dims)
+
+    graph = time_steps(cfg, ms.GRAPH_MODE, args.steps)
+    peak = matmul_peak()
+    result = {"config": args.config, "batch_size": cfg.data.batch_size, "model_gflops_per_step": flops / 1e9,
+              "compile_s": graph["first_step_s"] - graph["step_s"], "step_s": graph["step_s"],
+              "samples_per_s": cfg.data.batch_size / graph["step_s"], "numpy_matmul_peak_gflops": peak,
+              "achieved_gflops": flops / graph["step_s"] / 1e9, "mfu": flops / graph["step_s"] / (peak * 1e9)}
+    if args.pynative_steps > 0:
+        pynative = time_steps(cfg, ms.PYNATIVE_MODE, args.pynative_steps)
+        result["pynative_step_s"] = pynative["step_s"]
+        result["graph_speedup"] = pynative["step_s"] / graph["step_s"]
+    result = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}
+    for k, v in result.items():
+        print(f"{k:>26}: {v}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
