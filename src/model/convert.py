@@ -56,7 +56,7 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
     """Copy a BERT checkpoint into `net`; returns what was loaded and what was skipped (with why)."""
     from safetensors.numpy import load_file
     weights = load_file(resolve_checkpoint(path))
-    params = {p.name: p for p in net.get_parameters()}
+    params = dict(net.parameters_and_names())  # names by path: a shared table answers to its first path
     loaded, skipped = [], []
 
     def put(name: str, value: np.ndarray, source: str) -> None:

@@ -13,9 +13,12 @@ from src.model.dropout import Dropout
 
 
 class TextEmbedding(nn.Cell):
-    def __init__(self, vocab_size: int, hidden: int, max_positions: int, dropout: float, eps: float):
+    """`word_embeddings` may be another TextEmbedding's table (the text decoder shares the encoder's)."""
+
+    def __init__(self, vocab_size: int, hidden: int, max_positions: int, dropout: float, eps: float,
+                 word_embeddings: nn.Embedding = None):
         super().__init__()
-        self.word_embeddings = nn.Embedding(vocab_size, hidden)
+        self.word_embeddings = word_embeddings if word_embeddings is not None else nn.Embedding(vocab_size, hidden)
         self.position_embeddings = nn.Embedding(max_positions, hidden)
         self.token_type_embeddings = nn.Embedding(2, hidden)  # BERT's segment embedding: kept for checkpoint parity
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)

@@ -36,9 +36,10 @@ class TextDecoder(nn.Cell):
     costs one position of work, not the whole prefix; every shape is static, so the step compiles once.
     """
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, word_embeddings: nn.Embedding = None):
         super().__init__()
-        self.embedding = TextEmbedding(vocab_size, cfg.hidden, cfg.max_positions, cfg.dropout, cfg.layer_norm_eps)
+        self.embedding = TextEmbedding(vocab_size, cfg.hidden, cfg.max_positions, cfg.dropout, cfg.layer_norm_eps,
+                                       word_embeddings)
         self.layers = nn.CellList([DecoderLayer(cfg.hidden, cfg.heads, cfg.intermediate, cfg.dropout,
                                                 cfg.layer_norm_eps) for _ in range(cfg.decoder_layers)])
 
@@ -84,7 +85,9 @@ class OPT(nn.Cell):
             "audio": AudioEmbedding(dims.audio_dim, h, dims.max_audio_tokens, cfg.dropout, eps),
         })
         self.encoder = Encoder(cfg.layers, h, cfg.heads, cfg.intermediate, cfg.dropout, eps)
-        self.text_decoder = TextDecoder(cfg, dims.vocab_size) if cfg.decoder_layers > 0 else None
+        # the decoder reads and predicts word pieces through the encoder's table (one 30k x H table, not three)
+        self.text_decoder = TextDecoder(cfg, dims.vocab_size, self.embeddings["text"].word_embeddings) \
+            if cfg.decoder_layers > 0 else None
 
     def encode(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
         """[B, Lt + Nv + Na, hidden] contextual states and their mask; the text segment starts with [CLS]."""

@@ -68,8 +68,11 @@ class TrainLog:
         return entry
 
     def progress_line(self, e: dict) -> str:
-        per_step = self.timed_seconds / self.timed_steps if self.timed_steps else e["step_time"]
-        eta = time.strftime("%H:%M:%S", time.gmtime(per_step * (self.total - e["step"])))
+        if self.timed_steps:  # the first step (graph compilation) says nothing about the rest
+            per_step = self.timed_seconds / self.timed_steps
+            eta = time.strftime("%H:%M:%S", time.gmtime(per_step * (self.total - e["step"])))
+        else:
+            eta = "--:--:--"
         losses = " ".join(f"{n} {e[n]:.4f}" for n in self.names)
         flag = " OVERFLOW (step skipped)" if e["overflow"] else ""
         return (f"step {e['step']}/{self.total} ep {e['epoch']} | loss {e['loss']:.4f} | {losses} | lr {e['lr']:.2e} "
