@@ -11,6 +11,7 @@ import sys
 import mindspore as ms
 
 from src.config import ConfigError, load_config
+from src.data.records import DatasetError
 from src.train.trainer import fit, set_mode
 
 
@@ -30,14 +31,17 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    set_mode(cfg.train.mode)
-    ms.set_seed(cfg.train.seed)
-    if cfg.task == "pretrain":
+    if cfg.task != "pretrain":
+        print(f"error: {args.config}: unknown task '{cfg.task}' (known: pretrain)", file=sys.stderr)
+        return 2
+    try:  # what a user can fix (config, data, checkpoint) is one line on stderr, not a traceback
+        set_mode(cfg.train.mode)
+        ms.set_seed(cfg.train.seed)
         from src.tasks.pretrain import LOSS_NAMES, build_pretraining
         loss_net, make_dataset, per_epoch = build_pretraining(cfg)
         fit(cfg, loss_net, LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
-    else:
-        print(f"error: {args.config}: unknown task '{cfg.task}' (known: pretrain)", file=sys.stderr)
+    except (ConfigError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 

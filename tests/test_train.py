@@ -193,3 +193,14 @@ def test_sigkill_and_resume_gives_the_same_losses(prepared, tmp_path):
     np.testing.assert_allclose([[e[n] for n in names] for e in b[6:]], [[e[n] for n in names] for e in a[6:]],
                                rtol=1e-5)
     assert a[-1]["loss"] < a[0]["loss"]
+
+
+def test_train_py_reports_user_errors_in_one_line(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "train.py"), "--config",
+                                     str(ROOT / "config/pretrain_tiny.yaml"), *a], capture_output=True, text=True,
+                                    cwd=tmp_path)
+    bad_key = run("--set", "train.learning_rate=1")
+    assert bad_key.returncode == 2 and "unknown key 'learning_rate'" in bad_key.stderr
+    no_data = run("--set", f"data.path={tmp_path / 'nowhere'}")
+    assert no_data.returncode == 2 and "not a prepared dataset" in no_data.stderr
+    assert "Traceback" not in no_data.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.config import Config, LossConfig, ModelConfig
+from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.pipeline import create_dataset, steps_per_epoch
 from src.data.records import open_prepared
 from src.data.masking import MATCH_CASES
@@ -88,7 +88,7 @@ class PretrainLoss(nn.Cell):
 def build_pretraining(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
     if not cfg.data.path:
-        raise ValueError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
+        raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.data.path)
     dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
     loss_net = PretrainLoss(cfg.model, cfg.loss, dims, cfg.data.max_text_len, cfg.data.max_regions)
