@@ -12,6 +12,7 @@ import mindspore as ms
 
 from src.config import ConfigError, load_config
 from src.data.records import DatasetError
+from src.train.checkpoint import CheckpointError
 from src.train.trainer import fit, set_mode
 
 
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
         from src.tasks.pretrain import LOSS_NAMES, build_pretraining
         loss_net, make_dataset, per_epoch = build_pretraining(cfg)
         fit(cfg, loss_net, LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
-    except (ConfigError, DatasetError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -15,7 +15,7 @@ from mindspore import nn, ops
 
 from src.config import ConfigError, TrainConfig
 from src.model.dropout import Dropout
-from src.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from src.train.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from src.train.schedule import learning_rates
 from src.train.step import TrainStep, build_optimizer, no_decay
 from tests.conftest import ROOT
@@ -159,7 +159,7 @@ def test_checkpoint_round_trip_is_atomic_and_pruned(tmp_path):
 def test_weights_only_file_is_refused_for_resume(tmp_path):
     step, net = make_step()
     ms.save_checkpoint(net, str(tmp_path / "weights.ckpt"))
-    with pytest.raises(ValueError, match="not a training checkpoint"):
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
         load_checkpoint(step, tmp_path / "weights.ckpt")
 
 
@@ -204,3 +204,22 @@ def test_train_py_reports_user_errors_in_one_line(tmp_path):
     no_data = run("--set", f"data.path={tmp_path / 'nowhere'}")
     assert no_data.returncode == 2 and "not a prepared dataset" in no_data.stderr
     assert "Traceback" not in no_data.stderr
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    step, _ = make_step()
+    save_checkpoint(step, tmp_path, 1, epoch=0, batch=1)
+    cfg = TrainConfig(lr=0.1, weight_decay=0.0, grad_clip=0.0)
+
+    class Wider(Regression):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Dense(4, 1)
+
+        def construct(self, x, y):
+            return super().construct(ops.concat((x, x[:, :1]), 1), y)
+
+    net = Wider()
+    other = TrainStep(net, build_optimizer(net.trainable_params(), cfg, learning_rates(cfg, 10)), cfg)
+    with pytest.raises(CheckpointError, match="step_00000001.ckpt"):
+        load_checkpoint(other, tmp_path / "step_00000001.ckpt")

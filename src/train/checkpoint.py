@@ -12,6 +12,11 @@ from typing import Optional
 import mindspore as ms
 
 POSITION = ("step", "epoch", "batch")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot continue this run; the message names the file and what is wrong."""
+
 NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 
@@ -54,12 +59,15 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
     params = ms.load_checkpoint(str(path))
     missing_position = [k for k in POSITION if k not in params]
     if missing_position:
-        raise ValueError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "
+        raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "
                          "use it as model.init_from or for evaluation instead")
     position = {k: int(params.pop(k).asnumpy()) for k in POSITION}
-    not_loaded, _ = ms.load_param_into_net(cell, params)
+    try:
+        not_loaded, _ = ms.load_param_into_net(cell, params)
+    except (RuntimeError, ValueError) as e:  # MindSpore's message for a shape mismatch names the parameter
+        raise CheckpointError(f"{path}: does not fit this model: {str(e).splitlines()[0]}") from None
     if not_loaded:
         shown = ", ".join(not_loaded[:5]) + (" ..." if len(not_loaded) > 5 else "")
-        raise ValueError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint ({shown}); "
+        raise CheckpointError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint ({shown}); "
                          "was it written with a different config?")
     return position

@@ -120,8 +120,11 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     step, epoch, batch = position["step"], position["epoch"], position["batch"]
     deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
     micro, started, entry, saved = 0, time.perf_counter(), {}, step
-    log(f"training {steps} optimizer steps ({batches_per_epoch} batches per epoch, "
-        f"{t.accumulation_steps} per step) -> {out}")
+    if step >= steps:
+        log(f"the run is complete ({step} of {steps} steps); raise train.max_steps or train.epochs to go on")
+    else:
+        log(f"training {steps} optimizer steps ({batches_per_epoch} batches per epoch, "
+            f"{t.accumulation_steps} per step) -> {out}")
     while step < steps:
         dataset = make_dataset(epoch, batch)
         for inputs in dataset.create_tuple_iterator(num_epochs=1):
