@@ -1,0 +1,66 @@
+"""Two-stage retrieval: a fast first stage over pooled single-modality embeddings (cosine similarity, all queries
+against all candidates in row chunks), then a cross-encoder rerank of each query's top k.
+
+The final order of a query's candidates is its top k in cross-encoder order, then the rest in first-stage order. Its
+rank is therefore the rerank rank when a correct candidate made the top k, else the first-stage rank (every top-k
+candidate is then wrong and scored above it anyway). Memory is bounded by `chunk` x gallery size, never the full
+query x gallery matrix of floats.
+"""
+from __future__ import annotations
+
+from typing import Callable, Tuple
+
+import numpy as np
+
+from src.metrics.retrieval import best_positive_ranks
+
+# score_pairs(query_indices [N], candidate_indices [N]) -> cross-encoder scores [N]
+PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def first_stage(queries: np.ndarray, candidates: np.ndarray, positives: np.ndarray, k: int,
+                chunk: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+    """Cosine top-k candidate indices [Q, k] (best first) and each query's first-stage rank [Q]."""
+    q, c = normalise(queries), normalise(candidates)
+    k = min(k, len(c))
+    top = np.empty((len(q), k), np.int64)
+    ranks = np.empty(len(q), np.int64)
+    for start in range(0, len(q), chunk):
+        rows = slice(start, start + chunk)
+        sims = q[rows] @ c.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, 1), axis=1, kind="stable")
+        top[rows] = np.take_along_axis(part, order, 1)
+        ranks[rows] = best_positive_ranks(sims, positives[rows])
+    return top, ranks
+
+
+def two_stage_ranks(queries: np.ndarray, candidates: np.ndarray, positives: np.ndarray, k: int,
+                    score_pairs: PairScorer, chunk: int = 1024) -> np.ndarray:
+    """1-based rank of each query's best correct candidate after the cross-encoder reranks the first stage's top k."""
+    positives = np.asarray(positives, bool)
+    top, ranks = first_stage(queries, candidates, positives, k, chunk)
+    query_ids = np.repeat(np.arange(len(top)), top.shape[1])
+    cross = np.asarray(score_pairs(query_ids, top.reshape(-1)), np.float64).reshape(top.shape)
+    top_positive = np.take_along_axis(positives, top, 1)
+    hit = top_positive.any(1)
+    if hit.any():
+        ranks[hit] = best_positive_ranks(cross[hit], top_positive[hit])
+    return ranks
+
+
+def full_ranks(num_queries: int, num_candidates: int, positives: np.ndarray, score_pairs: PairScorer,
+               chunk: int = 64) -> np.ndarray:
+    """The all-pairs cross-encoder baseline: every query against every candidate."""
+    ranks = np.empty(num_queries, np.int64)
+    candidates = np.arange(num_candidates)
+    for start in range(0, num_queries, chunk):
+        rows = np.arange(start, min(start + chunk, num_queries))
+        scores = score_pairs(np.repeat(rows, num_candidates), np.tile(candidates, len(rows)))
+        ranks[rows] = best_positive_ranks(np.asarray(scores).reshape(len(rows), num_candidates), positives[rows])
+    return ranks
