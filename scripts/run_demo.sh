@@ -4,7 +4,7 @@
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
-# Running it again continues the same run from its newest checkpoint (until train.max_steps).
+# Running it again continues a run cut short by the time bound from its newest checkpoint (up to train.max_steps).
 # Environment: PYTHON (default python), DATA (demo data directory, default data/demo), MINUTES (training time bound,
 # default 12).
 set -euo pipefail
