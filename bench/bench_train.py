@@ -5,9 +5,9 @@ step for comparison.
     python bench/bench_train.py --config config/pretrain_demo.yaml --steps 6 --json bench_demo.json
 
 MFU = model FLOPs per step / step time / peak, where the peak is a float32 numpy matmul measured in the same run (the
-median of samples taken before and after the timed steps) and
-model FLOPs count every matrix product of the enabled losses (forward x 3 for forward + backward). The train step is
-the real one (`src/train/step.py`: loss scale, clipping, AdamW) on real batches from the prepared data.
+median of samples taken before and after the timed steps) and model FLOPs count every matrix product of the enabled
+losses (forward x 3 for forward + backward). The train step is the real one (`src/train/step.py`: loss scale,
+clipping, AdamW) on real batches from the prepared data.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ import mindspore as ms  # noqa: E402
 
 from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
+from src.data.records import open_prepared  # noqa: E402
+from src.model.opt import DataDims  # noqa: E402
 from src.tasks.pretrain import LOSS_NAMES, build_pretraining  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
 from src.train.step import TrainStep, build_optimizer  # noqa: E402
@@ -92,8 +94,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
-    from src.data.records import open_prepared
-    from src.model.opt import DataDims
     dims = DataDims.from_prepared(open_prepared(cfg.data.path), cfg.data.max_audio_tokens)
     flops = model_flops(cfg, dims)
 

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from src.data.records import open_prepared
 
 ROOT = Path(__file__).resolve().parents[1]

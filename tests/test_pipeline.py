@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 
-from src.config import DataConfig
 from src.data.masking import MATCH_CASES, TEXT, IMAGE, AUDIO
 from src.data.pipeline import (EVAL_COLUMNS, PRETRAIN_COLUMNS, Collator, corrupt, create_dataset, epoch_indices,
                                steps_per_epoch)

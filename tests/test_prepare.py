@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from src.data.prepare import PrepareError, main, prepare
 from src.data.records import SCHEMA, DatasetError, decode_row, open_prepared
 from src.data.sources import Sample, read_source
 from src.data.tokenizer import Tokenizer
-from tests.conftest import make_manifest, tiny_config, write_image, write_tone
+from tests.conftest import make_manifest, tiny_config, write_tone
 
 QUIET = dict(log=lambda *a: None)
 

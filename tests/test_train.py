@@ -1,6 +1,5 @@
 """The training machinery: schedules, optimizer groups, the train step (loss scale, clipping, accumulation),
 checkpoints, and train.py's exact resume after SIGKILL."""
-import dataclasses
 import json
 import os
 import signal

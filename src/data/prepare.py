@@ -27,7 +27,7 @@ from src.data.errors import FeatureError
 from src.data.image import fit_codebook, grid_feature_dim, image_regions, nearest_centroid
 from src.data.records import (FORMAT_VERSION, META, DatasetError, SplitWriter, open_prepared, write_json_atomic)
 from src.data.sources import Problem, Sample, read_source
-from src.data.tokenizer import Tokenizer, is_chinese, resolve_vocab
+from src.data.tokenizer import Tokenizer, resolve_vocab
 
 
 class PrepareError(RuntimeError):

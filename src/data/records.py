@@ -11,12 +11,13 @@ an interrupted or damaged output is refused, never half-read.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
+from src.files import write_text_atomic
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -108,9 +109,7 @@ def open_prepared(root) -> PreparedData:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False))
 
 
 class SplitWriter:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import os
 import re
 import sys
 from functools import lru_cache
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Iterable, List, Optional
 
 import numpy as np
+
+from src.files import write_text_atomic
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
@@ -156,10 +157,7 @@ def build_vocab(texts: Iterable[str], langs: Iterable[str], size: int, min_count
 
 
 def write_vocab(tokens: List[str], path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(tokens) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(tokens) + "\n")
 
 
 def main(argv=None) -> int:

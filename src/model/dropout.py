@@ -58,5 +58,4 @@ class Dropout(nn.Cell):
             key = self.calls * 1640531527 + _int32((self.salt + w * 104729) * 739982445)
             offset = ops.floor_mod(key, TABLE_SIZE - size + 1)
             parts.append(ops.slice(self.table, (offset,), (size,)))
-        u = parts[0] if windows == 1 else ops.concat(parts)
-        return u[:n] if windows > 1 else u
+        return ops.concat(parts)[:n] if windows > 1 else parts[0]

@@ -33,7 +33,7 @@ class PretrainLoss(nn.Cell):
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
         self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
         self.use = tuple(w > 0 for w in self.weights)
-        self.text_len, self.image_start, self.audio_start = text_len, text_len, text_len + regions
+        self.image_start, self.audio_start = text_len, text_len + regions
         self.temperature = loss_cfg.nce_temperature
         self.ce = CrossEntropy()
         self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
@@ -82,7 +82,6 @@ class PretrainLoss(nn.Cell):
         logits = self.dtr_head(hidden, self.net.word_embedding_table())
         weights = (targets > 0).astype(ms.float32) * row_weights.expand_dims(1)
         return weighted_mean(self.ce(logits, targets), weights)
-
 
 
 def build_pretraining(cfg: Config, num_shards: int = 1, shard_id: int = 0):

@@ -12,12 +12,11 @@ from typing import Optional
 import mindspore as ms
 
 POSITION = ("step", "epoch", "batch")
+NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot continue this run; the message names the file and what is wrong."""
-
-NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -60,7 +59,7 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
     missing_position = [k for k in POSITION if k not in params]
     if missing_position:
         raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "
-                         "use it as model.init_from or for evaluation instead")
+                              "use it as model.init_from or for evaluation instead")
     position = {k: int(params.pop(k).asnumpy()) for k in POSITION}
     try:
         not_loaded, _ = ms.load_param_into_net(cell, params)
@@ -68,6 +67,6 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
         raise CheckpointError(f"{path}: does not fit this model: {str(e).splitlines()[0]}") from None
     if not_loaded:
         shown = ", ".join(not_loaded[:5]) + (" ..." if len(not_loaded) > 5 else "")
-        raise CheckpointError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint ({shown}); "
-                         "was it written with a different config?")
+        raise CheckpointError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint "
+                              f"({shown}); was it written with a different config?")
     return position

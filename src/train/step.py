@@ -1,8 +1,8 @@
 """The one train step: loss scaling, gradient accumulation, global-norm clipping and the optimizer in one cell.
 
 MindSpore's `nn.TrainOneStepWithLossScaleCell` checks overflow with an NPU-only status op and fails on CPU; this cell
-checks the gradients themselves (their global norm is finite or not), which works on CPU, GPU and Ascend alike. The loss-scale state
-(scale and the count of finite steps) lives in Parameters, so it is saved in checkpoints with everything else.
+checks the gradients themselves (their global norm is finite or not), which works on CPU, GPU and Ascend alike. The
+loss-scale state (scale and the count of finite steps) lives in Parameters, so it is saved in checkpoints.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ continues exactly where the checkpoint was written.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 import yaml
 
 from src.config import Config, ConfigError, to_dict
+from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from src.train.schedule import learning_rates
 from src.train.step import TrainStep, build_optimizer
@@ -31,19 +31,12 @@ def set_mode(mode: str) -> None:
     ms.set_context(mode=MODES[mode])
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 class TrainLog:
     """Every optimizer step as one JSON line in `train_log.jsonl`; a progress line on stdout every `every` steps."""
 
     def __init__(self, path: Path, loss_names: Sequence[str], total_steps: int, every: int, resume_step: int):
         self.path, self.names, self.total, self.every = path, tuple(loss_names), total_steps, max(1, every)
-        self.kept_lines = self._lines_up_to(resume_step)
-        write_text_atomic(path, "".join(self.kept_lines))  # a resumed run drops the steps it will redo
+        write_text_atomic(path, "".join(self._lines_up_to(resume_step)))  # a resumed run drops the steps it redoes
         self.file = open(path, "a", encoding="utf-8")
         self.timed_steps, self.timed_seconds = 0, 0.0
 
@@ -119,7 +112,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     trainlog = TrainLog(out / "train_log.jsonl", loss_names, steps, t.log_every, position["step"])
     step, epoch, batch = position["step"], position["epoch"], position["batch"]
     deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
-    micro, started, entry, saved = 0, time.perf_counter(), {}, step
+    micro, started, entry = 0, time.perf_counter(), {}
     if step >= steps:
         log(f"the run is complete ({step} of {steps} steps); raise train.max_steps or train.epochs to go on")
     else:
@@ -141,9 +134,8 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
             entry = trainlog.record(step, epoch, outputs, float(rates[step - 1]), seconds,
                                     cfg.data.batch_size * t.accumulation_steps)
             out_of_time = deadline is not None and time.monotonic() > deadline
-            if step % t.save_every == 0 or step == steps or out_of_time:
+            if step % t.save_every == 0 or step == steps or out_of_time:  # the last step always saves
                 save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
-                saved = step
             if out_of_time and step < steps:
                 log(f"train.max_minutes={t.max_minutes} reached at step {step}: stopping "
                     f"(resume with --resume to continue)")
@@ -151,7 +143,5 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
             if step >= steps:
                 break
             started = time.perf_counter()
-    if saved != step:
-        save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
     trainlog.close()
     return {"step": step, "epoch": epoch, "batch": batch, "last": entry}
