@@ -12,6 +12,7 @@ import mindspore as ms
 
 from src.config import ConfigError, load_config
 from src.data.records import DatasetError
+from src.tasks import TRAINABLE, task_module
 from src.train.checkpoint import CheckpointError
 from src.train.trainer import fit, set_mode
 
@@ -32,15 +33,15 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if cfg.task != "pretrain":
-        print(f"error: {args.config}: unknown task '{cfg.task}' (known: pretrain)", file=sys.stderr)
+    if cfg.task not in TRAINABLE:
+        print(f"error: {args.config}: unknown task '{cfg.task}' (known: {', '.join(TRAINABLE)})", file=sys.stderr)
         return 2
     try:  # what a user can fix (config, data, checkpoint) is one line on stderr, not a traceback
         set_mode(cfg.train.mode)
         ms.set_seed(cfg.train.seed)
-        from src.tasks.pretrain import LOSS_NAMES, build_pretraining
-        loss_net, make_dataset, per_epoch = build_pretraining(cfg)
-        fit(cfg, loss_net, LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
+        task = task_module(cfg.task)
+        loss_net, make_dataset, per_epoch = task.build(cfg)
+        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

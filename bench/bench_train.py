@@ -27,7 +27,7 @@ from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
 from src.data.records import open_prepared  # noqa: E402
 from src.model.opt import DataDims  # noqa: E402
-from src.tasks.pretrain import LOSS_NAMES, build_pretraining  # noqa: E402
+from src.tasks.pretrain import LOSS_NAMES, build  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
 from src.train.step import TrainStep, build_optimizer  # noqa: E402
 
@@ -71,7 +71,7 @@ def model_flops(cfg, dims) -> float:
 def time_steps(cfg, mode, steps: int) -> dict:
     ms.set_context(mode=mode)
     ms.set_seed(0)
-    loss_net, make_dataset, _ = build_pretraining(cfg)
+    loss_net, make_dataset, _ = build(cfg)
     opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, steps + 1))
     step = TrainStep(loss_net, opt, cfg.train)
     step.set_train(True)

@@ -99,12 +99,15 @@ class ModelConfig:
     max_positions: int = 512
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
-    init_from: str = ""           # "minilm" or a BERT-family .safetensors file for embeddings and encoder
+    init_from: str = ""           # "minilm", a BERT-family .safetensors file (embeddings and encoder), or one of our
+    #                               .ckpt files / a run directory (its newest): every parameter the model shares with it
+    embed_dim: int = 256          # pooled single-modality embeddings (retrieval's first stage) are projected to this
 
 
 @dataclass
 class LossConfig:
-    """Per-loss weights; a loss with weight 0 is not built and costs no compute."""
+    """Per-loss weights; a loss with weight 0 is not built and costs no compute. Pre-training uses mlm .. dtr;
+    retrieval fine-tuning uses match and contrastive."""
     mlm: float = 1.0
     mvfr: float = 1.0
     mrc: float = 1.0
@@ -113,6 +116,8 @@ class LossConfig:
     match: float = 1.0
     dtr: float = 1.0
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
+    contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
+    contrastive_temperature: float = 0.05
 
 
 @dataclass
@@ -144,13 +149,29 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """`eval.py`: retrieval (two-stage ranking) and the linear probe."""
+    batch_size: int = 32          # rows per compiled forward pass
+    rerank_k: int = 16            # candidates per query that the cross-encoder reranks (second stage)
+    directions: List[str] = field(default_factory=lambda: [
+        "image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
+        "text+audio->image", "image+audio->text", "image->text+audio", "text->image+audio"])
+    probe_inputs: List[str] = field(default_factory=lambda: ["T", "I", "A", "TI", "TA", "IA", "TIA"])
+    probe_train_samples: int = 0  # training items whose features train the probe (0: all)
+    probe_epochs: int = 300       # full-batch Adam steps of the linear layer
+    probe_lr: float = 0.01
+    probe_weight_decay: float = 0.0001
+
+
+@dataclass
 class Config:
-    task: str = "pretrain"        # what train.py trains: pretrain (retrieval, caption, ... join with their issues)
+    task: str = "pretrain"        # what train.py trains: pretrain | retrieval (caption, ... join with their issues)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

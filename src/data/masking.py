@@ -122,3 +122,22 @@ def matching_donors(cases: np.ndarray, rng: np.random.Generator) -> Tuple[np.nda
         for k, modality in enumerate(replaced):
             donors[rows[sel], modality] = pool[(first, second)[k][sel]]
     return donors, cases
+
+
+# The modality sets a retrieval matching row can show: the pairs and the triple that evaluation scores.
+RETRIEVAL_VIEWS = ((TEXT, IMAGE), (TEXT, AUDIO), (IMAGE, AUDIO), (TEXT, IMAGE, AUDIO))
+
+
+def retrieval_views(present: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row, a view drawn uniformly from the RETRIEVAL_VIEWS its modalities allow and one modality of that view for
+    its hard negative to swap. present [B, 3] bool -> (view [B, 3], swap [B, 3] one-hot), float32; a row with fewer
+    than two modalities gets zeros (no matching rows)."""
+    view = np.zeros(present.shape, np.float32)
+    swap = np.zeros(present.shape, np.float32)
+    for i, has in enumerate(present):
+        options = [v for v in RETRIEVAL_VIEWS if has[list(v)].all()]
+        if options:
+            chosen = options[rng.integers(len(options))]
+            view[i, list(chosen)] = 1.0
+            swap[i, chosen[rng.integers(len(chosen))]] = 1.0
+    return view, swap

@@ -13,6 +13,10 @@ Which losses see which rows (the pre-training cell relies on this):
 - the other rows may lose modalities; their matching weight is 1 only when all three modalities are present and kept;
 - a dropped modality carries no token-level loss; DTR reconstructs the text even when it was dropped (its weight
   depends only on the row having text).
+
+Retrieval fine-tuning (`objective="retrieval"`) corrupts nothing: each row gets a view (the modalities its matching
+rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
+(`src/tasks/retrieval.py`), where the embeddings are.
 """
 from __future__ import annotations
 
@@ -22,18 +26,20 @@ import numpy as np
 
 from src.config import DataConfig
 from src.data.masking import (AUDIO, IMAGE, TEXT, choose_positions, drop_modalities, mask_features, mask_text,
-                              matching_cases, matching_donors, max_predictions)
+                              matching_cases, matching_donors, max_predictions, retrieval_views)
 from src.data.records import PreparedData, open_prepared
 
 READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "image_classes", "n_regions",
-                "audio_feat", "n_audio"]
+                "audio_feat", "n_audio", "labels", "n_labels"]
 INPUT_COLUMNS = ["text_ids", "text_mask", "image_feat", "image_boxes", "image_mask", "audio_feat", "audio_mask"]
 PRETRAIN_COLUMNS = INPUT_COLUMNS + [
     "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
     "mvm_positions", "mvm_weights", "mvm_targets", "mrc_targets",
     "mam_positions", "mam_weights", "mam_targets",
     "match_label", "match_weight", "dtr_weight"]
-EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid"]
+RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "view", "swap"]
+EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid", "labels"]
+OBJECTIVES = {"pretrain": PRETRAIN_COLUMNS, "retrieval": RETRIEVAL_COLUMNS}
 
 
 def epoch_indices(count: int, seed: int, epoch: int, shuffle: bool, num_shards: int = 1, shard_id: int = 0,
@@ -51,8 +57,12 @@ def epoch_indices(count: int, seed: int, epoch: int, shuffle: bool, num_shards: 
 class Collator:
     """Rows of a batch -> padded arrays of static shape (+ masks and matching negatives when training)."""
 
-    def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0):
-        self.cfg, self.training, self.epoch = cfg, training, epoch
+    def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0,
+                 objective: str = "pretrain"):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown training objective '{objective}' (known: {', '.join(OBJECTIVES)})")
+        self.cfg, self.training, self.epoch, self.objective = cfg, training, epoch, objective
+        self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
         self.image_dim, self.audio_dim = data.image_dim, data.audio_dim
         ids = data.meta["text"]["special_ids"]
         self.pad, self.cls, self.sep, self.mask = ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
@@ -62,17 +72,21 @@ class Collator:
                       max_predictions(cfg.max_audio_tokens, p))
 
     def __call__(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
-                 n_audio, batch_info=None):
+                 n_audio, labels, n_labels, batch_info=None):
         batch = self.pad_batch(index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions,
-                               audio_feat, n_audio)
+                               audio_feat, n_audio, labels, n_labels)
         if not self.training:
             return tuple(batch[c] for c in EVAL_COLUMNS)
         rng = np.random.default_rng([self.cfg.seed, self.epoch, int(batch["index"][0])])
+        if self.objective == "retrieval":
+            batch["present"] = modalities_present(batch).astype(np.float32)
+            batch["view"], batch["swap"] = retrieval_views(batch["present"] > 0, rng)
+            return tuple(batch[c] for c in RETRIEVAL_COLUMNS)
         out = corrupt(batch, self, rng)
         return tuple(out[c] for c in PRETRAIN_COLUMNS)
 
     def pad_batch(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
-                  n_audio) -> dict:
+                  n_audio, labels=None, n_labels=None) -> dict:
         cfg, n = self.cfg, len(index)
         size = n if self.training else cfg.batch_size  # evaluation pads the last batch and marks the padding rows
         lt, nv, na = cfg.max_text_len, cfg.max_regions, cfg.max_audio_tokens
@@ -84,6 +98,7 @@ class Collator:
             "image_classes": np.zeros((size, nv), np.int32),
             "audio_feat": np.zeros((size, na, self.audio_dim), np.float32),
             "audio_mask": np.zeros((size, na), np.float32),
+            "labels": np.zeros((size, self.num_labels), np.float32),  # multi-hot
         }
         out["text_ids"][:, 0] = self.cls
         out["text_mask"][:, 0] = 1.0  # [CLS] heads the joint sequence even when a row has no text
@@ -104,18 +119,21 @@ class Collator:
             if a:
                 out["audio_feat"][i, :a] = np.reshape(audio_feat[i], -1)[:a * self.audio_dim].reshape(a, -1)
                 out["audio_mask"][i, :a] = 1.0
+            if labels is not None:
+                out["labels"][i, np.reshape(labels[i], -1)[:int(n_labels[i])]] = 1.0
         return out
 
 
-def _text_present(b: dict) -> np.ndarray:
-    return b["text_mask"][:, 1] > 0
+def modalities_present(b: dict) -> np.ndarray:
+    """[B, 3] bool: which of text, image, audio each row has."""
+    return np.stack([b["text_mask"][:, 1] > 0, b["image_mask"][:, 0] > 0, b["audio_mask"][:, 0] > 0], 1)
 
 
 def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
     """Matching negatives, modality drops and token masks for one padded batch (see the module doc for which row
     carries which loss)."""
     cfg = col.cfg
-    present = np.stack([_text_present(b), b["image_mask"][:, 0] > 0, b["audio_mask"][:, 0] > 0], 1)
+    present = modalities_present(b)
     donors, cases = matching_donors(matching_cases(present.all(1), cfg.match_case_probs, rng), rng)
     for key in ("text_ids", "text_mask"):
         b[key] = b[key][donors[:, TEXT]]
@@ -161,8 +179,9 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
 
 
 def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training: bool = True, epoch: int = 0,
-                   num_shards: int = 1, shard_id: int = 0, start_batch: int = 0):
-    """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume)."""
+                   num_shards: int = 1, shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain"):
+    """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume). Training batches carry
+    the columns of `objective` (OBJECTIVES); evaluation batches carry EVAL_COLUMNS and keep every sample."""
     import mindspore.dataset as ds
     data = data if isinstance(data, PreparedData) else open_prepared(data)
     split = split or (cfg.train_split if training else cfg.eval_split)
@@ -173,9 +192,9 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
         raise ValueError(f"split '{split}' gives this rank {len(indices)} samples, fewer than one batch of "
                          f"{cfg.batch_size}")
     dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
-    columns = PRETRAIN_COLUMNS if training else EVAL_COLUMNS
+    columns = OBJECTIVES[objective] if training else EVAL_COLUMNS
     return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
-                         per_batch_map=Collator(data, cfg, training, epoch), input_columns=READ_COLUMNS,
+                         per_batch_map=Collator(data, cfg, training, epoch, objective), input_columns=READ_COLUMNS,
                          output_columns=columns)
 
 

@@ -33,3 +33,19 @@ def recall_summary(ranks: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> Dict[st
     out = {f"R@{k}": float(100.0 * (ranks <= k).mean()) for k in ks}
     out["median_rank"] = float(np.median(ranks))
     return out
+
+
+def chance_recall(num_candidates: int, positives_per_query: np.ndarray, ks: Sequence[int] = (1, 5, 10)
+                  ) -> Dict[str, float]:
+    """What random scores achieve, in `recall_summary`'s form: R@K is the mean over queries of the probability that
+    one of a query's m correct candidates lands in the top K; median_rank is the median over queries of the median
+    rank of the first correct one."""
+    n = num_candidates
+    m = np.asarray(positives_per_query, np.int64)
+    found = {}  # m -> P(first correct candidate at rank <= r) for r = 1..n
+    for count in np.unique(m):
+        i = np.arange(n)
+        found[count] = 1.0 - np.cumprod(np.clip(n - count - i, 0, None) / (n - i))
+    out = {f"R@{k}": float(100.0 * np.mean([found[c][min(k, n) - 1] for c in m])) for k in ks}
+    out["median_rank"] = float(np.median([1 + np.searchsorted(found[c], 0.5) for c in m]))
+    return out

@@ -83,3 +83,16 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
         raise ValueError(f"{path}: no encoder weight fits the model ({len(skipped)} skipped, e.g. "
                          f"{skipped[:2]}); check model.hidden/heads/intermediate against the checkpoint")
     return {"loaded": loaded, "skipped": skipped}
+
+
+def init_model(cell: ms.nn.Cell, init_from: str) -> None:
+    """Start `cell` (whose OPT network is `cell.net`) from `model.init_from`: a BERT-family safetensors file for the
+    text embeddings and the encoder (the decoders' layers copy the encoder's where shapes allow), or one of our
+    checkpoints / run directories for every parameter the two models share."""
+    if not init_from:
+        return
+    if init_from == "minilm" or init_from.endswith(".safetensors"):
+        load_bert_weights(cell, init_from, "net.embeddings.text", "net.encoder.layers", ("net.text_decoder.layers",))
+    else:
+        from src.train.checkpoint import load_weights
+        load_weights(cell, init_from)

@@ -12,6 +12,8 @@ from src.config import ModelConfig
 from src.model.embeddings import AudioEmbedding, TextEmbedding, VisionEmbedding
 from src.model.layers import NEG, DecoderLayer, Encoder, causal_bias, padding_bias
 
+MODALITIES = ("text", "image", "audio")
+
 
 @dataclass
 class DataDims:
@@ -96,6 +98,28 @@ class OPT(nn.Cell):
         mask = ops.concat((text_mask, image_mask, audio_mask), axis=1)
         return self.encoder(x, mask), mask
 
+    def encode_only(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
+                    audio_mask):
+        """`encode` over [CLS] and the segments of `modalities` (a constant tuple) only: absent segments are left out
+        of the sequence instead of masked, so an image+audio row costs 1 + Nv + Na positions. At the positions kept
+        it equals `encode` with the absent modalities masked out."""
+        if "text" in modalities:
+            parts, masks = (self.embeddings["text"](text_ids),), (text_mask,)
+        else:  # [CLS] alone still heads the sequence
+            parts, masks = (self.embeddings["text"](text_ids[:, :1]),), (text_mask[:, :1],)
+        if "image" in modalities:
+            parts, masks = parts + (self.embeddings["image"](image_feat, image_boxes),), masks + (image_mask,)
+        if "audio" in modalities:
+            parts, masks = parts + (self.embeddings["audio"](audio_feat),), masks + (audio_mask,)
+        mask = ops.concat(masks, axis=1)
+        return self.encoder(ops.concat(parts, axis=1), mask), mask
+
     def word_embedding_table(self) -> ms.Parameter:
         return self.embeddings["text"].word_embeddings.embedding_table
 
+
+
+def masked_mean(states, mask):
+    """Average of the states [B, L, H] over the positions where mask [B, L] is 1."""
+    weights = mask.expand_dims(-1)
+    return (states * weights).sum(1) / ops.maximum(weights.sum(1), 1.0)

@@ -15,7 +15,7 @@ from src.data.records import open_prepared
 from src.data.masking import MATCH_CASES
 from src.model.heads import (CrossEntropy, FeatureRegression, VocabHead, contrastive_loss, gather_positions,
                              matching_loss, regression_loss, weighted_mean)
-from src.model.convert import load_bert_weights
+from src.model.convert import init_model
 from src.model.opt import OPT, DataDims
 
 LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr")
@@ -26,10 +26,7 @@ class PretrainLoss(nn.Cell):
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, text_len: int, regions: int):
         super().__init__()
-        net = OPT(model_cfg, dims)
-        if model_cfg.init_from:  # before `net` becomes a child cell, while its parameter names have no prefix
-            load_bert_weights(net, model_cfg.init_from, "embeddings.text", "encoder.layers", ("text_decoder.layers",))
-        self.net = net
+        self.net = OPT(model_cfg, dims)
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
         self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
         self.use = tuple(w > 0 for w in self.weights)
@@ -44,6 +41,7 @@ class PretrainLoss(nn.Cell):
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
             raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
+        init_model(self, model_cfg.init_from)
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
                   text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,
@@ -84,7 +82,7 @@ class PretrainLoss(nn.Cell):
         return weighted_mean(self.ce(logits, targets), weights)
 
 
-def build_pretraining(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
     if not cfg.data.path:
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import mindspore as ms
 
@@ -34,6 +34,44 @@ def list_checkpoints(directory: Path) -> list:
 def latest_checkpoint(directory: Path) -> Optional[Path]:
     found = list_checkpoints(directory)
     return found[-1] if found else None
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint file, or the newest checkpoint of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CheckpointError(f"{path}: no step_*.ckpt checkpoint in this directory")
+        return newest
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_weights(cell: ms.nn.Cell, path, required: Tuple[str, ...] = ("net.",)) -> List[str]:
+    """Copy every parameter of `cell` that the checkpoint (or a run directory's newest) holds; the parameters whose
+    names start with `required` must all be there. For starting one task from another's weights and for evaluation:
+    optimizer state and heads the cell does not have are ignored."""
+    path = resolve_checkpoint(path)
+    saved = ms.load_checkpoint(str(path))
+    loaded, missing = [], []
+    for name, param in cell.parameters_dict().items():
+        if name not in saved:
+            if name.startswith(required):
+                missing.append(name)
+            continue
+        value = saved[name]
+        if tuple(value.shape) != tuple(param.shape):
+            raise CheckpointError(f"{path}: {name} has shape {tuple(value.shape)}, this model {tuple(param.shape)}; "
+                                  "was it written with a different model config?")
+        param.set_data(value)
+        loaded.append(name)
+    if missing:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise CheckpointError(f"{path}: {len(missing)} parameters of this model are not in the checkpoint ({shown}); "
+                              "was it written with a different model config or for another task?")
+    return loaded
 
 
 def save_checkpoint(cell: ms.nn.Cell, directory: Path, step: int, epoch: int, batch: int, keep: int = 0) -> Path:

@@ -1,0 +1,100 @@
+"""Linear-probe multi-label classification (the paper's Table 2): the pre-trained model stays frozen; the cross-modal
+encoder output for one input combination, average-pooled, feeds one linear layer trained on the manifest's labels.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import ConfigError, EvalConfig
+from src.infer.items import Items, modalities_of, run_batched
+from src.metrics.classification import mean_average_precision
+from src.model.opt import OPT, masked_mean
+
+LETTERS = {"T": "text", "I": "image", "A": "audio"}
+
+
+def parse_inputs(name: str) -> Tuple[str, ...]:
+    """'TA' -> ('text', 'audio')."""
+    if not name or any(c not in LETTERS for c in name) or len(set(name)) != len(name):
+        raise ConfigError(f"eval.probe_inputs: '{name}' must combine T, I and A (e.g. TIA)")
+    return modalities_of([LETTERS[c] for c in name])
+
+
+class PooledStates(nn.Cell):
+    """Mean of the cross-modal encoder output over the valid positions of rows shown with `modalities`."""
+
+    def __init__(self, net: OPT, modalities: Tuple[str, ...]):
+        super().__init__(auto_prefix=False)
+        self.net, self.modalities = net, modalities
+
+    def construct(self, *inputs):
+        return masked_mean(*self.net.encode_only(self.modalities, *inputs))
+
+
+def probe_features(net: OPT, items: Items, modalities: Tuple[str, ...], batch_size: int) -> np.ndarray:
+    return run_batched(PooledStates(net, modalities), len(items), batch_size,
+                       lambda rows: items.compose({"text": rows}))[0]
+
+
+class ProbeLoss(nn.Cell):
+    def __init__(self, features: int, classes: int):
+        super().__init__()
+        self.linear = nn.Dense(features, classes)
+        self.bce = nn.BCEWithLogitsLoss()
+
+    def construct(self, x, y):
+        return self.bce(self.linear(x), y)
+
+
+def train_probe(train_x: np.ndarray, train_y: np.ndarray, cfg: EvalConfig) -> nn.Dense:
+    """One linear layer fitted by full-batch Adam on standardised features (the returned layer includes the
+    standardisation)."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    net = ProbeLoss(train_x.shape[1], train_y.shape[1])
+    step = nn.TrainOneStepCell(net, nn.Adam(net.trainable_params(), cfg.probe_lr,
+                                            weight_decay=cfg.probe_weight_decay))
+    x, y = ms.Tensor(((train_x - mean) / std).astype(np.float32)), ms.Tensor(train_y.astype(np.float32))
+    for _ in range(cfg.probe_epochs):
+        step(x, y)
+    # fold the standardisation into the layer: w (x - mean) / std + b
+    w, b = net.linear.weight.asnumpy(), net.linear.bias.asnumpy()
+    folded = nn.Dense(train_x.shape[1], train_y.shape[1])
+    folded.weight.set_data(ms.Tensor((w / std).astype(np.float32)))
+    folded.bias.set_data(ms.Tensor((b - (w / std) @ mean).astype(np.float32)))
+    return folded
+
+
+def probe_scores(layer: nn.Dense, x: np.ndarray) -> np.ndarray:
+    return layer(ms.Tensor(x.astype(np.float32))).asnumpy()
+
+
+def chance_map(labels: np.ndarray) -> float:
+    """mAP of random scores: each class's AP is then its share of positive items, on average."""
+    present = labels.any(0)
+    return 100.0 * float(labels[:, present].mean(0).mean())
+
+
+def evaluate_probe(net: OPT, train: Items, test: Items, cfg: EvalConfig, log=print) -> Dict[str, dict]:
+    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs."""
+    if not test.labels.any():
+        raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
+    results = {}
+    for name in cfg.probe_inputs:
+        modalities = parse_inputs(name)
+        train_x = probe_features(net, train, modalities, cfg.batch_size)
+        test_x = probe_features(net, test, modalities, cfg.batch_size)
+        layer = train_probe(train_x, train.labels, cfg)
+        results[name] = {**mean_average_precision(probe_scores(layer, test_x), test.labels),
+                         "chance_mAP": chance_map(test.labels > 0)}
+        log(f"probe {name:<4} mAP {results[name]['mAP']:.2f} (chance {results[name]['chance_mAP']:.2f})")
+    return results
+
+
+def probe_table(results: Dict[str, dict]) -> List[str]:
+    lines = [f"{'inputs':<6} {'mAP':>6} {'chance':>7} {'classes':>8}", "-" * 30]
+    lines += [f"{k:<6} {r['mAP']:>6.2f} {r['chance_mAP']:>7.2f} {r['classes']:>8}" for k, r in results.items()]
+    return lines

@@ -1,0 +1,149 @@
+"""Cross-modal retrieval: fine-tuning with in-batch hard negatives and a contrastive objective.
+
+Two scores rank candidates (evaluation is in `src/tasks/retrieval_eval.py`):
+- a fast one: the cosine of pooled single-modality embeddings (the encoder over one modality, mean-pooled, projected);
+- an accurate one: the cross-encoder's matching score, the 5-way matching head's "all match" logit on [CLS] of the
+  joint sequence of query and candidate.
+
+Fine-tuning trains both in one step. The three single-modality passes give the embeddings; InfoNCE over T-I, T-A and
+I-A trains them. Each row also shows one view (a pair or the triple, chosen by the pipeline) twice to the cross-encoder:
+as it is (label "all match") and with one modality swapped for its hardest in-batch negative under the embeddings (a
+pair then matches nowhere: "none match"; a triple gets the paper's case for the swapped modality).
+"""
+from __future__ import annotations
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.config import Config, ConfigError, LossConfig, ModelConfig
+from src.data.masking import MATCH_CASES
+from src.data.pipeline import create_dataset, steps_per_epoch
+from src.data.records import open_prepared
+from src.model.convert import init_model
+from src.model.heads import CrossEntropy, matching_loss, weighted_mean
+from src.model.layers import NEG
+from src.model.opt import MODALITIES, OPT, DataDims, masked_mean
+
+LOSS_NAMES = ("match", "contrastive")
+# The matching label of a triple whose text / image / audio was swapped (see MATCH_CASES), and of a pair that does
+# not match.
+SWAPPED_CASE = (1, 3, 2)
+PAIR_MISMATCH = len(MATCH_CASES) - 1
+
+
+def l2_normalise(x):
+    return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
+
+
+class RetrievalModel(nn.Cell):
+    """The OPT network with the matching head and one projection per modality. Parameter names (net.*, match_head.*)
+    are those of the pre-training cell, so a pre-trained checkpoint loads into it directly."""
+
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
+        super().__init__()
+        self.net = OPT(model_cfg, dims)
+        self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
+        self.projections = nn.CellDict({m: nn.Dense(model_cfg.hidden, model_cfg.embed_dim) for m in MODALITIES})
+
+    def embed(self, modality, *inputs):
+        """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
+        states, mask = self.net.encode_only((modality,), *inputs)
+        return l2_normalise(self.projections[modality](masked_mean(states, mask)))
+
+    def match_logits(self, modalities, *inputs):
+        """[B, 5] matching logits of the rows shown with `modalities` only."""
+        states, _ = self.net.encode_only(modalities, *inputs)
+        return self.match_head(states[:, 0])
+
+
+def same_text(text_ids):
+    """[B, B] 1.0 where two rows have identical word pieces (a duplicate caption is no negative)."""
+    return ops.equal(text_ids.expand_dims(1), text_ids.expand_dims(0)).all(-1).astype(ms.float32)
+
+
+class RetrievalLoss(RetrievalModel):
+    """Batch columns (RETRIEVAL_COLUMNS) -> (weighted total, [match, contrastive])."""
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
+        super().__init__(model_cfg, dims)
+        self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
+        self.temperature = loss_cfg.contrastive_temperature
+        self.ce = CrossEntropy()
+        init_model(self, model_cfg.init_from)
+
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, present,
+                  view, swap):
+        inputs = (text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask)
+        embeddings = ops.stack((self.embed("text", *inputs), self.embed("image", *inputs),
+                                self.embed("audio", *inputs)))
+        duplicates = same_text(text_ids)
+        contrastive = (self.info_nce(embeddings, 0, 1, present, duplicates) +
+                       self.info_nce(embeddings, 0, 2, present, duplicates) +
+                       self.info_nce(embeddings, 1, 2, present, duplicates)) / 3.0
+        donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap, duplicates)
+        match = self.matching(inputs, view, swap, donors, found)
+        losses = ops.stack((match, contrastive))
+        return (losses * self.weights).sum(), losses
+
+    def info_nce(self, embeddings, m, n, present, duplicates):
+        """Symmetric InfoNCE between modalities m and n over the rows that have both; a row's duplicates (same text)
+        are neither positives nor negatives."""
+        both = present[:, m] * present[:, n]
+        b = both.shape[0]
+        blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
+        logits = ops.matmul(embeddings[m], embeddings[n].T) / self.temperature + ops.minimum(blocked, 1.0) * NEG
+        own = ops.arange(0, b, dtype=ms.int32)
+        forward = weighted_mean(self.ce(logits, own), both)
+        backward = weighted_mean(self.ce(logits.T, own), both)
+        return (forward + backward) / 2.0
+
+    def hardest_negatives(self, embeddings, present, view, swap, duplicates):
+        """For each row, the in-batch row whose swapped modality is most similar (summed cosine) to the row's other
+        shown modalities. Returns donor row indices per modality [3, B] and whether a valid donor exists [B]."""
+        b = embeddings.shape[1]
+        flat = embeddings.reshape(3 * b, -1)
+        sims = ops.matmul(flat, flat.T).reshape(3, b, 3, b).transpose(0, 2, 1, 3)  # [o, m, i, j] = e_o[i] . e_m[j]
+        anchors = (view * (1.0 - swap)).T.reshape(3, 1, b, 1)  # the modalities a row keeps
+        hardness = (sims * anchors).sum(0)  # [m, i, j]
+        blocked = ops.minimum(duplicates.expand_dims(0) + (1.0 - present.T).expand_dims(1), 1.0)
+        hardness = hardness + blocked * NEG * 10.0
+        donors = hardness.argmax(-1).astype(ms.int32)  # [m, i]
+        best = (ops.amax(hardness, -1) * swap.T).sum(0)
+        return donors, (best > NEG).astype(ms.float32)
+
+    def matching(self, inputs, view, swap, donors, found):
+        """Matching loss over each row's view shown as it is and with its swapped modality from the donor."""
+        text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask = inputs
+        b = text_ids.shape[0]
+        own = ops.arange(0, b, dtype=ms.int32)
+        source = ops.select(swap.T > 0, donors, own.expand_dims(0).broadcast_to((3, b)))  # [3, B] row per modality
+        t, v, a = source[0], source[1], source[2]
+        rows = (ops.concat((text_ids, text_ids[t])), ops.concat((text_mask, text_mask[t])),
+                ops.concat((image_feat, image_feat[v])), ops.concat((image_boxes, image_boxes[v])),
+                ops.concat((image_mask, image_mask[v])), ops.concat((audio_feat, audio_feat[a])),
+                ops.concat((audio_mask, audio_mask[a])))
+        shown = ops.concat((view, view))
+        text_shown = ops.concat((ops.ones((2 * b, 1), ms.float32), rows[1][:, 1:] * shown[:, 0:1]), axis=1)
+        states, _ = self.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],
+                                    rows[6] * shown[:, 2:3])
+        triple = view.sum(1) > 2.5
+        swapped_case = (swap * ms.Tensor(SWAPPED_CASE, ms.float32)).sum(1).astype(ms.int32)
+        negative_label = ops.select(triple, swapped_case, ops.full((b,), PAIR_MISMATCH, dtype=ms.int32))
+        labels = ops.concat((ops.zeros((b,), ms.int32), negative_label))
+        usable = (view.sum(1) > 1.5).astype(ms.float32)
+        weights = ops.concat((usable, usable * found))
+        return matching_loss(self.match_head(states[:, 0]), labels, weights)
+
+
+def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+    """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
+    data = open_prepared(cfg.data.path)
+    loss_net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+
+    def make_dataset(epoch: int, start_batch: int):
+        return create_dataset(data, cfg.data, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
+                              start_batch=start_batch, objective="retrieval")
+
+    return loss_net, make_dataset, steps_per_epoch(data, cfg.data, num_shards=num_shards)

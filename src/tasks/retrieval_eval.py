@@ -1,0 +1,137 @@
+"""Retrieval evaluation in every direction: two-stage ranking (cosine of pooled embeddings, then the cross-encoder
+reranks each query's top k), with the all-pairs cross-encoder available for comparison.
+
+A direction names query and candidate modalities, e.g. "text+audio->image". A combined side is embedded as the
+normalised sum of its modalities' embeddings. The correct candidates of a query are its own item and any item whose
+candidate side is identical to it (two samples with the same caption are indistinguishable as text candidates).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from mindspore import nn
+
+from src.config import ConfigError, EvalConfig
+from src.infer.items import COLUMNS_OF, Items, modalities_of, run_batched
+from src.infer.retrieval import first_stage, full_ranks, normalise, two_stage_ranks
+from src.metrics.retrieval import chance_recall, recall_summary
+from src.model.opt import MODALITIES
+from src.tasks.retrieval import RetrievalModel
+
+
+def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+    """'text+audio->image' -> (('text', 'audio'), ('image',))."""
+    sides = name.split("->")
+    if len(sides) != 2:
+        raise ConfigError(f"eval.directions: '{name}' must look like query->candidate, e.g. text+audio->image")
+    query, cand = (tuple(s.strip() for s in side.split("+")) for side in sides)
+    for m in query + cand:
+        if m not in MODALITIES:
+            raise ConfigError(f"eval.directions: '{name}' names '{m}' (modalities: {', '.join(MODALITIES)})")
+    if set(query) & set(cand):
+        raise ConfigError(f"eval.directions: '{name}' has a modality on both sides")
+    return query, cand
+
+
+class PooledEmbeddings(nn.Cell):
+    def __init__(self, model: RetrievalModel):
+        super().__init__(auto_prefix=False)
+        self.model = model
+
+    def construct(self, *inputs):
+        return tuple(self.model.embed(m, *inputs) for m in MODALITIES)
+
+
+class MatchScore(nn.Cell):
+    """The cross-encoder score of rows shown with `modalities`: the "all match" logit."""
+
+    def __init__(self, model: RetrievalModel, modalities: Tuple[str, ...]):
+        super().__init__(auto_prefix=False)
+        self.model, self.modalities = model, modalities
+
+    def construct(self, *inputs):
+        return self.model.match_logits(self.modalities, *inputs)[:, 0]
+
+
+def content_codes(items: Items, modalities: Sequence[str]) -> np.ndarray:
+    """[N] int: equal for items whose `modalities` are identical inputs."""
+    keys = []
+    for i in range(len(items)):
+        h = hashlib.blake2b(digest_size=16)
+        for m in modalities:
+            for c in COLUMNS_OF[m]:
+                h.update(np.ascontiguousarray(items.inputs[c][i]).tobytes())
+        keys.append(h.digest())
+    return np.unique(keys, return_inverse=True)[1]
+
+
+class RetrievalEvaluator:
+    """Embeds the items once, then ranks candidates for any direction."""
+
+    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig):
+        self.model, self.items, self.cfg = model, items, cfg
+        self.scorers: Dict[Tuple[str, ...], MatchScore] = {}
+        started = time.perf_counter()
+        embedded = run_batched(PooledEmbeddings(model), len(items), cfg.batch_size,
+                               lambda rows: items.compose({"text": rows}))
+        self.embedding_seconds = time.perf_counter() - started
+        self.embeddings = dict(zip(MODALITIES, embedded))
+        self.present = items.present()
+
+    def side_embedding(self, modalities: Sequence[str], rows: np.ndarray) -> np.ndarray:
+        return normalise(sum(self.embeddings[m][rows] for m in modalities))
+
+    def pair_scorer(self, query: Sequence[str], cand: Sequence[str], query_rows: np.ndarray, cand_rows: np.ndarray):
+        """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
+        shown = modalities_of(query + cand)
+        if shown not in self.scorers:
+            self.scorers[shown] = MatchScore(self.model, shown)
+        cell = self.scorers[shown]
+
+        def score_pairs(q: np.ndarray, c: np.ndarray) -> np.ndarray:
+            sources = {**{m: query_rows[q] for m in query}, **{m: cand_rows[c] for m in cand}}
+            return run_batched(cell, len(q), self.cfg.batch_size,
+                               lambda rows: self.items.compose({m: r[rows] for m, r in sources.items()}))[0]
+        return score_pairs
+
+    def evaluate(self, name: str, full: bool = False, max_queries: int = 0) -> dict:
+        """Metrics of one direction over the items that have all its modalities (queries: the first `max_queries`
+        of them when > 0; the gallery is always all of them)."""
+        query, cand = parse_direction(name)
+        needed = [MODALITIES.index(m) for m in query + cand]
+        rows = np.flatnonzero(self.present[:, needed].all(1))
+        if len(rows) < 2:
+            raise ConfigError(f"{name}: {len(rows)} items have {' and '.join(query + cand)}; need at least 2")
+        codes = content_codes(self.items.subset(rows), cand)
+        query_rows = rows[:max_queries] if max_queries > 0 else rows
+        positives = codes[:len(query_rows), None] == codes[None, :]
+        queries, candidates = self.side_embedding(query, query_rows), self.side_embedding(cand, rows)
+        score_pairs = self.pair_scorer(query, cand, query_rows, rows)
+        k = min(self.cfg.rerank_k, len(rows))
+        started = time.perf_counter()
+        _, first = first_stage(queries, candidates, positives, k)
+        ranks = two_stage_ranks(queries, candidates, positives, k, score_pairs)
+        out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
+               "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
+               "chance": chance_recall(len(rows), positives.sum(1)), "seconds": time.perf_counter() - started}
+        if full:
+            started = time.perf_counter()
+            out["full"] = recall_summary(full_ranks(len(query_rows), len(rows), positives, score_pairs))
+            out["full_seconds"] = time.perf_counter() - started
+        return out
+
+
+def retrieval_table(results: Dict[str, dict]) -> List[str]:
+    """Rows of the printed results table."""
+    head = f"{'direction':<20} {'items':>5} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MedR':>6} | {'1st R@1':>7} " \
+           f"{'1st R@10':>8} | {'chance R@1':>10} {'R@10':>6} {'MedR':>6}"
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        t, f, c = r["two_stage"], r["first_stage"], r["chance"]
+        lines.append(f"{name:<20} {r['candidates']:>5} {t['R@1']:>6.1f} {t['R@5']:>6.1f} {t['R@10']:>6.1f} "
+                     f"{t['median_rank']:>6.1f} | {f['R@1']:>7.1f} {f['R@10']:>8.1f} | {c['R@1']:>10.1f} "
+                     f"{c['R@10']:>6.1f} {c['median_rank']:>6.1f}")
+    return lines

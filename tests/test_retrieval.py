@@ -1,0 +1,166 @@
+"""Retrieval fine-tuning (views, hard negatives, initialisation from pre-training), eval.py retrieval/probe end to
+end, and the linear probe on a separable toy problem."""
+import json
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from src.config import ConfigError, EvalConfig
+from src.data.masking import RETRIEVAL_VIEWS, retrieval_views
+from src.data.records import open_prepared
+from src.model.opt import OPT, DataDims
+from src.tasks.classify import parse_inputs, probe_scores, train_probe
+from src.metrics.classification import mean_average_precision
+from src.tasks.pretrain import PretrainLoss
+from src.tasks.retrieval import RetrievalLoss, RetrievalModel
+from src.tasks.retrieval_eval import parse_direction
+from src.train.checkpoint import CheckpointError, load_weights
+from tests.conftest import ROOT, tiny_config
+
+RETRIEVAL_TINY = str(ROOT / "config" / "retrieval_tiny.yaml")
+NO_DROPOUT = ["model.dropout=0.0"]
+
+
+def dims(prepared, cfg):
+    return DataDims.from_prepared(open_prepared(prepared), cfg.data.max_audio_tokens)
+
+
+def random_inputs(cfg, dims, b=3, seed=0):
+    rng = np.random.default_rng(seed)
+    lt, nv, na = cfg.data.max_text_len, cfg.data.max_regions, cfg.data.max_audio_tokens
+    ids = rng.integers(1000, 2000, (b, lt)).astype(np.int32)
+    text_mask = (np.arange(lt)[None] < np.array([[lt], [5], [1]])[:b]).astype(np.float32)
+    image_mask = (np.arange(nv)[None] < np.array([[nv], [2], [3]])[:b]).astype(np.float32)
+    audio_mask = (np.arange(na)[None] < np.array([[4], [na], [7]])[:b]).astype(np.float32)
+    arrays = (ids, text_mask, rng.normal(size=(b, nv, dims.image_dim)), rng.random((b, nv, 7)), image_mask,
+              rng.normal(size=(b, na, dims.audio_dim)), audio_mask)
+    return [ms.Tensor(a.astype(np.int32 if a.dtype == np.int32 else np.float32)) for a in arrays]
+
+
+def test_encode_only_equals_encode_with_the_absent_modalities_masked(prepared):
+    cfg = tiny_config(*NO_DROPOUT)
+    d = dims(prepared, cfg)
+    net = OPT(cfg.model, d)
+    net.set_train(False)
+    inputs = random_inputs(cfg, d)
+    lt, nv = cfg.data.max_text_len, cfg.data.max_regions
+    text_only_cls = inputs[1].asnumpy() * 0
+    text_only_cls[:, 0] = 1
+    masked = list(inputs)
+    masked[1], masked[6] = ms.Tensor(text_only_cls), inputs[6] * 0  # image alone: text and audio masked out
+    full, _ = net.encode(*masked)
+    alone, mask = net.encode_only(("image",), *inputs)
+    assert alone.shape[1] == 1 + nv
+    np.testing.assert_allclose(alone.asnumpy()[:, 0], full.asnumpy()[:, 0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(alone.asnumpy()[:, 1:], full.asnumpy()[:, lt:lt + nv], rtol=1e-4, atol=1e-5)
+    pair, _ = net.encode_only(("text", "audio"), *inputs)
+    masked = list(inputs)
+    masked[4] = inputs[4] * 0
+    full, _ = net.encode(*masked)
+    keep = np.r_[0:lt, lt + nv:full.shape[1]]
+    np.testing.assert_allclose(pair.asnumpy(), full.asnumpy()[:, keep], rtol=1e-4, atol=1e-5)
+
+
+def test_retrieval_views_show_present_modalities_and_swap_one_of_them():
+    present = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1], [1, 0, 0]] * 50, bool)
+    view, swap = retrieval_views(present, np.random.default_rng(0))
+    assert (view <= present).all() and (swap <= view).all()
+    assert (swap.sum(1)[view.sum(1) > 0] == 1).all()
+    assert (view[3::4] == 0).all() and (swap[3::4] == 0).all()  # one modality: no matching rows
+    shown = {tuple(np.flatnonzero(v)) for v in view[0::4]}
+    assert shown == set(RETRIEVAL_VIEWS)  # a tri-modal row can show every view
+
+
+def test_hardest_negative_is_the_most_similar_allowed_row(prepared):
+    cfg = tiny_config(*NO_DROPOUT)
+    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    # four rows, 2-d embeddings per modality; row 0 shows text+image and swaps its image
+    text = np.array([[1, 0], [0, 1], [1, 0], [0.8, 0.6]], np.float32)
+    image = np.array([[1, 0], [0.9, 0.436], [1, 0], [0.6, 0.8]], np.float32)
+    embeddings = ms.Tensor(np.stack([text, image, image]))
+    present = np.ones((4, 3), np.float32)
+    present[2, 1] = 0  # row 2 has no image: it cannot donate one
+    view = np.array([[1, 1, 0]] * 4, np.float32)
+    swap = np.array([[0, 1, 0]] * 4, np.float32)
+    duplicates = np.eye(4, dtype=np.float32)
+    duplicates[0, 3] = duplicates[3, 0] = 1  # rows 0 and 3 share a caption: no negatives of each other
+    donors, found = net.hardest_negatives(embeddings, ms.Tensor(present), ms.Tensor(view), ms.Tensor(swap),
+                                          ms.Tensor(duplicates))
+    assert donors.asnumpy()[1].tolist()[0] == 1  # not itself (1.0), not row 2 (no image), not row 3 (duplicate)
+    assert found.asnumpy().tolist() == [1, 1, 1, 1]
+
+
+def save_pretrain_checkpoint(prepared, path):
+    cfg = tiny_config()
+    net = PretrainLoss(cfg.model, cfg.loss, dims(prepared, cfg), cfg.data.max_text_len, cfg.data.max_regions)
+    ms.save_checkpoint(net, str(path))
+    return net
+
+
+def test_a_pretrained_checkpoint_initialises_retrieval(prepared, tmp_path):
+    pretrained = save_pretrain_checkpoint(prepared, tmp_path / "pre.ckpt")
+    cfg = tiny_config("model.decoder_layers=0", f"model.init_from={tmp_path / 'pre.ckpt'}")
+    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    for name in ("net.encoder.layers.1.ffn.output.weight", "net.embeddings.audio.feature.weight", "match_head.bias"):
+        np.testing.assert_array_equal(net.parameters_dict()[name].asnumpy(),
+                                      pretrained.parameters_dict()[name].asnumpy())
+    with pytest.raises(CheckpointError, match="projections.*another task"):  # a pre-trained model cannot rank yet
+        load_weights(RetrievalModel(cfg.model, dims(prepared, cfg)), tmp_path / "pre.ckpt",
+                     ("net.", "match_head.", "projections."))
+    wider = tiny_config("model.decoder_layers=0", "model.intermediate=128")
+    with pytest.raises(CheckpointError, match="different model config"):
+        load_weights(RetrievalModel(wider.model, dims(prepared, wider)), tmp_path / "pre.ckpt")
+
+
+def test_direction_and_probe_input_names():
+    assert parse_direction("text+audio->image") == (("text", "audio"), ("image",))
+    for bad in ("text->text", "text->video", "text-image"):
+        with pytest.raises(ConfigError):
+            parse_direction(bad)
+    assert parse_inputs("AT") == ("text", "audio")
+    with pytest.raises(ConfigError):
+        parse_inputs("TX")
+
+
+def test_the_probe_learns_a_separable_problem():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8)).astype(np.float32) * 3 + 5  # unstandardised on purpose
+    labels = np.stack([x[:, 0] > 5, x[:, 1] + x[:, 2] > 10, x[:, 3] < 4], 1).astype(np.float32)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    layer = train_probe(x[:400], labels[:400], EvalConfig(probe_epochs=300, probe_lr=0.05))
+    result = mean_average_precision(probe_scores(layer, x[400:]), labels[400:])
+    assert result["mAP"] > 97 and result["classes"] == 3
+    shuffled = mean_average_precision(probe_scores(layer, x[400:]), labels[rng.permutation(200) + 400])
+    assert shuffled["mAP"] < 70
+
+
+def test_train_then_eval_retrieval_and_probe(prepared, tmp_path):
+    import eval as eval_py
+    import train as train_py
+    run = tmp_path / "retrieval"
+    assert train_py.main(["--config", RETRIEVAL_TINY, "--set", f"data.path={prepared}",
+                          f"train.output_dir={run}", "train.epochs=3"]) == 0
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 12 and log[-1]["contrastive"] < log[0]["contrastive"]
+
+    # k covering the gallery: the two-stage ranking is the all-pairs cross-encoder's
+    assert eval_py.main(["--task", "retrieval", "--ckpt", str(run), "--full", "--set", "eval.rerank_k=100"]) == 0
+    report = json.loads((run / "eval_retrieval_val.json").read_text())
+    assert list(report["directions"]) == EvalConfig().directions
+    for name, r in report["directions"].items():
+        query, cand = parse_direction(name)
+        assert r["two_stage"] == r["full"], name
+        assert 1 <= r["two_stage"]["median_rank"] <= r["candidates"]
+        assert r["chance"]["R@1"] == pytest.approx(100 / r["candidates"])
+    assert report["directions"]["text->image"]["candidates"] == 7  # the val items that have an image
+
+    out = tmp_path / "probe.json"
+    assert eval_py.main(["--task", "probe", "--ckpt", str(run), "--out", str(out)]) == 0
+    probe = json.loads(out.read_text())
+    assert list(probe["inputs"]) == ["T", "I", "A", "TI", "TA", "IA", "TIA"]
+    assert all(0 < r["mAP"] <= 100 and r["classes"] == 3 for r in probe["inputs"].values())
+    assert probe["train_items"] == 32
+
+    bad = eval_py.main(["--task", "retrieval", "--ckpt", str(tmp_path / "missing")])
+    assert bad == 2
