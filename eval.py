@@ -10,7 +10,6 @@ Results are printed as a table and written as JSON (default: next to the checkpo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -49,21 +48,16 @@ def run_config_path(ckpt: str, config: str = None) -> str:
 
 def evaluate(args) -> dict:
     import mindspore as ms
-    from src.data.records import open_prepared
     from src.infer.items import load_items
-    from src.model.opt import DataDims
-    from src.tasks.retrieval import RetrievalModel
-    from src.train.checkpoint import load_weights, resolve_checkpoint
+    from src.tasks.retrieval import load_trained
+    from src.train.checkpoint import resolve_checkpoint
 
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
     cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
     ckpt = resolve_checkpoint(args.ckpt)
     ms.set_context(mode=ms.GRAPH_MODE)
-    data = open_prepared(cfg.data.path)
-    model = RetrievalModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
-    required = ("net.", "match_head.", "projections.") if args.task == "retrieval" else ("net.",)
-    load_weights(model, ckpt, required)
-    model.set_train(False)
+    model, data = load_trained(cfg, ckpt, ("net.", "match_head.", "projections.") if args.task == "retrieval"
+                               else ("net.",))
     split = args.split or cfg.data.eval_split
     items = load_items(data, cfg.data, split)
     report = {"task": args.task, "checkpoint": str(ckpt), "data": str(cfg.data.path), "split": split,
@@ -72,7 +66,10 @@ def evaluate(args) -> dict:
         from src.tasks.retrieval_eval import RetrievalEvaluator, retrieval_table
         evaluator = RetrievalEvaluator(model, items, cfg.eval)
         report["embedding_seconds"] = evaluator.embedding_seconds
-        report["directions"] = {d: evaluator.evaluate(d, full=args.full) for d in cfg.eval.directions}
+        report["directions"] = {}
+        for direction in cfg.eval.directions:
+            r = report["directions"][direction] = evaluator.evaluate(direction, full=args.full)
+            print(f"{direction}: R@1 {r['two_stage']['R@1']:.1f} ({r['seconds']:.0f} s)", flush=True)
         table = retrieval_table(report["directions"])
     else:
         from src.tasks.classify import evaluate_probe, probe_table

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The demo, end to end on CPU: prepare the real tri-modal demo set if it is absent, pre-train the demo model (MiniLM
-# initialised, all pretext losses in one train step) for a bounded time, show the losses falling, leave a checkpoint.
+# initialised, all pretext losses in one train step) for a bounded time and show the losses falling; fine-tune it for
+# retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
-# Running it again continues a run cut short by the time bound from its newest checkpoint (up to train.max_steps).
-# Environment: PYTHON (default python), DATA (demo data directory, default data/demo), MINUTES (training time bound,
-# default 12).
+# Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
+# train.max_steps), then evaluates again. Environment: PYTHON (default python), DATA (demo data directory, default
+# data/demo), MINUTES (pre-training time bound, default 12), RETRIEVAL_MINUTES (fine-tuning time bound, default 8).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python}"
 DATA="${DATA:-$ROOT/data/demo}"
 RUN="${1:-$ROOT/runs/demo}"
 MINUTES="${MINUTES:-12}"
+RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-8}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 
@@ -25,3 +27,15 @@ echo "== pre-training (at most $MINUTES minutes) -> $RUN/pretrain"
   --set "data.path=$DATA/prepared" "train.output_dir=$RUN/pretrain" "train.max_minutes=$MINUTES"
 "$PY" "$ROOT/scripts/show_losses.py" "$RUN/pretrain/train_log.jsonl"
 echo "checkpoint: $(ls "$RUN"/pretrain/step_*.ckpt | tail -1)"
+
+echo "== retrieval fine-tuning (at most $RETRIEVAL_MINUTES minutes) -> $RUN/retrieval"
+"$PY" "$ROOT/train.py" --config "$ROOT/config/retrieval_demo.yaml" --resume \
+  --set "data.path=$DATA/prepared" "model.init_from=$RUN/pretrain" "train.output_dir=$RUN/retrieval" \
+  "train.max_minutes=$RETRIEVAL_MINUTES"
+"$PY" "$ROOT/scripts/show_losses.py" "$RUN/retrieval/train_log.jsonl"
+
+echo "== retrieval evaluation on the validation split (two-stage: embeddings, then cross-encoder rerank)"
+"$PY" "$ROOT/eval.py" --task retrieval --ckpt "$RUN/retrieval"
+
+echo "== linear probe of the pre-trained model (frozen) on the manifest labels"
+"$PY" "$ROOT/eval.py" --task probe --ckpt "$RUN/pretrain"

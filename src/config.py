@@ -133,6 +133,7 @@ class TrainConfig:
     weight_decay: float = 0.01    # not applied to biases and LayerNorm parameters
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-6
+    new_lr_scale: float = 1.0     # parameters that model.init_from did not provide (new heads) learn at lr x this
     warmup_steps: int = 0
     schedule: str = "linear"      # linear | cosine | constant : decay after the warmup
     min_lr_ratio: float = 0.0     # the decay ends at lr * min_lr_ratio
@@ -155,7 +156,7 @@ class EvalConfig:
     rerank_k: int = 16            # candidates per query that the cross-encoder reranks (second stage)
     directions: List[str] = field(default_factory=lambda: [
         "image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
-        "text+audio->image", "image+audio->text", "image->text+audio", "text->image+audio"])
+        "text+audio->image", "image+audio->text"])  # also possible: image->text+audio, text->image+audio, ...
     probe_inputs: List[str] = field(default_factory=lambda: ["T", "I", "A", "TI", "TA", "IA", "TIA"])
     probe_train_samples: int = 0  # training items whose features train the probe (0: all)
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer

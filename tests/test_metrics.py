@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from src.metrics.classification import average_precision, mean_average_precision
-from src.metrics.retrieval import best_positive_ranks, recall_summary
+from src.metrics.retrieval import best_positive_ranks, chance_recall, recall_summary
 
 
 def test_ranks_use_the_best_correct_candidate():
@@ -46,3 +46,14 @@ def test_mean_average_precision_skips_and_counts_empty_classes():
     # class 0 ranks pos (0.9), neg (0.8), pos (0.1): (1 + 2/3) / 2; class 1 ranks its positive (0.7) first: 1.0
     assert out["mAP"] == pytest.approx(100 * ((1 + 2 / 3) / 2 + 1.0) / 2)
     assert out["classes"] == 2 and out["classes_without_positives"] == 1
+
+
+def test_chance_recall_by_hand():
+    # one correct candidate among 100: R@K = K %, the first correct one is equally likely at ranks 1..100
+    one = chance_recall(100, np.ones(7, int))
+    assert one["R@1"] == pytest.approx(1.0) and one["R@10"] == pytest.approx(10.0) and one["median_rank"] == 50
+    # 2 correct among 4: P(rank 1) = 1/2, P(within 2) = 1 - (2/4)(1/3) = 5/6; a query with 1 correct: 1/4, 2/4
+    mixed = chance_recall(4, np.array([2, 1]), ks=(1, 2))
+    assert mixed["R@1"] == pytest.approx(100 * (0.5 + 0.25) / 2)
+    assert mixed["R@2"] == pytest.approx(100 * (5 / 6 + 0.5) / 2)
+    assert mixed["median_rank"] == pytest.approx(1.5)  # medians 1 and 2

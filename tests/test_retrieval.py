@@ -147,7 +147,7 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path):
     # k covering the gallery: the two-stage ranking is the all-pairs cross-encoder's
     assert eval_py.main(["--task", "retrieval", "--ckpt", str(run), "--full", "--set", "eval.rerank_k=100"]) == 0
     report = json.loads((run / "eval_retrieval_val.json").read_text())
-    assert list(report["directions"]) == EvalConfig().directions
+    assert list(report["directions"]) == EvalConfig().directions and len(EvalConfig().directions) == 8
     for name, r in report["directions"].items():
         query, cand = parse_direction(name)
         assert r["two_stage"] == r["full"], name

@@ -70,6 +70,19 @@ def weights(net):
     return [p.asnumpy().copy() for p in net.trainable_params()]
 
 
+def test_parameters_not_from_init_learn_at_the_scaled_rate():
+    cfg = TrainConfig(lr=0.01, weight_decay=0.0, grad_clip=0.0, new_lr_scale=10.0)
+    net = Regression()
+    opt = build_optimizer(net.trainable_params(), cfg, learning_rates(cfg, 10), initialised=("dense.weight",))
+    step = TrainStep(net, opt, cfg)
+    before = [p.asnumpy().copy() for p in net.trainable_params()]
+    step(True, *batch(0))
+    moved = [np.abs(p.asnumpy() - b).max() for p, b in zip(net.trainable_params(), before)]
+    # AdamWeightDecay's first update is lr x (1 - beta1) / sqrt(1 - beta2) per element whatever the gradient's size
+    first = 0.1 / np.sqrt(0.001)
+    assert moved[0] == pytest.approx(0.01 * first, rel=0.01) and moved[1] == pytest.approx(0.1 * first, rel=0.01)
+
+
 def test_loss_scale_cancels_out():
     """The same data gives the same update with a dynamic scale of 2^16 and with no scaling."""
     (a, net_a), (b, net_b) = make_step(loss_scale="dynamic"), make_step(loss_scale="none")

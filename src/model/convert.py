@@ -85,14 +85,17 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
     return {"loaded": loaded, "skipped": skipped}
 
 
-def init_model(cell: ms.nn.Cell, init_from: str) -> None:
+def init_model(cell: ms.nn.Cell, init_from: str) -> List[str]:
     """Start `cell` (whose OPT network is `cell.net`) from `model.init_from`: a BERT-family safetensors file for the
     text embeddings and the encoder (the decoders' layers copy the encoder's where shapes allow), or one of our
-    checkpoints / run directories for every parameter the two models share."""
+    checkpoints / run directories for every parameter the two models share. Returns the names of the parameters
+    loaded (the optimizer may treat the others, new heads, differently)."""
     if not init_from:
-        return
+        return []
     if init_from == "minilm" or init_from.endswith(".safetensors"):
-        load_bert_weights(cell, init_from, "net.embeddings.text", "net.encoder.layers", ("net.text_decoder.layers",))
-    else:
-        from src.train.checkpoint import load_weights
-        load_weights(cell, init_from)
+        report = load_bert_weights(cell, init_from, "net.embeddings.text", "net.encoder.layers",
+                                   ("net.text_decoder.layers",))
+        paths = dict(cell.parameters_and_names())
+        return [paths[name].name for name in report["loaded"]]
+    from src.train.checkpoint import load_weights
+    return load_weights(cell, init_from)

@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn, ops
+from mindspore import nn
 
 from src.config import ConfigError, EvalConfig
 from src.infer.items import Items, modalities_of, run_batched

@@ -41,7 +41,7 @@ class PretrainLoss(nn.Cell):
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
             raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
-        init_model(self, model_cfg.init_from)
+        self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
                   text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,

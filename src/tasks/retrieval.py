@@ -35,6 +35,21 @@ def l2_normalise(x):
     return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
 
 
+class Projection(nn.Cell):
+    """Pooled states -> embedding. Mean-pooled encoder states of different items are nearly parallel (cosine ~0.998
+    after the demo pre-training: a few large shared dimensions), so a plain linear map starts every pair at the same
+    similarity and InfoNCE sits at ln(batch). Batch normalisation first removes the shared part (its moving
+    statistics serve evaluation)."""
+
+    def __init__(self, hidden: int, embed_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(hidden)
+        self.dense = nn.Dense(hidden, embed_dim)
+
+    def construct(self, x):
+        return self.dense(self.norm(x))
+
+
 class RetrievalModel(nn.Cell):
     """The OPT network with the matching head and one projection per modality. Parameter names (net.*, match_head.*)
     are those of the pre-training cell, so a pre-trained checkpoint loads into it directly."""
@@ -43,7 +58,7 @@ class RetrievalModel(nn.Cell):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
-        self.projections = nn.CellDict({m: nn.Dense(model_cfg.hidden, model_cfg.embed_dim) for m in MODALITIES})
+        self.projections = nn.CellDict({m: Projection(model_cfg.hidden, model_cfg.embed_dim) for m in MODALITIES})
 
     def embed(self, modality, *inputs):
         """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
@@ -54,6 +69,16 @@ class RetrievalModel(nn.Cell):
         """[B, 5] matching logits of the rows shown with `modalities` only."""
         states, _ = self.net.encode_only(modalities, *inputs)
         return self.match_head(states[:, 0])
+
+
+def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projections.")):
+    """(RetrievalModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
+    from src.train.checkpoint import load_weights
+    data = open_prepared(cfg.data.path)
+    model = RetrievalModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    load_weights(model, ckpt, required)
+    model.set_train(False)
+    return model, data
 
 
 def same_text(text_ids):
@@ -69,7 +94,7 @@ class RetrievalLoss(RetrievalModel):
         self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
         self.temperature = loss_cfg.contrastive_temperature
         self.ce = CrossEntropy()
-        init_model(self, model_cfg.init_from)
+        self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, present,
                   view, swap):

@@ -21,13 +21,21 @@ def no_decay(name: str) -> bool:
     return leaf in ("bias", "beta", "gamma") or "norm" in name.lower()
 
 
-def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray) -> nn.Optimizer:
-    """AdamWeightDecay over `params` following the per-step `learning_rates`; no decay on biases and LayerNorm."""
+def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray, initialised=None) -> nn.Optimizer:
+    """AdamWeightDecay over `params` following the per-step `learning_rates`; no decay on biases and LayerNorm. When
+    the names of the parameters that came from `model.init_from` are given, the others (new heads) learn at
+    learning_rates x cfg.new_lr_scale."""
     params = list(params)
-    decay = [p for p in params if not no_decay(p.name)]
-    rest = [p for p in params if no_decay(p.name)]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0},
-              {"order_params": params}]
+    fresh = (lambda p: p.name not in initialised) if initialised and cfg.new_lr_scale != 1.0 else (lambda p: False)
+    groups = []
+    for is_fresh in (False, True):
+        rates = ms.Tensor(learning_rates * (cfg.new_lr_scale if is_fresh else 1.0), ms.float32)
+        for decayed in (True, False):
+            members = [p for p in params if fresh(p) == is_fresh and no_decay(p.name) != decayed]
+            if members:
+                groups.append({"params": members, "weight_decay": cfg.weight_decay if decayed else 0.0,
+                               "lr": rates})
+    groups.append({"order_params": params})
     beta1, beta2 = cfg.betas
     return nn.AdamWeightDecay(groups, learning_rate=ms.Tensor(learning_rates), beta1=beta1, beta2=beta2, eps=cfg.eps)
 

@@ -97,7 +97,8 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     rates = learning_rates(t, steps)
     if t.amp_level != "O0":
         loss_net = ms.amp.auto_mixed_precision(loss_net, t.amp_level)
-    step_cell = TrainStep(loss_net, build_optimizer(loss_net.trainable_params(), t, rates), t)
+    initialised = getattr(loss_net, "initialised", None)  # names of the parameters model.init_from provided
+    step_cell = TrainStep(loss_net, build_optimizer(loss_net.trainable_params(), t, rates, initialised), t)
     step_cell.set_train(True)
 
     position = {"step": 0, "epoch": 0, "batch": 0}

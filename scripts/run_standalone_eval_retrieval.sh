@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Evaluate retrieval in every direction (R@1/5/10, median rank): two-stage ranking, table on stdout, JSON beside
+# the checkpoint.
+#
+#   bash scripts/run_standalone_eval_retrieval.sh CKPT [DATA] [eval.py options ...]
+#
+# CKPT: a retrieval checkpoint or run directory. DATA: a prepared dataset to evaluate instead of the run's own
+# (prepare it with --like the training set). Options go to eval.py, e.g. --split val --full --set eval.rerank_k=32.
+set -euo pipefail
+if [ $# -lt 1 ]; then
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CKPT="$1"
+shift
+DATA_ARGS=()
+if [ $# -ge 1 ] && [[ "$1" != -* ]]; then
+  DATA_ARGS=(--data "$1")
+  shift
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export GLOG_v="${GLOG_v:-3}"
+exec "${PYTHON:-python}" "$ROOT/eval.py" --task retrieval --ckpt "$CKPT" "${DATA_ARGS[@]}" "$@"
