@@ -201,3 +201,18 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
 def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shards: int = 1) -> int:
     data = data if isinstance(data, PreparedData) else open_prepared(data)
     return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
+
+
+def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0):
+    """What a trainable task needs from its data: (prepared data, make_dataset(epoch, start_batch), batches per
+    epoch for this rank)."""
+    from src.config import ConfigError
+    if not cfg.path:
+        raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
+    data = open_prepared(cfg.path)
+
+    def make_dataset(epoch: int, start_batch: int):
+        return create_dataset(data, cfg, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
+                              start_batch=start_batch, objective=objective)
+
+    return data, make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)

@@ -45,9 +45,15 @@ def two_stage_ranks(queries: np.ndarray, candidates: np.ndarray, positives: np.n
     """1-based rank of each query's best correct candidate after the cross-encoder reranks the first stage's top k."""
     positives = np.asarray(positives, bool)
     top, ranks = first_stage(queries, candidates, positives, k, chunk)
+    return rerank(top, ranks, positives, score_pairs)
+
+
+def rerank(top: np.ndarray, first_ranks: np.ndarray, positives: np.ndarray, score_pairs: PairScorer) -> np.ndarray:
+    """The second stage over `first_stage`'s output: ranks after the cross-encoder reorders each query's top k."""
+    ranks = first_ranks.copy()
     query_ids = np.repeat(np.arange(len(top)), top.shape[1])
     cross = np.asarray(score_pairs(query_ids, top.reshape(-1)), np.float64).reshape(top.shape)
-    top_positive = np.take_along_axis(positives, top, 1)
+    top_positive = np.take_along_axis(np.asarray(positives, bool), top, 1)
     hit = top_positive.any(1)
     if hit.any():
         ranks[hit] = best_positive_ranks(cross[hit], top_positive[hit])

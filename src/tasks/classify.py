@@ -35,9 +35,8 @@ class PooledStates(nn.Cell):
         return masked_mean(*self.net.encode_only(self.modalities, *inputs))
 
 
-def probe_features(net: OPT, items: Items, modalities: Tuple[str, ...], batch_size: int) -> np.ndarray:
-    return run_batched(PooledStates(net, modalities), len(items), batch_size,
-                       lambda rows: items.compose({"text": rows}))[0]
+def probe_features(cell: PooledStates, items: Items, batch_size: int) -> np.ndarray:
+    return run_batched(cell, len(items), batch_size, lambda rows: items.compose({"text": rows}))[0]
 
 
 class ProbeLoss(nn.Cell):
@@ -84,9 +83,9 @@ def evaluate_probe(net: OPT, train: Items, test: Items, cfg: EvalConfig, log=pri
         raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
     results = {}
     for name in cfg.probe_inputs:
-        modalities = parse_inputs(name)
-        train_x = probe_features(net, train, modalities, cfg.batch_size)
-        test_x = probe_features(net, test, modalities, cfg.batch_size)
+        cell = PooledStates(net, parse_inputs(name))  # one cell per combination: it compiles once
+        train_x = probe_features(cell, train, cfg.batch_size)
+        test_x = probe_features(cell, test, cfg.batch_size)
         layer = train_probe(train_x, train.labels, cfg)
         results[name] = {**mean_average_precision(probe_scores(layer, test_x), test.labels),
                          "chance_mAP": chance_map(test.labels > 0)}

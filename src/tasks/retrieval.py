@@ -15,9 +15,9 @@ from __future__ import annotations
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.config import Config, ConfigError, LossConfig, ModelConfig
+from src.config import Config, LossConfig, ModelConfig
 from src.data.masking import MATCH_CASES
-from src.data.pipeline import create_dataset, steps_per_epoch
+from src.data.pipeline import training_data
 from src.data.records import open_prepared
 from src.model.convert import init_model
 from src.model.heads import CrossEntropy, matching_loss, weighted_mean
@@ -162,13 +162,6 @@ class RetrievalLoss(RetrievalModel):
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
-    if not cfg.data.path:
-        raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
-    data = open_prepared(cfg.data.path)
+    data, make_dataset, per_epoch = training_data(cfg.data, "retrieval", num_shards, shard_id)
     loss_net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
-
-    def make_dataset(epoch: int, start_batch: int):
-        return create_dataset(data, cfg.data, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
-                              start_batch=start_batch, objective="retrieval")
-
-    return loss_net, make_dataset, steps_per_epoch(data, cfg.data, num_shards=num_shards)
+    return loss_net, make_dataset, per_epoch

@@ -16,7 +16,7 @@ from mindspore import nn
 
 from src.config import ConfigError, EvalConfig
 from src.infer.items import COLUMNS_OF, Items, modalities_of, run_batched
-from src.infer.retrieval import first_stage, full_ranks, normalise, two_stage_ranks
+from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
 from src.model.opt import MODALITIES
 from src.tasks.retrieval import RetrievalModel
@@ -112,8 +112,8 @@ class RetrievalEvaluator:
         score_pairs = self.pair_scorer(query, cand, query_rows, rows)
         k = min(self.cfg.rerank_k, len(rows))
         started = time.perf_counter()
-        _, first = first_stage(queries, candidates, positives, k)
-        ranks = two_stage_ranks(queries, candidates, positives, k, score_pairs)
+        top, first = first_stage(queries, candidates, positives, k)
+        ranks = rerank(top, first, positives, score_pairs)
         out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
                "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
                "chance": chance_recall(len(rows), positives.sum(1)), "seconds": time.perf_counter() - started}
