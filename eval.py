@@ -2,10 +2,15 @@
 
     python eval.py --task retrieval --ckpt runs/demo/retrieval            # R@1/5/10 and median rank, every direction
     python eval.py --task probe --ckpt runs/demo/pretrain                 # linear-probe mAP per input combination
+    python eval.py --task caption --ckpt runs/demo/caption                # image -> text: BLEU, CIDEr-D, WER, CER
+    python eval.py --task asr --ckpt runs/demo/caption                    # audio -> text
+    python eval.py --task caption_ia --ckpt runs/demo/caption             # image+audio -> text
 
 --ckpt is a checkpoint file or a run directory (its newest checkpoint). The model config is the run's config.yaml
 unless --config names another; --data evaluates a set prepared elsewhere (prepare it with --like the training set).
-Results are printed as a table and written as JSON (default: next to the checkpoint).
+Results are printed as a table and written as JSON (default: next to the checkpoint); text generation also writes
+every prediction with its references (predictions_<task>_<split>.json). Decoding settings come from the config's
+`generate` section (e.g. --set generate.strategy=greedy).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from src.config import ConfigError, load_config
 from src.data.records import DatasetError
 from src.train.checkpoint import CheckpointError
 
-TASKS = ("retrieval", "probe")
+TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia")
 
 
 def parse_args(argv=None):
@@ -31,6 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--train-split", default=None, help="probe: the split the linear layer trains on "
                                                        "(default: data.train_split)")
     p.add_argument("--full", action="store_true", help="retrieval: also rank with the all-pairs cross-encoder (slow)")
+    p.add_argument("--limit", type=int, default=0, help="text generation: decode only the first N items")
     p.add_argument("--out", default=None, help="where to write the JSON results")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     return p.parse_args(argv)
@@ -48,20 +54,35 @@ def run_config_path(ckpt: str, config: str = None) -> str:
 
 def evaluate(args) -> dict:
     import mindspore as ms
-    from src.infer.items import load_items
-    from src.tasks.retrieval import load_trained
     from src.train.checkpoint import resolve_checkpoint
 
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
     cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
     ckpt = resolve_checkpoint(args.ckpt)
     ms.set_context(mode=ms.GRAPH_MODE)
+    split = args.split or cfg.data.eval_split
+    report = {"task": args.task, "checkpoint": str(ckpt), "data": str(cfg.data.path), "split": split}
+    if args.task in ("retrieval", "probe"):
+        table = evaluate_understanding(args, cfg, ckpt, split, report)
+    else:
+        from src.tasks.caption import load_trained
+        from src.tasks.caption_eval import evaluate_generation, generation_table
+        model, data = load_trained(cfg, ckpt)
+        report.update(evaluate_generation(model, data, cfg, args.task, split, args.limit))
+        table = generation_table(report)
+    print(f"{args.task} on {cfg.data.path} [{split}], {report['items']} items, checkpoint {ckpt}")
+    print("\n".join(table))
+    return report
+
+
+def evaluate_understanding(args, cfg, ckpt, split: str, report: dict):
+    """Retrieval or the linear probe: fills `report`, returns the printed table."""
+    from src.infer.items import load_items
+    from src.tasks.retrieval import load_trained
     model, data = load_trained(cfg, ckpt, ("net.", "match_head.", "projections.") if args.task == "retrieval"
                                else ("net.",))
-    split = args.split or cfg.data.eval_split
     items = load_items(data, cfg.data, split)
-    report = {"task": args.task, "checkpoint": str(ckpt), "data": str(cfg.data.path), "split": split,
-              "items": len(items)}
+    report["items"] = len(items)
     if args.task == "retrieval":
         from src.tasks.retrieval_eval import RetrievalEvaluator, retrieval_table
         evaluator = RetrievalEvaluator(model, items, cfg.eval)
@@ -70,17 +91,13 @@ def evaluate(args) -> dict:
         for direction in cfg.eval.directions:
             r = report["directions"][direction] = evaluator.evaluate(direction, full=args.full)
             print(f"{direction}: R@1 {r['two_stage']['R@1']:.1f} ({r['seconds']:.0f} s)", flush=True)
-        table = retrieval_table(report["directions"])
-    else:
-        from src.tasks.classify import evaluate_probe, probe_table
-        train_split = args.train_split or cfg.data.train_split
-        train = load_items(data, cfg.data, train_split, limit=cfg.eval.probe_train_samples)
-        report.update(train_split=train_split, train_items=len(train))
-        report["inputs"] = evaluate_probe(model.net, train, items, cfg.eval)
-        table = probe_table(report["inputs"])
-    print(f"{args.task} on {cfg.data.path} [{split}], {len(items)} items, checkpoint {ckpt}")
-    print("\n".join(table))
-    return report
+        return retrieval_table(report["directions"])
+    from src.tasks.classify import evaluate_probe, probe_table
+    train_split = args.train_split or cfg.data.train_split
+    train = load_items(data, cfg.data, train_split, limit=cfg.eval.probe_train_samples)
+    report.update(train_split=train_split, train_items=len(train))
+    report["inputs"] = evaluate_probe(model.net, train, items, cfg.eval)
+    return probe_table(report["inputs"])
 
 
 def main(argv=None) -> int:
@@ -92,6 +109,12 @@ def main(argv=None) -> int:
         return 2
     from src.data.records import write_json_atomic
     out = Path(args.out) if args.out else Path(report["checkpoint"]).parent / f"eval_{args.task}_{report['split']}.json"
+    predictions = report.pop("predictions", None)
+    if predictions is not None:
+        listing = out.with_name(f"predictions_{args.task}_{report['split']}.json")
+        write_json_atomic(listing, predictions)
+        report["predictions_file"] = str(listing)
+        print(f"predictions: {listing}")
     write_json_atomic(out, report)
     print(f"results: {out}")
     return 0

@@ -118,6 +118,8 @@ class LossConfig:
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
     contrastive_temperature: float = 0.05
+    caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
+    label_smoothing: float = 0.1  # of that cross-entropy
 
 
 @dataclass
@@ -165,14 +167,39 @@ class EvalConfig:
 
 
 @dataclass
+class CaptionConfig:
+    """Text generation fine-tuning (`task: caption`): what the text decoder reads."""
+    # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has
+    inputs: List[str] = field(default_factory=lambda: ["image"])
+
+
+@dataclass
+class GenerateConfig:
+    """Decoding (`eval.py --task caption|asr|caption_ia`, `infer.py`); every strategy runs with a key/value cache."""
+    strategy: str = "beam"        # greedy | beam | sample
+    max_len: int = 24             # positions including the start token: at most max_len - 1 generated pieces
+    beam_size: int = 4
+    length_penalty: float = 1.0   # beam scores are summed log-probabilities / length ** length_penalty
+    early_stop: bool = True       # beam: stop a row once beam_size hypotheses have ended
+    top_k: int = 0                # sample: keep the k most likely pieces (0: all)
+    top_p: float = 1.0            # sample: keep the smallest set of pieces whose probability reaches top_p
+    temperature: float = 1.0      # sample
+    seed: int = 0                 # sample
+    batch_size: int = 32          # rows decoded together (the compiled batch)
+    chinese: str = "jieba"        # jieba | char : Chinese is scored on jieba words or characters
+
+
+@dataclass
 class Config:
-    task: str = "pretrain"        # what train.py trains: pretrain | retrieval (caption, ... join with their issues)
+    task: str = "pretrain"        # what train.py trains: pretrain | retrieval | caption
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

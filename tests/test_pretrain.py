@@ -123,9 +123,10 @@ def test_cached_decoder_steps_equal_the_full_decoder():
         memory = t(rng.standard_normal((2, 5, 16)))
         memory_mask = t([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
         full = dec(t(ids, ms.int32), memory, memory_mask).asnumpy()
-        self_kv, memory_kv, memory_bias = dec.start_cache(memory, memory_mask, max_len=8)
+        self_cache, memory_cache, memory_bias = dec.start_cache(memory, memory_mask, max_len=8)
         for i in range(ids.shape[1]):
-            out, self_kv = dec.step(t(ids[:, i:i + 1], ms.int32), t(i, ms.int32), self_kv, memory_kv, memory_bias)
+            out, self_cache = dec.step(t(ids[:, i:i + 1], ms.int32), t(i, ms.int32), self_cache, memory_cache,
+                                       memory_bias)
             np.testing.assert_allclose(out.asnumpy()[:, 0], full[:, i], atol=1e-5)
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)

@@ -141,3 +141,17 @@ def retrieval_views(present: np.ndarray, rng: np.random.Generator) -> Tuple[np.n
             view[i, list(chosen)] = 1.0
             swap[i, chosen[rng.integers(len(chosen))]] = 1.0
     return view, swap
+
+
+def caption_views(present: np.ndarray, sources, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Text generation: per row, the input set (one of `sources`, tuples of IMAGE/AUDIO) the decoder reads, drawn
+    uniformly from those the row has. present [B, 3] bool -> (view [B, 3] float32, weight [B] float32); a row without
+    text or without any of the sources gets weight 0 (it carries no loss)."""
+    view = np.zeros(present.shape, np.float32)
+    weight = np.zeros(len(present), np.float32)
+    for i, has in enumerate(present):
+        options = [s for s in sources if has[list(s)].all()]
+        if options and has[TEXT]:
+            view[i, list(options[rng.integers(len(options))])] = 1.0
+            weight[i] = 1.0
+    return view, weight

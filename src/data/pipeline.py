@@ -16,7 +16,8 @@ Which losses see which rows (the pre-training cell relies on this):
 
 Retrieval fine-tuning (`objective="retrieval"`) corrupts nothing: each row gets a view (the modalities its matching
 rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
-(`src/tasks/retrieval.py`), where the embeddings are.
+(`src/tasks/retrieval.py`), where the embeddings are. Text generation (`objective="caption"`) corrupts nothing either:
+each row gets the input set its decoder reads (`sources`, tuples of modality indices) and a weight.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from src.config import DataConfig
 from src.data.masking import (AUDIO, IMAGE, TEXT, choose_positions, drop_modalities, mask_features, mask_text,
-                              matching_cases, matching_donors, max_predictions, retrieval_views)
+                              matching_cases, matching_donors, max_predictions, retrieval_views, caption_views)
 from src.data.records import PreparedData, open_prepared
 
 READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "image_classes", "n_regions",
@@ -38,8 +39,9 @@ PRETRAIN_COLUMNS = INPUT_COLUMNS + [
     "mam_positions", "mam_weights", "mam_targets",
     "match_label", "match_weight", "dtr_weight"]
 RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "view", "swap"]
+CAPTION_COLUMNS = INPUT_COLUMNS + ["view", "row_weight"]
 EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid", "labels"]
-OBJECTIVES = {"pretrain": PRETRAIN_COLUMNS, "retrieval": RETRIEVAL_COLUMNS}
+OBJECTIVES = {"pretrain": PRETRAIN_COLUMNS, "retrieval": RETRIEVAL_COLUMNS, "caption": CAPTION_COLUMNS}
 
 
 def epoch_indices(count: int, seed: int, epoch: int, shuffle: bool, num_shards: int = 1, shard_id: int = 0,
@@ -58,10 +60,11 @@ class Collator:
     """Rows of a batch -> padded arrays of static shape (+ masks and matching negatives when training)."""
 
     def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0,
-                 objective: str = "pretrain"):
+                 objective: str = "pretrain", sources=((IMAGE,),)):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown training objective '{objective}' (known: {', '.join(OBJECTIVES)})")
         self.cfg, self.training, self.epoch, self.objective = cfg, training, epoch, objective
+        self.sources = sources
         self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
         self.image_dim, self.audio_dim = data.image_dim, data.audio_dim
         ids = data.meta["text"]["special_ids"]
@@ -82,6 +85,9 @@ class Collator:
             batch["present"] = modalities_present(batch).astype(np.float32)
             batch["view"], batch["swap"] = retrieval_views(batch["present"] > 0, rng)
             return tuple(batch[c] for c in RETRIEVAL_COLUMNS)
+        if self.objective == "caption":
+            batch["view"], batch["row_weight"] = caption_views(modalities_present(batch), self.sources, rng)
+            return tuple(batch[c] for c in CAPTION_COLUMNS)
         out = corrupt(batch, self, rng)
         return tuple(out[c] for c in PRETRAIN_COLUMNS)
 
@@ -179,7 +185,8 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
 
 
 def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training: bool = True, epoch: int = 0,
-                   num_shards: int = 1, shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain"):
+                   num_shards: int = 1, shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain",
+                   sources=((IMAGE,),)):
     """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume). Training batches carry
     the columns of `objective` (OBJECTIVES); evaluation batches carry EVAL_COLUMNS and keep every sample."""
     import mindspore.dataset as ds
@@ -194,7 +201,7 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
     dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
     columns = OBJECTIVES[objective] if training else EVAL_COLUMNS
     return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
-                         per_batch_map=Collator(data, cfg, training, epoch, objective), input_columns=READ_COLUMNS,
+                         per_batch_map=Collator(data, cfg, training, epoch, objective, sources), input_columns=READ_COLUMNS,
                          output_columns=columns)
 
 
@@ -203,16 +210,31 @@ def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shar
     return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
 
 
-def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0):
+def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0, sources=((IMAGE,),)):
     """What a trainable task needs from its data: (prepared data, make_dataset(epoch, start_batch), batches per
-    epoch for this rank)."""
+    epoch for this rank). `sources`: the input sets of the caption objective."""
     from src.config import ConfigError
     if not cfg.path:
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.path)
+    warn_audio_cut(data, cfg.train_split, cfg.max_audio_tokens)
 
     def make_dataset(epoch: int, start_batch: int):
         return create_dataset(data, cfg, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
-                              start_batch=start_batch, objective=objective)
+                              start_batch=start_batch, objective=objective, sources=sources)
 
     return data, make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)
+
+
+def warn_audio_cut(data: PreparedData, split: str, max_tokens: int) -> int:
+    """Say how many samples of `split` have more audio than the model's max_audio_tokens (the batches keep only their
+    start); returns that count."""
+    lengths = np.array(data.read_columns(split, ["n_audio"])["n_audio"])
+    cut = int((lengths > max_tokens).sum())
+    if cut:
+        seconds = data.audio_token_seconds()
+        lost = (lengths[lengths > max_tokens] - max_tokens).sum() * seconds
+        print(f"warning: {data.root} [{split}]: {cut} of {len(lengths)} samples have more than "
+              f"data.max_audio_tokens={max_tokens} audio tokens ({max_tokens * seconds:.2f} s); "
+              f"{lost:.0f} s of audio in all is cut", flush=True)
+    return cut

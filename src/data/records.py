@@ -63,6 +63,20 @@ class PreparedData:
     def count(self, split: str) -> int:
         return self._split(split)["count"]
 
+    def read_columns(self, split: str, columns: List[str]) -> Dict[str, list]:
+        """Scalar or string columns of every sample of `split`, in split order (no padding, no batching)."""
+        import mindspore.dataset as ds
+        rows = ds.MindDataset(self.files(split), columns_list=["index"] + columns, shuffle=False)
+        out = {c: [None] * self.count(split) for c in columns}
+        for row in rows.create_dict_iterator(num_epochs=1, output_numpy=True):
+            for c in columns:
+                out[c][int(row["index"])] = row[c].item()
+        return out
+
+    def audio_token_seconds(self) -> float:
+        audio = self.meta["prepare"]["audio"]
+        return audio["hop_ms"] * audio["frames_per_token"] / 1000.0
+
     def _split(self, split: str) -> dict:
         if split not in self.meta["splits"]:
             raise DatasetError(f"{self.root}: no split '{split}' (has: {', '.join(self.meta['splits']) or 'none'})")

@@ -6,6 +6,7 @@ size (the last batch is padded and its padding dropped), so each network compile
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Sequence, Tuple
 
@@ -74,3 +75,21 @@ def run_batched(cell: ms.nn.Cell, count: int, batch_size: int,
 def modalities_of(names: Sequence[str]) -> Tuple[str, ...]:
     """Modality names in the model's fixed order (text, image, audio)."""
     return tuple(m for m in MODALITIES if m in names)
+
+
+def content_codes(items: Items, modalities: Sequence[str]) -> np.ndarray:
+    """[N] int: equal for items whose `modalities` are identical inputs."""
+    keys = []
+    for i in range(len(items)):
+        h = hashlib.blake2b(digest_size=16)
+        for m in modalities:
+            for c in COLUMNS_OF[m]:
+                h.update(np.ascontiguousarray(items.inputs[c][i]).tobytes())
+        keys.append(h.digest())
+    return np.unique(keys, return_inverse=True)[1]
+
+
+def load_texts(data, split: str) -> Dict[str, list]:
+    """The raw "id", "text", "lang" and audio length "n_audio" (tokens, before any cut to data.max_audio_tokens) of
+    every sample of `split`, in split order: references and predictions need the text as written, not its pieces."""
+    return data.read_columns(split, ["id", "text", "lang", "n_audio"])

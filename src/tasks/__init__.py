@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-TRAINABLE = ("pretrain", "retrieval")
+TRAINABLE = ("pretrain", "retrieval", "caption")
 
 
 def task_module(name: str):

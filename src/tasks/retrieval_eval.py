@@ -7,7 +7,6 @@ candidate side is identical to it (two samples with the same caption are indisti
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Dict, List, Sequence, Tuple
 
@@ -15,7 +14,7 @@ import numpy as np
 from mindspore import nn
 
 from src.config import ConfigError, EvalConfig
-from src.infer.items import COLUMNS_OF, Items, modalities_of, run_batched
+from src.infer.items import Items, content_codes, modalities_of, run_batched
 from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
 from src.model.opt import MODALITIES
@@ -54,18 +53,6 @@ class MatchScore(nn.Cell):
 
     def construct(self, *inputs):
         return self.model.match_logits(self.modalities, *inputs)[:, 0]
-
-
-def content_codes(items: Items, modalities: Sequence[str]) -> np.ndarray:
-    """[N] int: equal for items whose `modalities` are identical inputs."""
-    keys = []
-    for i in range(len(items)):
-        h = hashlib.blake2b(digest_size=16)
-        for m in modalities:
-            for c in COLUMNS_OF[m]:
-                h.update(np.ascontiguousarray(items.inputs[c][i]).tobytes())
-        keys.append(h.digest())
-    return np.unique(keys, return_inverse=True)[1]
 
 
 class RetrievalEvaluator:

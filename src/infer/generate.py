@@ -1,0 +1,261 @@
+"""Text generation with a key/value cache: greedy, beam search, top-k / top-p sampling.
+
+Two compiled cells do the work: `StartCell` encodes a batch once and returns the decoder's caches; `StepCell` feeds
+one new piece per row, writes its keys/values into the cache and returns the top candidates of the next piece. The
+search itself (which rows continue, beams, sampling) runs in numpy between steps: it touches [rows, k] arrays only.
+
+`use_cache=False` swaps in `FullStepCell`, which reruns the decoder over the whole fixed-size prefix buffer each step
+(what a static-shape graph must do without a cache); it exists to measure the cache (bench/bench_decode.py) and to
+test that both give the same pieces.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import ConfigError, GenerateConfig
+from src.model.layers import NEG
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+def check_generate_config(cfg: GenerateConfig, max_positions: int) -> None:
+    if cfg.strategy not in STRATEGIES:
+        raise ConfigError(f"generate.strategy '{cfg.strategy}' is unknown (known: {', '.join(STRATEGIES)})")
+    if not 2 <= cfg.max_len <= max_positions:
+        raise ConfigError(f"generate.max_len {cfg.max_len} must be in 2..{max_positions} (model.max_positions)")
+    if cfg.beam_size < 1 or cfg.batch_size < 1 or cfg.top_k < 0:
+        raise ConfigError("generate.beam_size and batch_size must be >= 1, top_k >= 0")
+    if not 0.0 < cfg.top_p <= 1.0 or cfg.temperature <= 0.0:
+        raise ConfigError(f"generate.top_p must be in (0, 1] and temperature > 0 "
+                          f"(got {cfg.top_p}, {cfg.temperature})")
+
+
+def candidates_per_step(cfg: GenerateConfig, vocab_size: int) -> int:
+    """How many top pieces a step returns: 1 for greedy, 2 x beam (enough to refill every beam after some end), the
+    sampling pool (the whole vocabulary when only top_p limits it)."""
+    if cfg.strategy == "greedy":
+        return 1
+    if cfg.strategy == "beam":
+        return min(2 * cfg.beam_size, vocab_size)
+    return min(cfg.top_k, vocab_size) if cfg.top_k > 0 else vocab_size
+
+
+class StartCell(nn.Cell):
+    """Model inputs [B, ...] + row_index [N] (which input row each decoded row reads; beams repeat a row) ->
+    (self cache, memory cache, memory bias) for N rows; with `keep_memory` (the uncached path) the encoder output and
+    its mask instead."""
+
+    def __init__(self, model, modalities: Tuple[str, ...], max_len: int, keep_memory: bool = False):
+        super().__init__(auto_prefix=False)
+        self.model, self.modalities, self.max_len, self.keep_memory = model, modalities, max_len, keep_memory
+
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, row_index):
+        memory, mask = self.model.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
+                                         audio_feat, audio_mask)
+        memory, mask = ops.gather(memory, row_index, 0), ops.gather(mask, row_index, 0)
+        if self.keep_memory:
+            return memory, mask
+        return self.model.net.text_decoder.start_cache(memory, mask, self.max_len)
+
+
+def banned_bias(vocab_size: int, banned: Sequence[int]) -> ms.Tensor:
+    """[V] additive bias that keeps pieces a caption never contains ([PAD], [CLS], [MASK]) out of every search."""
+    bias = np.zeros(vocab_size, np.float32)
+    bias[list(banned)] = NEG
+    return ms.Tensor(bias)
+
+
+class StepCell(nn.Cell):
+    """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, caches) -> (top-k
+    log-probabilities [N, k], their piece ids [N, k], the updated self cache)."""
+
+    def __init__(self, model, k: int, bias: ms.Tensor):
+        super().__init__(auto_prefix=False)
+        self.model, self.k, self.bias = model, k, bias
+
+    def construct(self, ids, position, parents, self_cache, memory_cache, memory_bias):
+        self_cache = ops.gather(self_cache, parents, 2)
+        hidden, self_cache = self.model.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+        values, indices = ops.topk(self.model.log_probs(hidden[:, 0]) + self.bias, self.k)
+        return values, indices, self_cache
+
+
+class FullStepCell(nn.Cell):
+    """The uncached step: (prefix buffer [N, max_len], position, encoder output, mask) -> top-k of the next piece,
+    from the decoder rerun over the whole buffer (the causal mask keeps later slots out)."""
+
+    def __init__(self, model, k: int, bias: ms.Tensor):
+        super().__init__(auto_prefix=False)
+        self.model, self.k, self.bias = model, k, bias
+
+    def construct(self, buffer, position, memory, memory_mask):
+        hidden = self.model.net.text_decoder(buffer, memory, memory_mask)
+        at = ops.gather(hidden, position.reshape(1), 1)[:, 0]
+        return ops.topk(self.model.log_probs(at) + self.bias, self.k)
+
+
+class Generator:
+    """Decodes batches of exactly `cfg.batch_size` rows (each strategy's step compiles once). Returns the generated
+    piece ids of each row, without the start and end pieces."""
+
+    def __init__(self, model, modalities: Sequence[str], cfg: GenerateConfig, specials: Dict[str, int],
+                 vocab_size: int, max_positions: int, use_cache: bool = True):
+        check_generate_config(cfg, max_positions)
+        self.cfg, self.use_cache = cfg, use_cache
+        self.start_id, self.end_id = specials["[CLS]"], specials["[SEP]"]
+        self.width = cfg.beam_size if cfg.strategy == "beam" else 1
+        k = candidates_per_step(cfg, vocab_size)
+        bias = banned_bias(vocab_size, [specials[t] for t in ("[PAD]", "[CLS]", "[MASK]")])
+        self.start = StartCell(model, tuple(modalities), cfg.max_len, keep_memory=not use_cache)
+        self.step_cell = StepCell(model, k, bias) if use_cache else FullStepCell(model, k, bias)
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def __call__(self, inputs: Sequence[np.ndarray]) -> List[List[int]]:
+        b = len(inputs[0])
+        state = self.start(*(ms.Tensor(x) for x in inputs), ms.Tensor(np.repeat(np.arange(b), self.width), ms.int32))
+        step = _Stepper(self, state, b * self.width)
+        if self.cfg.strategy == "beam":
+            return beam_search(step, b, self.cfg, self.end_id)
+        return sample_or_greedy(step, b, self.cfg, self.end_id, self.rng)
+
+
+def generate_rows(generator: Generator, count: int, make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]]
+                  ) -> List[List[int]]:
+    """Generated pieces for rows 0..count-1, decoded in batches of exactly generator.cfg.batch_size (the last one
+    padded with copies of its first row, their outputs dropped); make_inputs(rows) builds a batch's model inputs."""
+    out, size = [], generator.cfg.batch_size
+    for start in range(0, count, size):
+        rows = np.arange(start, min(start + size, count))
+        padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
+        out.extend(generator(make_inputs(padded))[:len(rows)])
+    return out
+
+
+class _Stepper:
+    """One decoding step for either cell: feed(tokens, parents) -> (values [N, k], indices [N, k])."""
+
+    def __init__(self, gen: Generator, state, rows: int):
+        self.gen, self.state, self.position = gen, state, 0
+        self.max_len = gen.cfg.max_len
+        self.tokens = np.full((rows, 1), gen.start_id, np.int32)  # the prefix of each row so far
+
+    def __call__(self, parents: np.ndarray, new_tokens: np.ndarray = None):
+        if new_tokens is not None:
+            self.tokens = np.concatenate([self.tokens[parents], new_tokens[:, None].astype(np.int32)], 1)
+        position = ms.Tensor(self.position, ms.int32)
+        if self.gen.use_cache:
+            self_cache, memory_cache, memory_bias = self.state
+            values, indices, self_cache = self.gen.step_cell(ms.Tensor(self.tokens[:, -1:]), position,
+                                                             ms.Tensor(parents, ms.int32), self_cache,
+                                                             memory_cache, memory_bias)
+            self.state = (self_cache, memory_cache, memory_bias)
+        else:
+            buffer = np.zeros((len(self.tokens), self.max_len), np.int32)
+            buffer[:, :self.tokens.shape[1]] = self.tokens
+            values, indices = self.gen.step_cell(ms.Tensor(buffer), position, *self.state)
+        self.position += 1
+        return values.asnumpy(), indices.asnumpy()
+
+
+def sample_or_greedy(step: _Stepper, b: int, cfg: GenerateConfig, end_id: int, rng) -> List[List[int]]:
+    out = [[] for _ in range(b)]
+    done = np.zeros(b, bool)
+    parents, tokens = np.arange(b), None
+    for _ in range(cfg.max_len - 1):
+        values, indices = step(parents, tokens)
+        tokens = indices[:, 0] if cfg.strategy == "greedy" else sample_pieces(values, indices, cfg, rng)
+        for i in np.flatnonzero(~done):
+            if tokens[i] == end_id:
+                done[i] = True
+            else:
+                out[i].append(int(tokens[i]))
+        if done.all():
+            break
+    return out
+
+
+def sample_pieces(values: np.ndarray, indices: np.ndarray, cfg: GenerateConfig, rng) -> np.ndarray:
+    """One piece per row from its top candidates (sorted, most likely first): temperature, then the smallest prefix
+    whose probability reaches top_p."""
+    logits = values / cfg.temperature
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    keep = np.cumsum(probs, 1) - probs < cfg.top_p  # a piece stays while the mass before it is below top_p
+    probs = np.where(keep, probs, 0.0)
+    probs /= probs.sum(1, keepdims=True)
+    choice = np.array([rng.choice(len(p), p=p) for p in probs])
+    return indices[np.arange(len(indices)), choice]
+
+
+def beam_search(step: _Stepper, b: int, cfg: GenerateConfig, end_id: int) -> List[List[int]]:
+    """Beam search over b rows of cfg.beam_size beams. A hypothesis ends when its best continuation is the end piece
+    (only among the beam_size best candidates, as usual); its score is the summed log-probability / length **
+    length_penalty, the length counting the end piece. A row is done once it holds beam_size ended hypotheses
+    (early_stop) or once no live beam can still beat the worst of them."""
+    width = cfg.beam_size
+    scores = np.full((b, width), -np.inf)
+    scores[:, 0] = 0.0  # every beam starts as the same prefix: only one may expand at first
+    ended: List[List[Tuple[float, List[int]]]] = [[] for _ in range(b)]
+    done = np.zeros(b, bool)
+    seqs = [[] for _ in range(b * width)]
+    parents, tokens = np.arange(b * width), None
+    for length in range(1, cfg.max_len):
+        values, indices = step(parents, tokens)
+        k = values.shape[1]
+        totals = (scores.reshape(-1, 1) + values).reshape(b, width * k)
+        parents, tokens = np.arange(b * width), np.zeros(b * width, np.int32)  # done rows idle in place
+        new_scores = np.full((b, width), -np.inf)
+        new_seqs = [[] for _ in range(b * width)]
+        for r in np.flatnonzero(~done):
+            filled = 0
+            for rank, j in enumerate(np.argsort(-totals[r], kind="stable")):
+                beam, c = divmod(int(j), k)
+                row, score = r * width + beam, totals[r, j]
+                if not np.isfinite(score):
+                    break
+                piece = int(indices[row, c])
+                if piece == end_id:
+                    if rank < width:
+                        _keep_best(ended[r], (score / length ** cfg.length_penalty, seqs[row]), width)
+                    continue
+                slot = r * width + filled
+                parents[slot], tokens[slot], new_scores[r, filled] = row, piece, score
+                new_seqs[slot] = seqs[row] + [piece]
+                filled += 1
+                if filled == width:
+                    break
+            done[r] = _row_done(ended[r], new_scores[r], length, cfg)
+        scores, seqs = new_scores, new_seqs
+        if done.all():
+            break
+    for r in np.flatnonzero(~done):  # max_len reached: live beams compete as they are
+        for beam in range(width):
+            if np.isfinite(scores[r, beam]):
+                length = len(seqs[r * width + beam])
+                _keep_best(ended[r], (scores[r, beam] / max(length, 1) ** cfg.length_penalty,
+                                      seqs[r * width + beam]), width)
+    return [max(hyps, key=lambda h: h[0])[1] if hyps else [] for hyps in ended]
+
+
+def _keep_best(hyps: list, hyp: tuple, width: int) -> None:
+    hyps.append(hyp)
+    if len(hyps) > width:
+        hyps.remove(min(hyps, key=lambda h: h[0]))
+
+
+def _row_done(hyps: list, live_scores: np.ndarray, length: int, cfg: GenerateConfig) -> bool:
+    if not np.isfinite(live_scores).any():
+        return True
+    if len(hyps) < cfg.beam_size:
+        return False
+    if cfg.early_stop:
+        return True
+    # log-probabilities only fall, so a live beam's best possible normalised score is its score now divided by the
+    # length that favours it most (the longest for a positive penalty)
+    best_live = live_scores.max()
+    reach = (cfg.max_len - 1) if cfg.length_penalty > 0 else length + 1
+    return min(h[0] for h in hyps) >= best_live / reach ** cfg.length_penalty

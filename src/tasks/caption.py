@@ -1,0 +1,103 @@
+"""Text generation fine-tuning: captioning (image -> text), speech recognition (audio -> text) and image+audio -> text.
+
+The text decoder reads the cross-modal encoder's output over [CLS] and the segments of the row's input set (the text
+itself is never shown to the encoder) and is trained with teacher forcing and label smoothing. With several input sets
+in `caption.inputs`, each row shows one of them (drawn by the pipeline) and the absent segments are masked.
+Decoding is in `src/infer/generate.py`, evaluation in `src/tasks/caption_eval.py`.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import mindspore as ms
+from mindspore import nn, ops
+
+from src.config import Config, ConfigError, LossConfig, ModelConfig
+from src.data.pipeline import training_data
+from src.data.records import open_prepared
+from src.model.convert import init_model
+from src.model.heads import VocabHead, weighted_mean
+from src.model.opt import MODALITIES, OPT, DataDims
+
+LOSS_NAMES = ("caption",)
+# eval.py's generation tasks and the input set each one decodes from
+EVAL_INPUTS = {"caption": ("image",), "asr": ("audio",), "caption_ia": ("image", "audio")}
+
+
+def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[Tuple[str, ...], ...]:
+    """["image", "image+audio"] -> (("image",), ("image", "audio")), modalities in the model's order."""
+    if not names:
+        raise ConfigError(f"{where} is empty: name at least one input set (image, audio or image+audio)")
+    sources = []
+    for name in names:
+        parts = {p.strip() for p in name.split("+")}
+        unknown = parts - {"image", "audio"}
+        if unknown:
+            raise ConfigError(f"{where}: '{name}' names {sorted(unknown)}; the decoder reads image and/or audio")
+        sources.append(tuple(m for m in MODALITIES if m in parts))
+    return tuple(sources)
+
+
+class CaptionModel(nn.Cell):
+    """The OPT network (with its text decoder) and the decoder's output head. The head is the pre-training DTR head
+    (`dtr_head`, the same task: text from the encoder output), so a pre-trained checkpoint initialises all of it."""
+
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
+        super().__init__()
+        if model_cfg.decoder_layers < 1:
+            raise ConfigError("text generation needs a text decoder: model.decoder_layers must be at least 1")
+        self.net = OPT(model_cfg, dims)
+        self.dtr_head = VocabHead(model_cfg.hidden, dims.vocab_size, model_cfg.layer_norm_eps, transform=False)
+
+    def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+        """The encoder output the decoder attends to: [CLS] and the segments of `modalities` (a constant tuple)."""
+        return self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
+                                    audio_mask)
+
+    def log_probs(self, hidden):
+        """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V]."""
+        return ops.log_softmax(self.dtr_head(hidden, self.net.word_embedding_table()), axis=-1)
+
+
+def load_trained(cfg: Config, ckpt):
+    """(CaptionModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
+    from src.train.checkpoint import load_weights
+    data = open_prepared(cfg.data.path)
+    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    load_weights(model, ckpt, ("net.", "dtr_head."))
+    model.set_train(False)
+    return model, data
+
+
+class CaptionLoss(CaptionModel):
+    """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss])."""
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources):
+        super().__init__(model_cfg, dims)
+        # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
+        self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
+        self.weight = loss_cfg.caption
+        self.smoothing = loss_cfg.label_smoothing
+        self.initialised = tuple(init_model(self, model_cfg.init_from))
+
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
+                  row_weight):
+        memory, memory_mask = self.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes,
+                                          image_mask * view[:, 1:2], audio_feat, audio_mask * view[:, 2:3])
+        inputs, targets = text_ids[:, :-1], text_ids[:, 1:]  # [CLS] w1 .. wn -> w1 .. wn [SEP]
+        log_probs = self.log_probs(self.net.text_decoder(inputs, memory, memory_mask))
+        flat = targets.reshape(-1)
+        nll = -ops.gather_elements(log_probs, 1, flat.expand_dims(1)).squeeze(1)
+        smoothed = (1.0 - self.smoothing) * nll - self.smoothing * log_probs.mean(-1)
+        weights = ((targets > 0).astype(ms.float32) * row_weight.expand_dims(1)).reshape(-1)
+        loss = weighted_mean(smoothed, weights)
+        return loss * self.weight, ops.stack((loss,))
+
+
+def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+    """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
+    sources = parse_sources(cfg.caption.inputs)
+    indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
+    data, make_dataset, per_epoch = training_data(cfg.data, "caption", num_shards, shard_id, sources=indices)
+    loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources)
+    return loss_net, make_dataset, per_epoch

@@ -1,0 +1,95 @@
+"""Text generation evaluation: decode a split from one input set and score it (BLEU-1..4, CIDEr-D, WER, CER).
+
+The references of an item are the texts of every item whose decoded input is identical (an image with an English and
+a Chinese caption has both; a spoken caption has its own text). Scores are given overall and per language.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Dict, List
+
+import numpy as np
+
+from src.config import Config
+from src.data.records import DatasetError
+from src.data.tokenizer import Tokenizer
+from src.infer.generate import Generator, generate_rows
+from src.infer.items import Items, content_codes, load_items, load_texts
+from src.metrics.text import text_metrics
+from src.model.opt import MODALITIES
+from src.tasks.caption import EVAL_INPUTS
+
+
+def references(items: Items, texts: List[str], modalities) -> List[List[str]]:
+    """Per item: its own text first (WER/CER compare with it), then the texts of the other items with the same input.
+    """
+    codes = content_codes(items, modalities)
+    by_code = defaultdict(list)
+    for i, code in enumerate(codes):
+        by_code[code].append(i)
+    return [[texts[i]] + [texts[j] for j in by_code[code] if j != i] for i, code in enumerate(codes)]
+
+
+def tokenizer_of(data) -> Tokenizer:
+    text = data.meta["text"]
+    return Tokenizer(data.vocab_path, text.get("lower_case", True), text.get("chinese", "jieba"))
+
+
+def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: int = 0,
+                        use_cache: bool = True) -> Dict:
+    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` and score it.
+    Returns the report: metrics, metrics per language, decoding speed and every prediction."""
+    modalities = EVAL_INPUTS[task]
+    items = load_items(data, cfg.data, split)
+    raw = load_texts(data, split)
+    ids, texts, langs = ([raw[k][i] for i in items.index] for k in ("id", "text", "lang"))
+    present = items.present()
+    usable = np.flatnonzero(present[:, [MODALITIES.index(m) for m in ("text",) + modalities]].all(1))
+    if len(usable) == 0:
+        raise DatasetError(f"{data.root}: split '{split}' has no item with text and {'+'.join(modalities)}")
+    refs = references(items, texts, modalities)
+    usable = usable[:limit] if limit > 0 else usable
+    chosen = items.subset(usable)
+
+    specials = data.meta["text"]["special_ids"]
+    generator = Generator(model, modalities, cfg.generate, specials, data.meta["text"]["vocab_size"],
+                          cfg.model.max_positions, use_cache)
+    started = time.perf_counter()
+    pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}))
+    seconds = time.perf_counter() - started
+    tokenizer = tokenizer_of(data)
+    predictions = [tokenizer.decode(p) for p in pieces]
+
+    chosen_refs = [refs[i] for i in usable]
+    chosen_langs = [langs[i] for i in usable]
+    chinese = cfg.generate.chinese
+    report = {"inputs": "+".join(modalities), "strategy": cfg.generate.strategy, "items": len(usable),
+              "seconds": seconds, "pieces_per_second": sum(len(p) + 1 for p in pieces) / max(seconds, 1e-9),
+              "metrics": text_metrics(predictions, chosen_refs, chosen_langs, chinese), "by_lang": {}}
+    for lang in sorted(set(chosen_langs)):
+        rows = [i for i, l in enumerate(chosen_langs) if l == lang]
+        report["by_lang"][lang] = dict(text_metrics([predictions[i] for i in rows], [chosen_refs[i] for i in rows],
+                                                    [lang] * len(rows), chinese), items=len(rows))
+    cut = _audio_cut(raw, items.index[usable], cfg.data.max_audio_tokens) if "audio" in modalities else 0
+    if cut:
+        print(f"warning: {cut} of {len(usable)} items have more audio tokens than data.max_audio_tokens="
+              f"{cfg.data.max_audio_tokens}; the model heard only their start")
+    report["audio_cut"] = cut
+    report["predictions"] = [{"id": ids[i], "prediction": p, "references": refs[i]}
+                             for i, p in zip(usable, predictions)]
+    return report
+
+
+def _audio_cut(raw: dict, index: np.ndarray, max_tokens: int) -> int:
+    return int((np.asarray(raw["n_audio"])[index] > max_tokens).sum())
+
+
+def generation_table(report: Dict) -> List[str]:
+    lines = [f"{'inputs':<12}{'lang':<6}{'items':>6}{'BLEU-1':>8}{'BLEU-4':>8}{'CIDEr':>8}{'WER':>8}{'CER':>8}"]
+    rows = [("all", report["metrics"], report["items"])] + \
+           [(lang, m, m["items"]) for lang, m in report["by_lang"].items()]
+    for lang, m, n in rows:
+        lines.append(f"{report['inputs']:<12}{lang:<6}{n:>6}{m['BLEU-1']:>8.1f}{m['BLEU-4']:>8.1f}"
+                     f"{m['CIDEr']:>8.3f}{m['WER']:>8.1f}{m['CER']:>8.1f}")
+    return lines
