@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The demo, end to end on CPU: prepare the real tri-modal demo set if it is absent, pre-train the demo model (MiniLM
 # initialised, all pretext losses in one train step) for a bounded time and show the losses falling; fine-tune it for
-# retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model.
+# retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model;
+# fine-tune the text decoder and decode the validation split from image, audio and image+audio; caption one file.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
 # Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
 # train.max_steps), then evaluates again. Environment: PYTHON (default python), DATA (demo data directory, default
-# data/demo), MINUTES (pre-training time bound, default 12), RETRIEVAL_MINUTES (fine-tuning time bound, default 8).
+# data/demo), MINUTES (pre-training time bound, default 12), RETRIEVAL_MINUTES and CAPTION_MINUTES (fine-tuning time
+# bounds, default 8 each).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python}"
@@ -15,6 +17,7 @@ DATA="${DATA:-$ROOT/data/demo}"
 RUN="${1:-$ROOT/runs/demo}"
 MINUTES="${MINUTES:-12}"
 RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-8}"
+CAPTION_MINUTES="${CAPTION_MINUTES:-8}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 
@@ -39,3 +42,18 @@ echo "== retrieval evaluation on the validation split (two-stage: embeddings, th
 
 echo "== linear probe of the pre-trained model (frozen) on the manifest labels"
 "$PY" "$ROOT/eval.py" --task probe --ckpt "$RUN/pretrain"
+
+echo "== text generation fine-tuning (at most $CAPTION_MINUTES minutes) -> $RUN/caption"
+"$PY" "$ROOT/train.py" --config "$ROOT/config/caption_demo.yaml" --resume \
+  --set "data.path=$DATA/prepared" "model.init_from=$RUN/pretrain" "train.output_dir=$RUN/caption" \
+  "train.max_minutes=$CAPTION_MINUTES"
+"$PY" "$ROOT/scripts/show_losses.py" "$RUN/caption/train_log.jsonl"
+
+echo "== text generation on the validation split (beam search with a key/value cache)"
+for task in caption asr caption_ia; do
+  "$PY" "$ROOT/eval.py" --task "$task" --ckpt "$RUN/caption"
+done
+
+echo "== one file: infer.py on a validation image and its spoken caption"
+"$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
+"$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"

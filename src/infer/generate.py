@@ -4,9 +4,9 @@ Two compiled cells do the work: `StartCell` encodes a batch once and returns the
 one new piece per row, writes its keys/values into the cache and returns the top candidates of the next piece. The
 search itself (which rows continue, beams, sampling) runs in numpy between steps: it touches [rows, k] arrays only.
 
-`use_cache=False` swaps in `FullStepCell`, which reruns the decoder over the whole fixed-size prefix buffer each step
-(what a static-shape graph must do without a cache); it exists to measure the cache (bench/bench_decode.py) and to
-test that both give the same pieces.
+`use_cache=False` swaps in `FullStepCell`, which reruns the decoder over the whole prefix each step (padded up to a
+multiple of PREFIX_BUCKET positions, so a graph compiles once per bucket rather than once per length); it exists to
+measure the cache (bench/bench_decode.py) and to test that both give the same pieces.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from src.config import ConfigError, GenerateConfig
 from src.model.layers import NEG
 
 STRATEGIES = ("greedy", "beam", "sample")
+PREFIX_BUCKET = 8  # the uncached step's prefix lengths are rounded up to this
 
 
 def check_generate_config(cfg: GenerateConfig, max_positions: int) -> None:
@@ -85,8 +86,8 @@ class StepCell(nn.Cell):
 
 
 class FullStepCell(nn.Cell):
-    """The uncached step: (prefix buffer [N, max_len], position, encoder output, mask) -> top-k of the next piece,
-    from the decoder rerun over the whole buffer (the causal mask keeps later slots out)."""
+    """The uncached step: (prefix [N, L >= position + 1], position, encoder output, mask) -> top-k of the next
+    piece, from the decoder rerun over the whole prefix (the causal mask keeps padding slots out)."""
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
@@ -136,7 +137,8 @@ def generate_rows(generator: Generator, count: int, make_inputs: Callable[[np.nd
 
 
 class _Stepper:
-    """One decoding step for either cell: feed(tokens, parents) -> (values [N, k], indices [N, k])."""
+    """One decoding step for either cell: step(parents, new_tokens) -> (values [N, k], indices [N, k]). Row i
+    continues row parents[i]'s prefix with new_tokens[i] (none on the first call, which feeds the start piece)."""
 
     def __init__(self, gen: Generator, state, rows: int):
         self.gen, self.state, self.position = gen, state, 0
@@ -154,7 +156,8 @@ class _Stepper:
                                                              memory_cache, memory_bias)
             self.state = (self_cache, memory_cache, memory_bias)
         else:
-            buffer = np.zeros((len(self.tokens), self.max_len), np.int32)
+            width = min(-(-(self.position + 1) // PREFIX_BUCKET) * PREFIX_BUCKET, self.max_len)
+            buffer = np.zeros((len(self.tokens), width), np.int32)
             buffer[:, :self.tokens.shape[1]] = self.tokens
             values, indices = self.gen.step_cell(ms.Tensor(buffer), position, *self.state)
         self.position += 1
