@@ -79,8 +79,10 @@ class StepCell(nn.Cell):
         self.model, self.k, self.bias = model, k, bias
 
     def construct(self, ids, position, parents, self_cache, memory_cache, memory_bias):
-        self_cache = ops.gather(self_cache, parents, 2)
-        hidden, self_cache = self.model.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+        reordered = ()
+        for k, v in self_cache:
+            reordered += ((ops.gather(k, parents, 0), ops.gather(v, parents, 0)),)
+        hidden, self_cache = self.model.net.text_decoder.step(ids, position, reordered, memory_cache, memory_bias)
         values, indices = ops.topk(self.model.log_probs(hidden[:, 0]) + self.bias, self.k)
         return values, indices, self_cache
 
@@ -151,9 +153,10 @@ class _Stepper:
         position = ms.Tensor(self.position, ms.int32)
         if self.gen.use_cache:
             self_cache, memory_cache, memory_bias = self.state
+            # mutable: a tuple of tensors is otherwise a compile-time constant, and every new cache would recompile
             values, indices, self_cache = self.gen.step_cell(ms.Tensor(self.tokens[:, -1:]), position,
-                                                             ms.Tensor(parents, ms.int32), self_cache,
-                                                             memory_cache, memory_bias)
+                                                             ms.Tensor(parents, ms.int32), ms.mutable(self_cache),
+                                                             ms.mutable(memory_cache), memory_bias)
             self.state = (self_cache, memory_cache, memory_bias)
         else:
             width = min(-(-(self.position + 1) // PREFIX_BUCKET) * PREFIX_BUCKET, self.max_len)

@@ -109,11 +109,11 @@ class DecoderLayer(nn.Cell):
         return self.output_norm(h + self.dropout(self.ffn(h)))
 
     def step(self, x, slot, self_bias, cache_k, cache_v, memory_k, memory_v, memory_bias):
-        """One new position x [B, 1, H]: its keys/values are written into the caches [B, heads, T, head_dim] at the
-        one-hot `slot` [1, 1, T, 1]; attention reads the cache (future slots are masked by `self_bias`)."""
+        """One new position x [B, 1, H]: its keys/values are written into the caches [B, heads, T, head_dim] where
+        the boolean `slot` [1, 1, T, 1] is set; attention reads the cache (future slots are masked by `self_bias`)."""
         k, v = self.attention.keys_values(x)
-        cache_k = cache_k * (1.0 - slot) + k * slot
-        cache_v = cache_v * (1.0 - slot) + v * slot
+        cache_k = ops.where(slot, k, cache_k)
+        cache_v = ops.where(slot, v, cache_v)
         h = self.attention_norm(x + self.attention.attend(x, cache_k, cache_v, self_bias))
         h = self.cross_attention_norm(h + self.cross_attention.attend(h, memory_k, memory_v, memory_bias))
         return self.output_norm(h + self.ffn(h)), cache_k, cache_v

@@ -54,29 +54,33 @@ class TextDecoder(nn.Cell):
         return x
 
     def start_cache(self, memory, memory_mask, max_len: int):
-        """The caches of a generation: cross-attention keys/values of the encoder output (computed once),
-        [layers, 2, B, heads, M, head_dim]; empty self-attention keys/values for `max_len` positions,
-        [layers, 2, B, heads, max_len, head_dim]; and the encoder's padding bias."""
+        """The caches of a generation, one (keys, values) pair per layer, each [B, heads, length, head_dim]: the
+        cross-attention keys/values of the encoder output (computed once), empty self-attention ones for `max_len`
+        positions; and the encoder's padding bias. Tuples of separate tensors, not one stacked tensor: stacking and
+        slicing copy the whole cache every step."""
         b = memory.shape[0]
         layer0 = self.layers[0].attention
-        memory_cache = ops.stack([ops.stack(layer.cross_attention.keys_values(memory)) for layer in self.layers])
-        self_cache = ops.zeros((len(self.layers), 2, b, layer0.heads, max_len, layer0.head_dim), memory.dtype)
+        empty = ops.zeros((b, layer0.heads, max_len, layer0.head_dim), memory.dtype)
+        memory_cache = ()
+        self_cache = ()
+        for layer in self.layers:
+            memory_cache += (layer.cross_attention.keys_values(memory),)
+            self_cache += ((empty, empty),)
         return self_cache, memory_cache, padding_bias(memory_mask)
 
     def step(self, ids, position, self_cache, memory_cache, memory_bias):
-        """ids [B, 1] at `position` (int32 scalar tensor) -> (hidden [B, 1, H], the self-attention cache with this
+        """ids [B, 1] at `position` (int32 scalar tensor) -> (hidden [B, 1, H], the self-attention caches with this
         position's keys/values written in)."""
-        max_len = self_cache.shape[4]
+        max_len = self_cache[0][0].shape[2]
         slots = ops.arange(0, max_len, dtype=ms.int32)
-        slot = (slots == position).astype(ms.float32).reshape(1, 1, max_len, 1)
+        slot = (slots == position).reshape(1, 1, max_len, 1)
         self_bias = ((slots > position).astype(ms.float32) * NEG).reshape(1, 1, 1, max_len)
         x = self.embedding(ids, position)
-        written = []
-        for i, layer in enumerate(self.layers):
-            x, k, v = layer.step(x, slot, self_bias, self_cache[i, 0], self_cache[i, 1], memory_cache[i, 0],
-                                 memory_cache[i, 1], memory_bias)
-            written.append(ops.stack((k, v)))
-        return x, ops.stack(written)
+        written = ()
+        for layer, (k, v), (mk, mv) in zip(self.layers, self_cache, memory_cache):
+            x, k, v = layer.step(x, slot, self_bias, k, v, mk, mv, memory_bias)
+            written += ((k, v),)
+        return x, written
 
 
 class OPT(nn.Cell):
