@@ -171,3 +171,19 @@ def test_train_then_eval_caption_asr_and_infer(prepared, tmp_path, capsys):
     assert out.out.strip() and "the last 0.16 s are cut" in out.err
     assert infer_py.main(["--ckpt", str(run), "--audio", str(raw / "img" / "0.png")]) == 2
     assert "0.png: cannot read audio" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_top_candidates_are_the_k_largest_in_order(k):
+    from mindspore import nn
+    from src.infer.generate import top_candidates
+
+    class Top(nn.Cell):
+        def construct(self, x):
+            return top_candidates(x, k, groups=64)
+
+    scores = np.random.default_rng(k).standard_normal((5, 1000)).astype(np.float32)
+    scores[0, 990:] = 50.0 + np.arange(10)  # the best ones crowded into one block
+    values, indices = Top()(ms.Tensor(scores))
+    np.testing.assert_allclose(values.asnumpy(), -np.sort(-scores, 1)[:, :k])
+    np.testing.assert_array_equal(np.take_along_axis(scores, indices.asnumpy().astype(np.int64), 1), values.asnumpy())
