@@ -25,6 +25,8 @@ def test_english_known_ids(minilm):
     assert minilm.pieces("unaffable") == ["una", "##ffa", "##ble"]
     assert [minilm.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 100, 101, 102, 103]
     assert minilm.decode(minilm.encode("A grinning face with big eyes")) == "a grinning face with big eyes"
+    assert minilm.decode(minilm.encode("flag: Tonga, (small) stars!")) == "flag: tonga, (small) stars!"
+    assert minilm.decode(minilm.encode("The dog's ball")) == "the dog's ball"
 
 
 def test_chinese_jieba_and_char(tmp_path):

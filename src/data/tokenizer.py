@@ -21,6 +21,8 @@ import numpy as np
 from src.files import write_text_atomic
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CLOSING = set(",.!?;:%)]}'")  # no space before these when text is rebuilt from pieces
+_OPENING = set("([{$#'")        # nor after these (an apostrophe joins both sides: "dog's", "don't")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 
 
@@ -103,7 +105,8 @@ class Tokenizer:
         return [self.ids.get(p, unk) for p in self.pieces(text, lang)]
 
     def decode(self, ids: Iterable[int], lang: str = "en") -> str:
-        """Ids -> text: word pieces glued, specials dropped; Chinese characters joined without spaces."""
+        """Ids -> text: word pieces glued, specials dropped, closing punctuation attached to the word before it;
+        Chinese characters joined without spaces."""
         out = ""
         for i in ids:
             tok = self.tokens[int(i)]
@@ -111,7 +114,8 @@ class Tokenizer:
                 continue
             if tok.startswith("##"):
                 out += tok[2:]
-            elif out and not (_CJK.match(tok) and (is_chinese(lang) or _CJK.match(out[-1]))):
+            elif out and not (_CJK.match(tok) and (is_chinese(lang) or _CJK.match(out[-1]))) \
+                    and tok not in _CLOSING and out[-1] not in _OPENING:
                 out += " " + tok
             else:
                 out += tok
