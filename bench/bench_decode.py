@@ -4,9 +4,9 @@
 
 Every sequence is decoded to exactly the given length (the end piece is made impossible, so both methods do the same
 number of steps); tokens per second count the pieces of the returned sequences, once for the whole call (the encoder
-pass included) and once for the decoding loop alone (the encoder pass, timed on its own, left out). Both methods run the same compiled
-batch on the same inputs (image+audio of the first `--rows` items of the split) and must return identical pieces.
-Times exclude graph compilation (each configuration is warmed up once first).
+pass included) and once for the decoding loop alone (the encoder pass, timed on its own, left out). Both methods run
+the same compiled batch on the same inputs (image+audio of the first `--rows` items of the split) and must return
+identical pieces. Times exclude graph compilation (each configuration is warmed up once first).
 """
 from __future__ import annotations
 

@@ -200,9 +200,9 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
                          f"{cfg.batch_size}")
     dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
     columns = OBJECTIVES[objective] if training else EVAL_COLUMNS
+    collate = Collator(data, cfg, training, epoch, objective, sources)
     return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
-                         per_batch_map=Collator(data, cfg, training, epoch, objective, sources), input_columns=READ_COLUMNS,
-                         output_columns=columns)
+                         per_batch_map=collate, input_columns=READ_COLUMNS, output_columns=columns)
 
 
 def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shards: int = 1) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import ConfigError, GenerateConfig
+from src.infer.items import fixed_batches
 from src.model.layers import NEG
 
 STRATEGIES = ("greedy", "beam", "sample")
@@ -149,13 +150,11 @@ class Generator:
 
 def generate_rows(generator: Generator, count: int, make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]]
                   ) -> List[List[int]]:
-    """Generated pieces for rows 0..count-1, decoded in batches of exactly generator.cfg.batch_size (the last one
-    padded with copies of its first row, their outputs dropped); make_inputs(rows) builds a batch's model inputs."""
-    out, size = [], generator.cfg.batch_size
-    for start in range(0, count, size):
-        rows = np.arange(start, min(start + size, count))
-        padded = np.concatenate([rows, np.full(size - len(rows), rows[0])])
-        out.extend(generator(make_inputs(padded))[:len(rows)])
+    """Generated pieces for rows 0..count-1, decoded in batches of exactly generator.cfg.batch_size;
+    make_inputs(rows) builds a batch's model inputs."""
+    out = []
+    for real, rows in fixed_batches(count, generator.cfg.batch_size):
+        out.extend(generator(make_inputs(rows))[:real])
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -58,17 +58,23 @@ def load_items(data, cfg: DataConfig, split: str, limit: int = 0) -> Items:
     return items.subset(np.arange(min(limit, len(items)))) if limit > 0 else items
 
 
+def fixed_batches(count: int, batch_size: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """Rows 0..count-1 in batches of exactly `batch_size`: (rows that are real, row indices), the last batch padded
+    with copies of its first row (their outputs are to be dropped)."""
+    for start in range(0, count, batch_size):
+        rows = np.arange(start, min(start + batch_size, count))
+        yield len(rows), np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+
+
 def run_batched(cell: ms.nn.Cell, count: int, batch_size: int,
                 make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]]) -> Tuple[np.ndarray, ...]:
     """Run `cell` over rows 0..count-1 in batches of exactly `batch_size`; make_inputs(rows) builds a batch.
     Returns the cell's outputs (a tuple, even for one) concatenated over the rows."""
     outputs = []
-    for start in range(0, count, batch_size):
-        rows = np.arange(start, min(start + batch_size, count))
-        padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
-        out = cell(*(ms.Tensor(x) for x in make_inputs(padded)))
+    for real, rows in fixed_batches(count, batch_size):
+        out = cell(*(ms.Tensor(x) for x in make_inputs(rows)))
         out = out if isinstance(out, tuple) else (out,)
-        outputs.append([o.asnumpy()[:len(rows)] for o in out])
+        outputs.append([o.asnumpy()[:real] for o in out])
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
 
@@ -88,8 +94,3 @@ def content_codes(items: Items, modalities: Sequence[str]) -> np.ndarray:
         keys.append(h.digest())
     return np.unique(keys, return_inverse=True)[1]
 
-
-def load_texts(data, split: str) -> Dict[str, list]:
-    """The raw "id", "text", "lang" and audio length "n_audio" (tokens, before any cut to data.max_audio_tokens) of
-    every sample of `split`, in split order: references and predictions need the text as written, not its pieces."""
-    return data.read_columns(split, ["id", "text", "lang", "n_audio"])

@@ -15,7 +15,7 @@ from src.config import Config
 from src.data.records import DatasetError
 from src.data.tokenizer import Tokenizer
 from src.infer.generate import Generator, generate_rows
-from src.infer.items import Items, content_codes, load_items, load_texts
+from src.infer.items import Items, content_codes, load_items
 from src.metrics.text import text_metrics
 from src.model.opt import MODALITIES
 from src.tasks.caption import EVAL_INPUTS
@@ -42,7 +42,7 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
     Returns the report: metrics, metrics per language, decoding speed and every prediction."""
     modalities = EVAL_INPUTS[task]
     items = load_items(data, cfg.data, split)
-    raw = load_texts(data, split)
+    raw = data.read_columns(split, ["id", "text", "lang", "n_audio"])  # as written, not as word pieces
     ids, texts, langs = ([raw[k][i] for i in items.index] for k in ("id", "text", "lang"))
     present = items.present()
     usable = np.flatnonzero(present[:, [MODALITIES.index(m) for m in ("text",) + modalities]].all(1))
