@@ -1,7 +1,8 @@
 """Train a model: `python train.py --config config/pretrain_demo.yaml [--set key=value ...] [--resume [PATH]]`.
 
 The config's `task` says what is trained; every task shares the loop in `src/train/trainer.py` (schedule, loss
-scaling, accumulation, clipping, logging, atomic checkpoints, exact resume).
+scaling, accumulation, clipping, logging, atomic checkpoints, exact resume). Started by a launcher in `scripts/`
+(msrun or an Ascend rank table), it trains data parallel: one replica per process, `data.batch_size` rows each.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from src.config import ConfigError, load_config
 from src.data.records import DatasetError
 from src.tasks import TRAINABLE, task_module
 from src.train.checkpoint import CheckpointError
+from src.train.distributed import init_data_parallel
 from src.train.trainer import fit, set_mode
 
 
@@ -37,11 +39,12 @@ def main(argv=None) -> int:
         print(f"error: {args.config}: unknown task '{cfg.task}' (known: {', '.join(TRAINABLE)})", file=sys.stderr)
         return 2
     try:  # what a user can fix (config, data, checkpoint) is one line on stderr, not a traceback
-        set_mode(cfg.train.mode)
-        ms.set_seed(cfg.train.seed)
+        set_mode(cfg.train.mode, cfg.train.device)
+        ranks = init_data_parallel()
+        ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
         task = task_module(cfg.task)
-        loss_net, make_dataset, per_epoch = task.build(cfg)
-        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume)
+        loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
+        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -127,6 +128,7 @@ class TrainConfig:
     """The optimisation loop (`train.py`): optimizer, schedule, loss scaling, checkpoints and logging."""
     output_dir: str = "runs/pretrain"  # checkpoints, config.yaml and train_log.jsonl go here
     mode: str = "graph"           # graph | pynative (for debugging; an order of magnitude slower)
+    device: str = ""              # CPU | GPU | Ascend (empty: MindSpore's default for this install)
     seed: int = 0                 # parameter initialisation and dropout
     epochs: int = 1               # used when max_steps is 0
     max_steps: int = 0            # optimizer steps; the schedule spans this many (0: epochs x steps per epoch)
@@ -319,3 +321,26 @@ def _show(value) -> str:
 def _suggest(key: str, names: List[str]) -> str:
     close = difflib.get_close_matches(key, names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+
+
+def main(argv=None) -> int:
+    """`python -m src.config CONFIG KEY [key=value ...]` prints one value of the loaded config (for shell scripts)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2:
+        print("usage: python -m src.config CONFIG KEY [key=value ...]", file=sys.stderr)
+        return 2
+    try:
+        value = to_dict(load_config(argv[0], argv[2:]))
+        for key in argv[1].split("."):
+            if not isinstance(value, dict) or key not in value:
+                raise ConfigError(f"{argv[0]}: no key '{argv[1]}'")
+            value = value[key]
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(value)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

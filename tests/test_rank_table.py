@@ -1,9 +1,16 @@
 """Rank tables: written from an hccn.conf, and every malformed table refused with the file and entry named."""
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from src.train.rank_table import RankTableError, build_rank_table, check_rank_table, main, read_device_ips
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(tmp_path, table, name="table.json"):
@@ -56,3 +63,36 @@ def test_device_count_must_agree_and_the_file_must_exist(tmp_path):
         check_rank_table(path, 8)
     with pytest.raises(RankTableError, match="not found"):
         check_rank_table(str(tmp_path / "missing.json"))
+
+
+def test_ranks_of_one_server(tmp_path, capsys):
+    two_servers = good()
+    second = build_rank_table("10.0.0.2", ["192.168.1.1", "192.168.1.2"])["server_list"][0]
+    for d in second["device"]:
+        d["rank_id"] = str(int(d["rank_id"]) + 2)
+    two_servers["server_list"].append(second)
+    two_servers["server_count"] = "2"
+    path = write(tmp_path, two_servers)
+    assert main(["ranks", path, "--server", "10.0.0.2"]) == 0
+    assert capsys.readouterr().out.split("\n")[:2] == ["2 0", "3 1"]
+    assert main(["ranks", path]) == 2
+    assert "lists 2 servers: say which one" in capsys.readouterr().err
+    assert main(["ranks", path, "--server", "10.9.9.9"]) == 2
+    assert "no server '10.9.9.9' (listed: 10.0.0.1, 10.0.0.2)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("table, devices, message", [
+    ("missing.json", "2", "rank table .*missing.json not found"),
+    ("table.json", "8", "lists 2 devices but DEVICE_NUM is 8"),
+    ("table.json", "two", "DEVICE_NUM must be a positive integer"),
+])
+def test_ascend_launcher_refuses_a_bad_table_before_starting(tmp_path, table, devices, message):
+    """Nothing is started (no log directory) when the table or the device count is wrong."""
+    write(tmp_path, good())
+    out = tmp_path / "run"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "run_distributed_ascend.sh"), str(tmp_path / table),
+                           devices, str(ROOT / "config" / "pretrain_tiny.yaml"), f"train.output_dir={out}"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 2
+    assert re.search(message, done.stderr), done.stderr
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
     python -m src.train.rank_table write --devices 8 --out rank_table_8pcs.json [--server-ip IP] [--hccn /etc/hccn.conf]
     python -m src.train.rank_table check rank_table_8pcs.json --devices 8
+    python -m src.train.rank_table ranks rank_table_8pcs.json [--server IP]    (prints "rank_id device_id" lines)
 
 The format is MindSpore's version 1.0 table: one entry per server, each listing its devices with device_id (the chip
 on that server), device_ip (its NIC, from /etc/hccn.conf: `address_<id>=...`) and rank_id (0..N-1 over the job).
@@ -96,6 +97,23 @@ def check_rank_table(path: str, device_num: Optional[int] = None) -> dict:
     return table
 
 
+def server_ranks(table: dict, path: str, server: Optional[str] = None) -> List[tuple]:
+    """(rank_id, device_id) of the processes one server starts: the only server's, or the one whose server_id is
+    `server`."""
+    servers = table["server_list"]
+    if server is None:
+        if len(servers) > 1:
+            raise RankTableError(f"{path} lists {len(servers)} servers: say which one this is (--server / SERVER_ID)")
+        chosen = servers[0]
+    else:
+        matches = [s for s in servers if s.get("server_id") == server]
+        if not matches:
+            known = ", ".join(str(s.get("server_id")) for s in servers)
+            raise RankTableError(f"{path}: no server '{server}' (listed: {known})")
+        chosen = matches[0]
+    return sorted((int(d["rank_id"]), int(d["device_id"])) for d in chosen["device"])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m src.train.rank_table", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -108,8 +126,15 @@ def main(argv=None) -> int:
     c = sub.add_parser("check", help="validate a rank table")
     c.add_argument("table")
     c.add_argument("--devices", type=int, default=None, help="the device count the launch will use")
+    r = sub.add_parser("ranks", help='print "rank_id device_id" for each process one server starts')
+    r.add_argument("table")
+    r.add_argument("--server", default=None, help="server_id of this server (needed when the table lists several)")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "ranks":
+            for rank, device in server_ranks(check_rank_table(args.table), args.table, args.server):
+                print(rank, device)
+            return 0
         if args.cmd == "check":
             table = check_rank_table(args.table, args.devices)
             count = sum(len(s["device"]) for s in table["server_list"])

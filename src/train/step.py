@@ -11,6 +11,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import ConfigError, TrainConfig
+from src.train.distributed import MeanOverRanks, data_parallel_size
 
 LOSS_SCALES = ("dynamic", "static", "none")
 
@@ -95,6 +96,10 @@ class TrainStep(nn.Cell):
         self.loss_scale = ms.Parameter(ms.Tensor(initial, ms.float32), name="loss_scale", requires_grad=False)
         self.finite_steps = ms.Parameter(ms.Tensor(0, ms.int32), name="finite_steps", requires_grad=False)
         self.accumulated = self.weights.clone(prefix="accumulated", init="zeros") if self.micro_batches > 1 else None
+        # data parallel: gradients (and the logged losses) are averaged over the ranks once per optimizer step
+        replicas = data_parallel_size()
+        self.reducer = nn.DistributedGradReducer(self.weights, mean=True, degree=replicas) if replicas > 1 else None
+        self.mean_over_ranks = MeanOverRanks(replicas) if replicas > 1 else None
 
     def scaled_loss(self, scale, *batch):
         """The loss the gradients are taken of: total x loss scale / micro-batches (one forward pass per batch)."""
@@ -110,6 +115,9 @@ class TrainStep(nn.Cell):
                 self.map(ops.assign, self.accumulated, grads)
                 return total, losses, scale, ops.zeros((), ms.float32), ops.zeros((), ms.bool_)
             self.map(_clear, self.accumulated)
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+            total, losses = self.mean_over_ranks(total), self.mean_over_ranks(losses)
         # One pass over the gradients: the global norm of the scaled gradients gives overflow (inf/nan anywhere makes
         # it non-finite), the true norm (divide by the scale) and the clipping factor, applied with the unscaling.
         scaled_norm = ops.sqrt(ops.addn(self.map(_square_sum, grads)))

@@ -19,25 +19,34 @@ import yaml
 from src.config import Config, ConfigError, to_dict
 from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
 from src.train.schedule import learning_rates
 from src.train.step import TrainStep, build_optimizer
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+DEVICES = ("", "CPU", "GPU", "Ascend")
 
 
-def set_mode(mode: str) -> None:
+def set_mode(mode: str, device: str = "") -> None:
     if mode not in MODES:
         raise ConfigError(f"train.mode must be graph or pynative, got '{mode}'")
+    if device not in DEVICES:
+        raise ConfigError(f"train.device must be CPU, GPU, Ascend or empty (MindSpore's default), got '{device}'")
     ms.set_context(mode=MODES[mode])
+    set_device(device)
 
 
 class TrainLog:
-    """Every optimizer step as one JSON line in `train_log.jsonl`; a progress line on stdout every `every` steps."""
+    """Every optimizer step as one JSON line in `train_log.jsonl`; a progress line on stdout every `every` steps.
+    With `path` None (ranks other than 0) only the progress lines are written."""
 
-    def __init__(self, path: Path, loss_names: Sequence[str], total_steps: int, every: int, resume_step: int):
+    def __init__(self, path: Optional[Path], loss_names: Sequence[str], total_steps: int, every: int,
+                 resume_step: int):
         self.path, self.names, self.total, self.every = path, tuple(loss_names), total_steps, max(1, every)
-        write_text_atomic(path, "".join(self._lines_up_to(resume_step)))  # a resumed run drops the steps it redoes
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = None
+        if path is not None:  # a resumed run drops the steps it redoes
+            write_text_atomic(path, "".join(self._lines_up_to(resume_step)))
+            self.file = open(path, "a", encoding="utf-8")
         self.timed_steps, self.timed_seconds = 0, 0.0
 
     def _lines_up_to(self, step: int) -> list:
@@ -52,8 +61,9 @@ class TrainLog:
                  **{n: float(v) for n, v in zip(self.names, losses)},
                  "lr": lr, "loss_scale": float(scale), "grad_norm": float(norm), "overflow": bool(overflow),
                  "step_time": seconds, "samples_per_s": samples / seconds}
-        self.file.write(json.dumps(entry) + "\n")
-        self.file.flush()
+        if self.file is not None:
+            self.file.write(json.dumps(entry) + "\n")
+            self.file.flush()
         if step > 1:  # the first step includes graph compilation
             self.timed_steps, self.timed_seconds = self.timed_steps + 1, self.timed_seconds + seconds
         if step % self.every == 0 or step == self.total or step == 1:
@@ -73,7 +83,8 @@ class TrainLog:
                 f"{e['samples_per_s']:.1f} samples/s | eta {eta}{flag}")
 
     def close(self):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 def total_steps(cfg: Config, batches_per_epoch: int) -> int:
@@ -88,8 +99,12 @@ def total_steps(cfg: Config, batches_per_epoch: int) -> int:
 
 
 def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_dataset: Callable,
-        batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print) -> dict:
-    """Train `loss_net` under `cfg.train`; returns the final run position and the last step's log entry."""
+        batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print, ranks: Ranks = Ranks()) -> dict:
+    """Train `loss_net` under `cfg.train`; returns the final run position and the last step's log entry.
+
+    In data parallel (`ranks.size` > 1) every rank runs this loop over its own shard (`make_dataset` of that rank);
+    rank 0 alone writes config.yaml, train_log.jsonl and the checkpoints, and every rank resumes from the same one.
+    """
     t = cfg.train
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,16 +123,20 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
         log(f"resumed from {ckpt} at step {position['step']} (epoch {position['epoch']}, batch {position['batch']})")
     elif resume == "auto":
         log(f"no checkpoint in {out}: starting from scratch")
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+    if ranks.main:
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
-    trainlog = TrainLog(out / "train_log.jsonl", loss_names, steps, t.log_every, position["step"])
+    trainlog = TrainLog(out / "train_log.jsonl" if ranks.main else None, loss_names, steps, t.log_every,
+                        position["step"])
+    any_rank = AnyRank() if ranks.distributed else bool
     step, epoch, batch = position["step"], position["epoch"], position["batch"]
     deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
     micro, started, entry = 0, time.perf_counter(), {}
     if step >= steps:
         log(f"the run is complete ({step} of {steps} steps); raise train.max_steps or train.epochs to go on")
     else:
-        log(f"training {steps} optimizer steps ({batches_per_epoch} batches per epoch, "
+        on = f", on each of {ranks.size} ranks" if ranks.distributed else ""
+        log(f"training {steps} optimizer steps ({batches_per_epoch} batches per epoch{on}, "
             f"{t.accumulation_steps} per step) -> {out}")
     while step < steps:
         dataset = make_dataset(epoch, batch)
@@ -133,9 +152,9 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
             micro, step = 0, step + 1
             seconds = time.perf_counter() - started
             entry = trainlog.record(step, epoch, outputs, float(rates[step - 1]), seconds,
-                                    cfg.data.batch_size * t.accumulation_steps)
-            out_of_time = deadline is not None and time.monotonic() > deadline
-            if step % t.save_every == 0 or step == steps or out_of_time:  # the last step always saves
+                                    cfg.data.batch_size * t.accumulation_steps * ranks.size)
+            out_of_time = deadline is not None and any_rank(time.monotonic() > deadline)
+            if ranks.main and (step % t.save_every == 0 or step == steps or out_of_time):  # the last step saves
                 save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
             if out_of_time and step < steps:
                 log(f"train.max_minutes={t.max_minutes} reached at step {step}: stopping "
@@ -145,4 +164,6 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
                 break
             started = time.perf_counter()
     trainlog.close()
+    if ranks.distributed:  # equal on every rank unless the replicas diverged
+        log(f"rank {ranks.rank} of {ranks.size}: parameter fingerprint {parameter_fingerprint(step_cell.weights)}")
     return {"step": step, "epoch": epoch, "batch": batch, "last": entry}
