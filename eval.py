@@ -5,6 +5,7 @@
     python eval.py --task caption --ckpt runs/demo/caption                # image -> text: BLEU, CIDEr-D, WER, CER
     python eval.py --task asr --ckpt runs/demo/caption                    # audio -> text
     python eval.py --task caption_ia --ckpt runs/demo/caption             # image+audio -> text
+    python eval.py --task retrieval --mindir exports/retrieval.json       # the same, on graphs export.py wrote
 
 --ckpt is a checkpoint file or a run directory (its newest checkpoint). The model config is the run's config.yaml
 unless --config names another; --data evaluates a set prepared elsewhere (prepare it with --like the training set).
@@ -23,12 +24,16 @@ from src.data.records import DatasetError
 from src.train.checkpoint import CheckpointError
 
 TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia")
+EXPORT_OF = {"retrieval": "retrieval", "probe": "pretrain", "caption": "caption", "asr": "caption",
+             "caption_ia": "caption"}  # the export.py task whose graphs each evaluation runs
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--ckpt", required=True, help="a checkpoint file or a run directory")
+    p.add_argument("--ckpt", default=None, help="a checkpoint file or a run directory")
+    p.add_argument("--mindir", default=None, help="instead of --ckpt: the sidecar (PREFIX.json) of export.py's graphs; "
+                                                  "they run in place of the Python network")
     p.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the run's "
                                                   "config.yaml)")
     p.add_argument("--data", default=None, help="a prepared dataset (default: the config's data.path)")
@@ -39,7 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=0, help="text generation: decode only the first N items")
     p.add_argument("--out", default=None, help="where to write the JSON results")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.ckpt is None) == (args.mindir is None):
+        p.error("give one of --ckpt and --mindir")
+    return args
 
 
 def run_config_path(ckpt: str, config: str = None) -> str:
@@ -57,35 +65,59 @@ def evaluate(args) -> dict:
     from src.train.checkpoint import resolve_checkpoint
 
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
-    cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
-    ckpt = resolve_checkpoint(args.ckpt)
     ms.set_context(mode=ms.GRAPH_MODE)
+    graphs = ckpt = None
+    if args.mindir:
+        from src.infer.export import ExportedGraphs
+        graphs = ExportedGraphs(args.mindir)
+        graphs.require(EXPORT_OF[args.task], f"eval.py --task {args.task}")
+        cfg = apply_overrides(graphs.config(), overrides)
+        source = {"mindir": str(graphs.path)}
+    else:
+        cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
+        ckpt = resolve_checkpoint(args.ckpt)
+        source = {"checkpoint": str(ckpt)}
     split = args.split or cfg.data.eval_split
-    report = {"task": args.task, "checkpoint": str(ckpt), "data": str(cfg.data.path), "split": split}
+    report = {"task": args.task, **source, "data": str(cfg.data.path), "split": split}
     if args.task in ("retrieval", "probe"):
-        table = evaluate_understanding(args, cfg, ckpt, split, report)
+        table = evaluate_understanding(args, cfg, ckpt, split, report, graphs)
     else:
         from src.tasks.caption import load_trained
         from src.tasks.caption_eval import evaluate_generation, generation_table
-        model, data = load_trained(cfg, ckpt)
-        report.update(evaluate_generation(model, data, cfg, args.task, split, args.limit))
+        model, data = load_trained(cfg, ckpt) if graphs is None else (None, open_prepared(cfg.data.path))
+        report.update(evaluate_generation(model, data, cfg, args.task, split, args.limit, graphs=graphs))
         table = generation_table(report)
-    print(f"{args.task} on {cfg.data.path} [{split}], {report['items']} items, checkpoint {ckpt}")
+    print(f"{args.task} on {cfg.data.path} [{split}], {report['items']} items, {' '.join(*source.items())}")
     print("\n".join(table))
     return report
 
 
-def evaluate_understanding(args, cfg, ckpt, split: str, report: dict):
+def apply_overrides(cfg, overrides):
+    from src.config import apply_override
+    for item in overrides:
+        cfg = apply_override(cfg, item)
+    return cfg
+
+
+def open_prepared(path):
+    from src.data.records import open_prepared as open_data
+    return open_data(path)
+
+
+def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=None):
     """Retrieval or the linear probe: fills `report`, returns the printed table."""
     from src.infer.items import load_items
     from src.tasks.retrieval import load_trained
-    model, data = load_trained(cfg, ckpt, ("net.", "match_head.", "projections.") if args.task == "retrieval"
-                               else ("net.",))
+    if graphs is not None:
+        model, data = None, open_prepared(cfg.data.path)
+    else:
+        model, data = load_trained(cfg, ckpt, ("net.", "match_head.", "projections.") if args.task == "retrieval"
+                                   else ("net.",))
     items = load_items(data, cfg.data, split)
     report["items"] = len(items)
     if args.task == "retrieval":
         from src.tasks.retrieval_eval import RetrievalEvaluator, retrieval_table
-        evaluator = RetrievalEvaluator(model, items, cfg.eval)
+        evaluator = RetrievalEvaluator(model, items, cfg.eval, graphs)
         report["embedding_seconds"] = evaluator.embedding_seconds
         report["directions"] = {}
         for direction in cfg.eval.directions:
@@ -96,19 +128,22 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict):
     train_split = args.train_split or cfg.data.train_split
     train = load_items(data, cfg.data, train_split, limit=cfg.eval.probe_train_samples)
     report.update(train_split=train_split, train_items=len(train))
-    report["inputs"] = evaluate_probe(model.net, train, items, cfg.eval)
+    report["inputs"] = evaluate_probe(model.net if model is not None else None, train, items, cfg.eval,
+                                      graphs=graphs)
     return probe_table(report["inputs"])
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from src.infer.export import ExportError
     try:
         report = evaluate(args)
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from src.data.records import write_json_atomic
-    out = Path(args.out) if args.out else Path(report["checkpoint"]).parent / f"eval_{args.task}_{report['split']}.json"
+    beside = Path(report.get("checkpoint") or report["mindir"]).parent
+    out = Path(args.out) if args.out else beside / f"eval_{args.task}_{report['split']}.json"
     predictions = report.pop("predictions", None)
     if predictions is not None:
         listing = out.with_name(f"predictions_{args.task}_{report['split']}.json")

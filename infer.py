@@ -3,6 +3,7 @@
     python infer.py --ckpt runs/demo/caption --image photo.png
     python infer.py --ckpt runs/demo/caption --audio speech.wav
     python infer.py --ckpt runs/demo/caption --image photo.png --audio speech.wav [--set generate.strategy=greedy]
+    python infer.py --mindir exports/caption.json --image photo.png       # on the graphs export.py wrote
 
 Features are extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio
 longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much.
@@ -23,7 +24,8 @@ from src.train.checkpoint import CheckpointError
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="a caption checkpoint file or its run directory")
+    p.add_argument("--ckpt", default=None, help="a caption checkpoint file or its run directory")
+    p.add_argument("--mindir", default=None, help="instead of --ckpt: the sidecar (PREFIX.json) of a caption export")
     p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
     p.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the run's)")
@@ -31,6 +33,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not (args.image or args.audio):
         p.error("give --image, --audio or both")
+    if (args.ckpt is None) == (args.mindir is None):
+        p.error("give one of --ckpt and --mindir")
     return args
 
 
@@ -84,23 +88,35 @@ def describe(args) -> str:
     from src.train.checkpoint import resolve_checkpoint
     from eval import run_config_path
 
-    cfg = load_config(run_config_path(args.ckpt, args.config), args.set)
     ms.set_context(mode=ms.GRAPH_MODE)
-    model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
+    modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
+    graphs = None
+    if args.mindir:
+        from eval import apply_overrides, open_prepared
+        from src.infer.export import ExportedGraphs
+        exported = ExportedGraphs(args.mindir)
+        exported.require("caption", "infer.py")
+        cfg = apply_overrides(exported.config(), args.set)
+        model, data = None, open_prepared(cfg.data.path)
+        graphs = exported.generator_graphs(modalities, cfg.generate)
+    else:
+        cfg = load_config(run_config_path(args.ckpt, args.config), args.set)
+        model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     inputs, warning = file_inputs(data, cfg, args.image, args.audio)
     if warning:
         print(warning, file=sys.stderr)
-    modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
     generator = Generator(model, modalities, dataclasses.replace(cfg.generate, batch_size=1),
-                          data.meta["text"]["special_ids"], data.meta["text"]["vocab_size"], cfg.model.max_positions)
+                          data.meta["text"]["special_ids"], data.meta["text"]["vocab_size"], cfg.model.max_positions,
+                          graphs=graphs)
     return tokenizer_of(data).decode(generator(inputs)[0])
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from src.infer.export import ExportError
     try:
         print(describe(args))
-    except (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -46,10 +46,19 @@ def candidates_per_step(cfg: GenerateConfig, vocab_size: int) -> int:
     return min(cfg.top_k, vocab_size) if cfg.top_k > 0 else vocab_size
 
 
+def flat_cache(pairs) -> tuple:
+    """((k0, v0), (k1, v1), ...) -> (k0, v0, k1, v1, ...)."""
+    out = ()
+    for k, v in pairs:
+        out += (k, v)
+    return out
+
+
 class StartCell(nn.Cell):
     """Model inputs [B, ...] + row_index [N] (which input row each decoded row reads; beams repeat a row) ->
-    (self cache, memory cache, memory bias) for N rows; with `keep_memory` (the uncached path) the encoder output and
-    its mask instead."""
+    (memory bias, then every layer's memory keys and values, then every layer's empty self-attention keys and values)
+    for N rows, as one flat tuple of tensors (so an exported graph has plain tensor outputs); with `keep_memory` (the
+    uncached path) the encoder output and its mask instead."""
 
     def __init__(self, model, modalities: Tuple[str, ...], max_len: int, keep_memory: bool = False):
         super().__init__(auto_prefix=False)
@@ -61,7 +70,8 @@ class StartCell(nn.Cell):
         memory, mask = ops.gather(memory, row_index, 0), ops.gather(mask, row_index, 0)
         if self.keep_memory:
             return memory, mask
-        return self.model.net.text_decoder.start_cache(memory, mask, self.max_len)
+        self_cache, memory_cache, memory_bias = self.model.net.text_decoder.start_cache(memory, mask, self.max_len)
+        return (memory_bias,) + flat_cache(memory_cache) + flat_cache(self_cache)
 
 
 def top_candidates(scores, k: int, groups: int = 256):
@@ -93,20 +103,23 @@ def banned_bias(vocab_size: int, banned: Sequence[int]) -> ms.Tensor:
 
 
 class StepCell(nn.Cell):
-    """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, caches) -> (top-k
-    log-probabilities [N, k], their piece ids [N, k], the updated self cache)."""
+    """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, then StartCell's flat caches)
+    -> (top-k log-probabilities [N, k], their piece ids [N, k], then the updated self-attention keys and values)."""
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
         self.model, self.k, self.bias = model, k, bias
+        self.layers = len(model.net.text_decoder.layers)
 
-    def construct(self, ids, position, parents, self_cache, memory_cache, memory_bias):
-        reordered = ()
-        for k, v in self_cache:
-            reordered += ((ops.gather(k, parents, 0), ops.gather(v, parents, 0)),)
-        hidden, self_cache = self.model.net.text_decoder.step(ids, position, reordered, memory_cache, memory_bias)
+    def construct(self, ids, position, parents, memory_bias, *caches):
+        memory_cache, self_cache = (), ()
+        for i in range(self.layers):
+            memory_cache += ((caches[2 * i], caches[2 * i + 1]),)
+            j = 2 * (self.layers + i)  # keys/values of the rows each row continues
+            self_cache += ((ops.gather(caches[j], parents, 0), ops.gather(caches[j + 1], parents, 0)),)
+        hidden, self_cache = self.model.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
         values, indices = top_candidates(self.model.log_probs(hidden[:, 0]) + self.bias, self.k)
-        return values, indices, self_cache
+        return (values, indices) + flat_cache(self_cache)
 
 
 class FullStepCell(nn.Cell):
@@ -128,15 +141,21 @@ class Generator:
     piece ids of each row, without the start and end pieces."""
 
     def __init__(self, model, modalities: Sequence[str], cfg: GenerateConfig, specials: Dict[str, int],
-                 vocab_size: int, max_positions: int, use_cache: bool = True):
+                 vocab_size: int, max_positions: int, use_cache: bool = True, graphs=None):
+        """`graphs` (start, step, decoder layers): exported StartCell/StepCell graphs that stand in for the model's
+        (`src/infer/export.py`); `model` is then unused."""
         check_generate_config(cfg, max_positions)
-        self.cfg, self.use_cache = cfg, use_cache
+        self.cfg, self.use_cache = cfg, use_cache or graphs is not None
         self.start_id, self.end_id = specials["[CLS]"], specials["[SEP]"]
         self.width = cfg.beam_size if cfg.strategy == "beam" else 1
-        k = candidates_per_step(cfg, vocab_size)
-        bias = banned_bias(vocab_size, [specials[t] for t in ("[PAD]", "[CLS]", "[MASK]")])
-        self.start = StartCell(model, tuple(modalities), cfg.max_len, keep_memory=not use_cache)
-        self.step_cell = StepCell(model, k, bias) if use_cache else FullStepCell(model, k, bias)
+        if graphs is not None:
+            self.start, self.step_cell, self.layers = graphs
+        else:
+            k = candidates_per_step(cfg, vocab_size)
+            bias = banned_bias(vocab_size, [specials[t] for t in ("[PAD]", "[CLS]", "[MASK]")])
+            self.start = StartCell(model, tuple(modalities), cfg.max_len, keep_memory=not use_cache)
+            self.step_cell = StepCell(model, k, bias) if use_cache else FullStepCell(model, k, bias)
+            self.layers = len(model.net.text_decoder.layers)
         self.rng = np.random.default_rng(cfg.seed)
 
     def __call__(self, inputs: Sequence[np.ndarray]) -> List[List[int]]:
@@ -172,12 +191,10 @@ class _Stepper:
             self.tokens = np.concatenate([self.tokens[parents], new_tokens[:, None].astype(np.int32)], 1)
         position = ms.Tensor(self.position, ms.int32)
         if self.gen.use_cache:
-            self_cache, memory_cache, memory_bias = self.state
-            # mutable: a tuple of tensors is otherwise a compile-time constant, and every new cache would recompile
-            values, indices, self_cache = self.gen.step_cell(ms.Tensor(self.tokens[:, -1:]), position,
-                                                             ms.Tensor(parents, ms.int32), ms.mutable(self_cache),
-                                                             ms.mutable(memory_cache), memory_bias)
-            self.state = (self_cache, memory_cache, memory_bias)
+            fixed = self.state[:-2 * self.gen.layers]  # memory bias and keys/values; then the self-attention caches
+            values, indices, *self_cache = self.gen.step_cell(ms.Tensor(self.tokens[:, -1:]), position,
+                                                              ms.Tensor(parents, ms.int32), *self.state)
+            self.state = fixed + tuple(self_cache)
         else:
             width = min(-(-(self.position + 1) // PREFIX_BUCKET) * PREFIX_BUCKET, self.max_len)
             buffer = np.zeros((len(self.tokens), width), np.int32)

@@ -37,8 +37,9 @@ def tokenizer_of(data) -> Tokenizer:
 
 
 def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: int = 0,
-                        use_cache: bool = True) -> Dict:
-    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` and score it.
+                        use_cache: bool = True, graphs=None) -> Dict:
+    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` and score it;
+    with `graphs` (an export of the caption run) its exported start and step graphs decode instead of `model`.
     Returns the report: metrics, metrics per language, decoding speed and every prediction."""
     modalities = EVAL_INPUTS[task]
     items = load_items(data, cfg.data, split)
@@ -54,7 +55,8 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
 
     specials = data.meta["text"]["special_ids"]
     generator = Generator(model, modalities, cfg.generate, specials, data.meta["text"]["vocab_size"],
-                          cfg.model.max_positions, use_cache)
+                          cfg.model.max_positions, use_cache,
+                          graphs.generator_graphs(modalities, cfg.generate) if graphs is not None else None)
     started = time.perf_counter()
     pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}))
     seconds = time.perf_counter() - started

@@ -42,7 +42,8 @@ def probe_features(cell: PooledStates, items: Items, batch_size: int) -> np.ndar
 class ProbeLoss(nn.Cell):
     def __init__(self, features: int, classes: int):
         super().__init__()
-        self.linear = nn.Dense(features, classes)
+        # zeros: the problem is convex, and the fit then depends on the features alone (not on the global random state)
+        self.linear = nn.Dense(features, classes, weight_init="zeros", bias_init="zeros")
         self.bce = nn.BCEWithLogitsLoss()
 
     def construct(self, x, y):
@@ -77,13 +78,15 @@ def chance_map(labels: np.ndarray) -> float:
     return 100.0 * float(labels[:, present].mean(0).mean())
 
 
-def evaluate_probe(net: OPT, train: Items, test: Items, cfg: EvalConfig, log=print) -> Dict[str, dict]:
-    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs."""
+def evaluate_probe(net: OPT, train: Items, test: Items, cfg: EvalConfig, log=print, graphs=None) -> Dict[str, dict]:
+    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs; with `graphs` (an export of the
+    pre-training run) its pooled_<inputs> graphs compute the features instead of `net`."""
     if not test.labels.any():
         raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
     results = {}
     for name in cfg.probe_inputs:
-        cell = PooledStates(net, parse_inputs(name))  # one cell per combination: it compiles once
+        # one cell per combination: it compiles once
+        cell = graphs[f"pooled_{name}"] if graphs is not None else PooledStates(net, parse_inputs(name))
         train_x = probe_features(cell, train, cfg.batch_size)
         test_x = probe_features(cell, test, cfg.batch_size)
         layer = train_probe(train_x, train.labels, cfg)

@@ -14,6 +14,7 @@ import numpy as np
 from mindspore import nn
 
 from src.config import ConfigError, EvalConfig
+from src.infer.export import match_graph
 from src.infer.items import Items, content_codes, modalities_of, run_batched
 from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
@@ -56,14 +57,15 @@ class MatchScore(nn.Cell):
 
 
 class RetrievalEvaluator:
-    """Embeds the items once, then ranks candidates for any direction."""
+    """Embeds the items once, then ranks candidates for any direction. With `graphs` (src/infer/export.py's
+    ExportedGraphs) the exported embedding and matching graphs run instead of `model`'s cells."""
 
-    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig):
-        self.model, self.items, self.cfg = model, items, cfg
-        self.scorers: Dict[Tuple[str, ...], MatchScore] = {}
+    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig, graphs=None):
+        self.model, self.items, self.cfg, self.graphs = model, items, cfg, graphs
+        self.scorers: Dict[Tuple[str, ...], nn.Cell] = {}
         started = time.perf_counter()
-        embedded = run_batched(PooledEmbeddings(model), len(items), cfg.batch_size,
-                               lambda rows: items.compose({"text": rows}))
+        embedder = graphs["embed"] if graphs is not None else PooledEmbeddings(model)
+        embedded = run_batched(embedder, len(items), cfg.batch_size, lambda rows: items.compose({"text": rows}))
         self.embedding_seconds = time.perf_counter() - started
         self.embeddings = dict(zip(MODALITIES, embedded))
         self.present = items.present()
@@ -75,7 +77,8 @@ class RetrievalEvaluator:
         """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
         shown = modalities_of(query + cand)
         if shown not in self.scorers:
-            self.scorers[shown] = MatchScore(self.model, shown)
+            self.scorers[shown] = self.graphs[match_graph(shown)] if self.graphs is not None else \
+                MatchScore(self.model, shown)
         cell = self.scorers[shown]
 
         def score_pairs(q: np.ndarray, c: np.ndarray) -> np.ndarray:
