@@ -7,6 +7,7 @@ scaling, accumulation, clipping, logging, atomic checkpoints, exact resume). Sta
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import mindspore as ms
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     try:  # what a user can fix (config, data, checkpoint) is one line on stderr, not a traceback
         set_mode(cfg.train.mode, cfg.train.device)
         ranks = init_data_parallel()
+        if ranks.distributed:  # the launchers find a dead rank's log by this line
+            print(f"rank {ranks.rank} of {ranks.size}: process {os.getpid()}", flush=True)
         ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
         task = task_module(cfg.task)
         loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)

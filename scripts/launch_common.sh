@@ -31,17 +31,20 @@ log_dir_of() {  # CONFIG [key=value ...] -> $LOG_DIR, default <train.output_dir>
   echo "$out/logs"
 }
 
-report_failure() {  # LOG_DIR: the log tail of each rank that failed (the one msrun names, or with a traceback)
-  local dir="$1" shown="" rank log
+report_failure() {  # LOG_DIR: the log tail of the rank that failed first
+  local dir="$1" shown="" rank pid log
+  # msrun names the process that failed first; each rank's log names its process (train.py prints it)
+  pid="$(grep -ohE "Worker process [0-9]+ exit with exception" "$dir/msrun.log" 2>/dev/null | head -1 | awk '{print $3}')"
   rank="$(grep -ohE "worker [0-9]+ is the first one timed out" "$dir"/*.log 2>/dev/null | head -1 | awk '{print $2}')"
-  for log in ${rank:+"$dir/worker_$rank.log"} $(grep -lE "Traceback|^error:" "$dir"/worker_*.log 2>/dev/null); do
+  for log in $([ -z "$pid" ] || grep -lE "^rank [0-9]+ of [0-9]+: process $pid\$" "$dir"/worker_*.log) \
+             ${rank:+"$dir/worker_$rank.log"} $(grep -lE "Traceback|^error:" "$dir"/worker_*.log 2>/dev/null); do
     case " $shown " in *" $log "*) continue ;; esac
     shown="$shown $log"
     echo "---- last $TAIL_LINES lines of $log ----" >&2
     tail -n "$TAIL_LINES" "$log" >&2
   done
   if [ -z "$shown" ]; then
-    echo "(no rank log shows an error; all logs are in $dir)" >&2
+    echo "(no rank log names the failure; all logs are in $dir)" >&2
   fi
 }
 
@@ -57,7 +60,8 @@ msrun_train() {  # DEVICE LOCAL_WORKERS CONFIG [key=value ...]: train.py under m
       --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${MASTER_PORT:-8118}" \
       ${NODE_RANK:+--node_rank="$NODE_RANK"} --log_dir="$log_dir" --join=True \
       --cluster_time_out="${CLUSTER_TIMEOUT:-600}" --tail_worker_log=0 \
-      "$ROOT/train.py" --config "$config" --resume --set "train.device=$device" "$@"; then
+      "$ROOT/train.py" --config "$config" --resume --set "train.device=$device" "$@" 2>&1 \
+      | tee "$log_dir/msrun.log"; then
     echo "error: the distributed job failed" >&2
     report_failure "$log_dir"
     exit 1

@@ -2,7 +2,8 @@
 # The demo, end to end on CPU: prepare the real tri-modal demo set if it is absent, pre-train the demo model (MiniLM
 # initialised, all pretext losses in one train step) for a bounded time and show the losses falling; fine-tune it for
 # retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model;
-# fine-tune the text decoder and decode the validation split from image, audio and image+audio; caption one file.
+# fine-tune the text decoder and decode the validation split from image, audio and image+audio; caption one file;
+# export the retrieval and caption models as MINDIR graphs and caption the same file from the graphs.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
@@ -57,3 +58,8 @@ done
 echo "== one file: infer.py on a validation image and its spoken caption"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"
+
+echo "== export: MINDIR graphs of the retrieval and caption models -> $RUN/exports, then one caption from the graphs"
+"$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
+"$PY" "$ROOT/export.py" --task caption --ckpt "$RUN/caption" --out "$RUN/exports/caption"
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption.json" --image "$DATA/raw/images/emoji0007.png"

@@ -131,8 +131,7 @@ BUILDERS = {"pretrain": probe_graphs, "retrieval": retrieval_graphs, "caption": 
 
 
 def export_task(cfg: Config, ckpt: Path, task: str, prefix: str, file_format: str = "MINDIR", log=print) -> Path:
-    """Write the task's graphs and the sidecar; each graph is loaded back and checked against the network on a few
-    validation rows (the largest difference is recorded). Returns the sidecar's path."""
+    """Write the task's graphs, the vocabulary and the sidecar; returns the sidecar's path."""
     if task not in TASKS:
         raise ConfigError(f"export: unknown task '{task}' (known: {', '.join(TASKS)})")
     if file_format not in FORMATS:
@@ -143,42 +142,49 @@ def export_task(cfg: Config, ckpt: Path, task: str, prefix: str, file_format: st
     if len(items) < VERIFY_ROWS:
         raise ConfigError(f"export: {cfg.data.path} [{cfg.data.eval_split}] has {len(items)} items; the export "
                           f"checks its graphs on {VERIFY_ROWS}")
-    prefix_path = Path(prefix)
-    prefix_path.parent.mkdir(parents=True, exist_ok=True)
-    sidecar = {"task": task, "format": file_format, "checkpoint": str(ckpt), "graphs": {}}
-    for name, (cell, inputs, in_names, out_names) in BUILDERS[task](cfg, ckpt, items).items():
-        file = prefix_path.parent / f"{prefix_path.name}.{name}{FORMATS[file_format]}"
-        specs = [_spec(x, dynamic_axes(name, n)) for x, n in zip(inputs, in_names)]
-        partial = file.with_name(f".partial-{file.stem}")
-        ms.export(cell, *specs, file_name=str(partial), file_format=file_format)
-        partial.with_name(partial.name + FORMATS[file_format]).replace(file)
-        expected = _outputs(cell(*(ms.Tensor(x) for x in inputs)))
-        entry = {"file": file.name, "inputs": _describe_inputs(in_names, specs),
-                 "outputs": _describe_outputs(out_names, expected)}
-        if file_format == "MINDIR":  # AIR graphs run on Ascend only
-            got = _outputs(nn.GraphCell(ms.load(str(file)))(*(ms.Tensor(x) for x in inputs)))
-            entry["verified_max_abs_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(expected, got))
-        sidecar["graphs"][name] = entry
-        log(f"{file}: {len(in_names)} inputs -> {len(out_names)} outputs"
-            + (f", max |graph - network| {entry['verified_max_abs_diff']:.2e}" if "verified_max_abs_diff" in entry
-               else ""))
-    vocab = prefix_path.parent / f"{prefix_path.name}.vocab.txt"
-    shutil.copyfile(data.vocab_path, vocab)
-    sidecar["tokenizer"] = {"vocab": vocab.name, **{k: v for k, v in data.meta["text"].items() if k != "vocab"}}
-    sidecar["features"] = {"prepared_data": str(Path(cfg.data.path).resolve()),
-                           "note": "inputs are padded rows as src/data/pipeline.py builds them; image regions and "
-                                   "audio tokens come from src/data/image.py and audio.py with the prepared data's "
-                                   "settings (infer.py --mindir does this for a file)"}
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    graphs = {name: write_graph(prefix, name, *built, file_format, log)
+              for name, built in BUILDERS[task](cfg, ckpt, items).items()}
+    vocab = prefix.parent / f"{prefix.name}.vocab.txt"
+    partial = vocab.with_name(f".partial-{vocab.name}")
+    shutil.copyfile(data.vocab_path, partial)
+    partial.replace(vocab)
+    sidecar = {"task": task, "format": file_format, "checkpoint": str(ckpt), "graphs": graphs,
+               "tokenizer": {**{k: v for k, v in data.meta["text"].items() if k != "vocab_file"}, "vocab": vocab.name},
+               "features": {"prepared_data": str(Path(cfg.data.path).resolve()),
+                            "note": "inputs are padded rows as src/data/pipeline.py builds them; image regions and "
+                                    "audio tokens come from src/data/image.py and audio.py with the prepared data's "
+                                    "settings (infer.py --mindir does this for a file)"}}
     if task == "caption":
         from src.infer.generate import candidates_per_step
-        sidecar["generate"] = {**to_dict(cfg.generate),
-                               "candidates_per_step": candidates_per_step(cfg.generate,
-                                                                          data.meta["text"]["vocab_size"]),
+        k = candidates_per_step(cfg.generate, data.meta["text"]["vocab_size"])
+        sidecar["generate"] = {**to_dict(cfg.generate), "candidates_per_step": k,
                                "decoder_layers": cfg.model.decoder_layers}
     sidecar["config"] = to_dict(cfg)
-    path = prefix_path.parent / f"{prefix_path.name}.json"
+    path = prefix.parent / f"{prefix.name}.json"
     write_json_atomic(path, sidecar)
     return path
+
+
+def write_graph(prefix: Path, name: str, cell, inputs, in_names, out_names, file_format: str, log) -> dict:
+    """Export one cell (under a temporary name, then renamed) and describe it; a MINDIR graph is loaded back and
+    run beside the cell on `inputs` (the largest difference is recorded)."""
+    file = prefix.parent / f"{prefix.name}.{name}{FORMATS[file_format]}"
+    specs = [_spec(x, dynamic_axes(name, n)) for x, n in zip(inputs, in_names)]
+    partial = file.with_name(f".partial-{file.stem}")
+    ms.export(cell, *specs, file_name=str(partial), file_format=file_format)
+    partial.with_name(partial.name + FORMATS[file_format]).replace(file)
+    expected = _outputs(cell(*(ms.Tensor(x) for x in inputs)))
+    entry = {"file": file.name, "inputs": _describe_inputs(in_names, specs),
+             "outputs": _describe_outputs(out_names, expected)}
+    checked = ""
+    if file_format == "MINDIR":  # AIR graphs run on Ascend's own runtime only
+        got = _outputs(nn.GraphCell(ms.load(str(file)))(*(ms.Tensor(x) for x in inputs)))
+        entry["verified_max_abs_diff"] = max(float(np.abs(a - b).max()) for a, b in zip(expected, got))
+        checked = f", max |graph - network| {entry['verified_max_abs_diff']:.2e}"
+    log(f"{file}: {len(in_names)} inputs -> {len(out_names)} outputs{checked}")
+    return entry
 
 
 def _outputs(out) -> List[np.ndarray]:
