@@ -47,7 +47,9 @@ def main(argv=None) -> int:
         ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
         task = task_module(cfg.task)
         loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
-        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks)
+        hook = task.after_checkpoint(cfg, loss_net) if hasattr(task, "after_checkpoint") and ranks.main else None
+        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
+            after_checkpoint=hook)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

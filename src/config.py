@@ -192,6 +192,20 @@ class GenerateConfig:
 
 
 @dataclass
+class DVAEConfig:
+    """Stage 1 of the vision decoder (`task: dvae`): RGB thumbnails (prepare.image.thumb_size) <-> a grid of discrete
+    codes, 8x smaller per side (64x64 -> 8x8)."""
+    codebook_size: int = 8192     # the paper's; the demo uses fewer
+    channels: int = 128           # width of the first and last convolution stages (the middle ones are twice this)
+    code_dim: int = 256           # the decoder's embedding of a code
+    temperature_start: float = 1.0   # Gumbel-softmax temperature, annealed exponentially ...
+    temperature_end: float = 0.0625  # ... to this ...
+    anneal_steps: int = 5000      # ... over this many forward passes (optimizer steps x accumulation)
+    kl_weight: float = 0.001      # KL(q || uniform prior) per code position, next to the per-pixel squared error
+    samples: int = 8              # images in the reconstruction grid written with every checkpoint (0: none)
+
+
+@dataclass
 class Config:
     task: str = "pretrain"        # what train.py trains: pretrain | retrieval | caption
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
@@ -202,6 +216,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    dvae: DVAEConfig = field(default_factory=DVAEConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ class Dropout(nn.Cell):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.salt = next(_instances) * 7919 + 1  # a distinct stream per cell, fixed by construction order
+        self.salt = new_salt()
         if p > 0:
             self.table = random_table(ms.get_seed() or 0)
             self.calls = ms.Parameter(ms.Tensor(0, ms.int32), name="dropout_calls", requires_grad=False)
@@ -50,12 +50,22 @@ class Dropout(nn.Cell):
         return ops.select(u >= self.p, x * (1.0 / (1.0 - self.p)), ops.zeros_like(x))
 
     def uniforms(self, n: int):
-        windows = (n + WINDOW - 1) // WINDOW
-        size = min(n, WINDOW)
-        parts = []
-        for w in range(windows):
-            # a Weyl sequence over calls, shifted per cell and window; int32 arithmetic wraps around
-            key = self.calls * 1640531527 + _int32((self.salt + w * 104729) * 739982445)
-            offset = ops.floor_mod(key, TABLE_SIZE - size + 1)
-            parts.append(ops.slice(self.table, (offset,), (size,)))
-        return ops.concat(parts)[:n] if windows > 1 else parts[0]
+        return counted_uniforms(self.table, self.calls, self.salt, n)
+
+
+def new_salt() -> int:
+    """A distinct random stream per cell, fixed by construction order."""
+    return next(_instances) * 7919 + 1
+
+
+def counted_uniforms(table, calls, salt: int, n: int):
+    """n uniforms read from `table` at offsets hashed from (salt, the call counter `calls`, window)."""
+    windows = (n + WINDOW - 1) // WINDOW
+    size = min(n, WINDOW)
+    parts = []
+    for w in range(windows):
+        # a Weyl sequence over calls, shifted per cell and window; int32 arithmetic wraps around
+        key = calls * 1640531527 + _int32((salt + w * 104729) * 739982445)
+        offset = ops.floor_mod(key, TABLE_SIZE - size + 1)
+        parts.append(ops.slice(table, (offset,), (size,)))
+    return ops.concat(parts)[:n] if windows > 1 else parts[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-TRAINABLE = ("pretrain", "retrieval", "caption")
+TRAINABLE = ("pretrain", "retrieval", "caption", "dvae")
 
 
 def task_module(name: str):

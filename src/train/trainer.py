@@ -99,11 +99,13 @@ def total_steps(cfg: Config, batches_per_epoch: int) -> int:
 
 
 def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_dataset: Callable,
-        batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print, ranks: Ranks = Ranks()) -> dict:
+        batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print, ranks: Ranks = Ranks(),
+        after_checkpoint: Optional[Callable[[Path, int], None]] = None) -> dict:
     """Train `loss_net` under `cfg.train`; returns the final run position and the last step's log entry.
 
     In data parallel (`ranks.size` > 1) every rank runs this loop over its own shard (`make_dataset` of that rank);
     rank 0 alone writes config.yaml, train_log.jsonl and the checkpoints, and every rank resumes from the same one.
+    `after_checkpoint(output_dir, step)` runs on rank 0 after each checkpoint (a task's snapshots, e.g. images).
     """
     t = cfg.train
     out = Path(t.output_dir)
@@ -156,6 +158,8 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
             out_of_time = deadline is not None and any_rank(time.monotonic() > deadline)
             if ranks.main and (step % t.save_every == 0 or step == steps or out_of_time):  # the last step saves
                 save_checkpoint(step_cell, out, step, epoch, batch, t.keep_checkpoints)
+                if after_checkpoint is not None:
+                    after_checkpoint(out, step)
             if out_of_time and step < steps:
                 log(f"train.max_minutes={t.max_minutes} reached at step {step}: stopping "
                     f"(resume with --resume to continue)")

@@ -1,0 +1,113 @@
+"""Stage 1 of the vision decoder: train the dVAE on the prepared thumbnails (`task: dvae` in train.py).
+
+Loss: the per-pixel squared error of the reconstruction from Gumbel-softmax samples of the codes, plus `kl_weight` x
+KL(q || uniform prior over the codebook) per code position. With every checkpoint, `reconstructions_<step>.png` is
+written next to it: validation images (top row) over their reconstructions from their argmax codes (bottom row).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import Config
+from src.data.records import open_prepared
+from src.data.thumbnails import load_thumbnails, thumb_size, thumbnail_training_data
+from src.infer.items import run_batched
+from src.model.dvae import DVAE
+
+LOSS_NAMES = ("recon", "kl")
+
+
+class DVAELoss(DVAE):
+    """(images [B, S, S, 3], row_weight [B]) -> (recon + kl_weight x kl, [recon, kl])."""
+
+    def construct(self, images, row_weight):
+        logits = self.logits(images)
+        samples, _ = self.relaxed_sample(logits)
+        b = images.shape[0]
+        error = ((self.decode(samples) - images) ** 2).reshape(b, -1).mean(-1)
+        log_q = ops.log_softmax(logits, -1)
+        kl_rows = (ops.exp(log_q) * log_q).sum(-1).reshape(b, -1).mean(-1) + math.log(self.cfg.codebook_size)
+        rows = row_weight.sum() + 1e-6
+        recon = (error * row_weight).sum() / rows
+        kl = (kl_rows * row_weight).sum() / rows
+        return recon + self.cfg.kl_weight * kl, ops.stack((recon, kl))
+
+
+def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+    """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
+    data, make_dataset, per_epoch = thumbnail_training_data(cfg.data, num_shards, shard_id)
+    return DVAELoss(cfg.dvae, thumb_size(data)), make_dataset, per_epoch
+
+
+def load_trained(cfg: Config, ckpt) -> tuple:
+    """(DVAE in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
+    from src.train.checkpoint import load_weights
+    data = open_prepared(cfg.data.path)
+    model = DVAE(cfg.dvae, thumb_size(data))
+    load_weights(model, ckpt, ("encoder.", "decoder."))
+    model.set_train(False)
+    return model, data
+
+
+class Reconstruct(nn.Cell):
+    """images [B, S, S, 3] -> (their argmax codes [B, (S/8)^2], the images decoded from those codes)."""
+
+    def __init__(self, dvae: DVAE):
+        super().__init__(auto_prefix=False)
+        self.dvae = dvae
+
+    def construct(self, images):
+        codes = self.dvae.codes(images)
+        return codes, self.dvae.decode_codes(codes)
+
+
+def reconstruct(cell: Reconstruct, images: np.ndarray, batch_size: int = 64) -> tuple:
+    """Images [N, S, S, 3] -> (codes [N, (S/8)^2], reconstructions [N, S, S, 3])."""
+    return run_batched(cell, len(images), min(batch_size, len(images)), lambda rows: (images[rows],))
+
+
+def image_grid(rows) -> np.ndarray:
+    """Rows of images [N, S, S, 3] in [0, 1] -> one RGB uint8 picture, rows stacked, 2-pixel white gaps."""
+    gap = 2
+    n, s = rows[0].shape[:2]
+    sheet = np.full((len(rows) * (s + gap) + gap, n * (s + gap) + gap, 3), 255, np.uint8)
+    for r, images in enumerate(rows):
+        for i, image in enumerate(images):
+            y, x = gap + r * (s + gap), gap + i * (s + gap)
+            sheet[y:y + s, x:x + s] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return sheet
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB picture under a temporary name, then rename."""
+    path = Path(path)
+    partial = path.with_name(f".partial-{path.name}")
+    if not cv2.imwrite(str(partial), np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise OSError(f"cannot write {path}")
+    partial.replace(path)
+
+
+class ReconstructionSnapshots:
+    """After each checkpoint: validation images over their reconstructions, as reconstructions_<step>.png."""
+
+    def __init__(self, cfg: Config, loss_net: DVAELoss):
+        self.cell, self.images = Reconstruct(loss_net), None
+        if cfg.dvae.samples > 0:
+            data = open_prepared(cfg.data.path)
+            _, self.images = load_thumbnails(data, cfg.data.eval_split, limit=cfg.dvae.samples, cfg=cfg.data)
+
+    def __call__(self, out_dir: Path, step: int) -> None:
+        if self.images is None:
+            return
+        _, rebuilt = reconstruct(self.cell, self.images)  # no dropout or normalisation: train mode changes nothing
+        write_png(Path(out_dir) / f"reconstructions_{step:08d}.png", image_grid([self.images, rebuilt]))
+
+
+def after_checkpoint(cfg: Config, loss_net):
+    """The hook train.py gives `fit` for this task."""
+    return ReconstructionSnapshots(cfg, loss_net)
