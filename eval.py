@@ -6,6 +6,7 @@
     python eval.py --task asr --ckpt runs/demo/caption                    # audio -> text
     python eval.py --task caption_ia --ckpt runs/demo/caption             # image+audio -> text
     python eval.py --task retrieval --mindir exports/retrieval.json       # the same, on graphs export.py wrote
+    python eval.py --task dvae --ckpt runs/demo/dvae                      # reconstruction PSNR vs mean colour
 
 --ckpt is a checkpoint file or a run directory (its newest checkpoint). The model config is the run's config.yaml
 unless --config names another; --data evaluates a set prepared elsewhere (prepare it with --like the training set).
@@ -23,7 +24,7 @@ from src.config import ConfigError, load_config
 from src.data.records import DatasetError
 from src.train.checkpoint import CheckpointError
 
-TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia")
+TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia", "dvae")
 EXPORT_OF = {"retrieval": "retrieval", "probe": "pretrain", "caption": "caption", "asr": "caption",
              "caption_ia": "caption"}  # the export.py task whose graphs each evaluation runs
 
@@ -41,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--train-split", default=None, help="probe: the split the linear layer trains on "
                                                        "(default: data.train_split)")
     p.add_argument("--full", action="store_true", help="retrieval: also rank with the all-pairs cross-encoder (slow)")
-    p.add_argument("--limit", type=int, default=0, help="text generation: decode only the first N items")
+    p.add_argument("--limit", type=int, default=0, help="text generation, dvae: only the first N items")
     p.add_argument("--out", default=None, help="where to write the JSON results")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     args = p.parse_args(argv)
@@ -70,6 +71,8 @@ def evaluate(args) -> dict:
     if args.mindir:
         from src.infer.export import ExportedGraphs
         graphs = ExportedGraphs(args.mindir)
+        if args.task not in EXPORT_OF:
+            raise ConfigError(f"eval.py --task {args.task} runs the Python network only (no --mindir)")
         graphs.require(EXPORT_OF[args.task], f"eval.py --task {args.task}")
         cfg = apply_overrides(graphs.config(), overrides)
         source = {"mindir": str(graphs.path)}
@@ -81,6 +84,11 @@ def evaluate(args) -> dict:
     report = {"task": args.task, **source, "data": str(cfg.data.path), "split": split}
     if args.task in ("retrieval", "probe"):
         table = evaluate_understanding(args, cfg, ckpt, split, report, graphs)
+    elif args.task == "dvae":
+        from src.tasks.dvae import evaluate_reconstruction, load_trained, reconstruction_table
+        model, data = load_trained(cfg, ckpt)
+        report.update(evaluate_reconstruction(model, data, cfg, split, args.limit, out_dir=Path(ckpt).parent))
+        table = reconstruction_table(report)
     else:
         from src.tasks.caption import load_trained
         from src.tasks.caption_eval import evaluate_generation, generation_table

@@ -37,7 +37,7 @@ class Dropout(nn.Cell):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.salt = new_salt()
+        self.salt = next(_instances) * 7919 + 1  # a distinct stream per cell, fixed by construction order
         if p > 0:
             self.table = random_table(ms.get_seed() or 0)
             self.calls = ms.Parameter(ms.Tensor(0, ms.int32), name="dropout_calls", requires_grad=False)
@@ -51,11 +51,6 @@ class Dropout(nn.Cell):
 
     def uniforms(self, n: int):
         return counted_uniforms(self.table, self.calls, self.salt, n)
-
-
-def new_salt() -> int:
-    """A distinct random stream per cell, fixed by construction order."""
-    return next(_instances) * 7919 + 1
 
 
 def counted_uniforms(table, calls, salt: int, n: int):

@@ -17,9 +17,10 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import ConfigError, DVAEConfig
-from src.model.dropout import counted_uniforms, new_salt, random_table
+from src.model.dropout import counted_uniforms, random_table
 
 DOWNSAMPLING = 8  # three stride-2 stages
+NOISE_SALT = 0x0DAE
 EPS = 1e-10
 
 
@@ -156,7 +157,7 @@ class DVAE(nn.Cell):
             nn.Sigmoid())
         # resumable Gumbel noise (see the module docstring)
         self.table = random_table(ms.get_seed() or 0)
-        self.salt = new_salt()
+        self.salt = NOISE_SALT  # one noise stream per model: the same in every process that builds one
         self.noise_calls = ms.Parameter(ms.Tensor(0, ms.int32), name="noise_calls", requires_grad=False)
 
     def logits(self, images):
@@ -178,10 +179,10 @@ class DVAE(nn.Cell):
         return self.decode(ops.one_hot(grid, k, ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32), -1))
 
     def relaxed_sample(self, logits):
-        """Gumbel-softmax samples at the annealed temperature; advances the noise counter. -> (samples, tau)."""
+        """Gumbel-softmax samples at the annealed temperature; advances the noise counter."""
         tau = annealed_temperature(self.noise_calls, self.cfg.temperature_start, self.cfg.temperature_end,
                                    self.cfg.anneal_steps)
         noise = counted_uniforms(self.table, self.noise_calls, self.salt, logits.size).reshape(logits.shape)
         ops.assign_add(self.noise_calls, ms.Tensor(1, ms.int32))
-        return gumbel_softmax(logits, noise, tau, axis=-1), tau
+        return gumbel_softmax(logits, noise, tau, axis=-1)
 
