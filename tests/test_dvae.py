@@ -112,3 +112,32 @@ def test_train_snapshot_resume_and_evaluate(images_only, tmp_path, capsys):
     assert report["psnr_gain"] == pytest.approx(report["psnr"] - report["baseline_psnr"])
     assert (whole / "reconstructions_val.png").is_file()
     assert "per-image mean colour" in capsys.readouterr().out
+
+
+def test_code_extraction_round_trip(prepared, tmp_path):
+    """On a set where some samples have no image: their rows are -1, the others hold the encoder's codes."""
+    import shutil
+    from src.data.codes import load_codes, main as codes_main
+    from src.data.records import open_prepared
+    from src.data.thumbnails import load_thumbnails
+    from src.tasks.dvae import Reconstruct, load_trained, reconstruct
+    from src.config import load_config
+    images_only = tmp_path / "prepared"
+    shutil.copytree(prepared, images_only)
+    run = tmp_path / "dvae"
+    assert train_script.main(["--config", TINY, "--set", f"data.path={images_only}", f"train.output_dir={run}",
+                              "train.max_steps=2"]) == 0
+    assert codes_main(["--dvae", str(run)]) == 0
+    cfg = load_config(str(run / "config.yaml"))
+    data = open_prepared(images_only)
+    model, _ = load_trained(cfg, run)
+    for split in ("train", "val"):
+        stored = load_codes(data, split, cfg.dvae)
+        index, images = load_thumbnails(data, split)
+        np.testing.assert_array_equal(stored[index], reconstruct(Reconstruct(model), images)[0])
+        assert stored.shape == (data.count(split), 4) and stored[index].min() >= 0 and stored.max() < 16
+        without = np.setdiff1d(np.arange(data.count(split)), index)
+        assert len(without) > 0 and (stored[without] == -1).all()
+    other = load_config(TINY, ["dvae.codebook_size=32"]).dvae
+    with pytest.raises(ConfigError, match="codes over 16 codes, but dvae.codebook_size is 32"):
+        load_codes(data, "train", other)

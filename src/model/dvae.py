@@ -159,6 +159,8 @@ class DVAE(nn.Cell):
         self.table = random_table(ms.get_seed() or 0)
         self.salt = NOISE_SALT  # one noise stream per model: the same in every process that builds one
         self.noise_calls = ms.Parameter(ms.Tensor(0, ms.int32), name="noise_calls", requires_grad=False)
+        # saved with the weights, so a checkpoint cannot be used on images of another size by mistake
+        self.image_side = ms.Parameter(ms.Tensor(image_size, ms.int32), name="image_side", requires_grad=False)
 
     def logits(self, images):
         """[B, S, S, 3] in [0, 1] -> [B, S/8, S/8, K]."""

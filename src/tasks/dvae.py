@@ -46,10 +46,14 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
 
 def load_trained(cfg: Config, ckpt) -> tuple:
     """(DVAE in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
-    from src.train.checkpoint import load_weights
+    from src.train.checkpoint import CheckpointError, load_weights
     data = open_prepared(cfg.data.path)
-    model = DVAE(cfg.dvae, thumb_size(data))
-    load_weights(model, ckpt, ("encoder.", "decoder."))
+    size = thumb_size(data)
+    model = DVAE(cfg.dvae, size)
+    loaded = load_weights(model, ckpt, ("encoder.", "decoder."))
+    if "image_side" in loaded and int(model.image_side.asnumpy()) != size:  # load_weights copied the saved side
+        raise CheckpointError(f"{ckpt}: a dVAE for {int(model.image_side.asnumpy())}px images, but {cfg.data.path} "
+                              f"has {size}px thumbnails")
     model.set_train(False)
     return model, data
 
