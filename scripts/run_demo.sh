@@ -3,14 +3,15 @@
 # initialised, all pretext losses in one train step) for a bounded time and show the losses falling; fine-tune it for
 # retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model;
 # fine-tune the text decoder and decode the validation split from image, audio and image+audio; caption one file;
-# export the retrieval and caption models as MINDIR graphs and caption the same file from the graphs.
+# train the dVAE, report its reconstruction PSNR and store the codes of every image; export the retrieval and caption
+# models as MINDIR graphs and caption the same file from the graphs.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
 # Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
 # train.max_steps), then evaluates again. Environment: PYTHON (default python), DATA (demo data directory, default
 # data/demo), MINUTES (pre-training time bound, default 12), RETRIEVAL_MINUTES and CAPTION_MINUTES (fine-tuning time
-# bounds, default 8 each).
+# bounds, default 8 each), DVAE_MINUTES (default 10).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python}"
@@ -19,6 +20,7 @@ RUN="${1:-$ROOT/runs/demo}"
 MINUTES="${MINUTES:-12}"
 RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-8}"
 CAPTION_MINUTES="${CAPTION_MINUTES:-8}"
+DVAE_MINUTES="${DVAE_MINUTES:-10}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 
@@ -58,6 +60,12 @@ done
 echo "== one file: infer.py on a validation image and its spoken caption"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"
+
+echo "== dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $RUN/dvae"
+"$PY" "$ROOT/train.py" --config "$ROOT/config/dvae_demo.yaml" --resume \
+  --set "data.path=$DATA/prepared" "train.output_dir=$RUN/dvae" "train.max_minutes=$DVAE_MINUTES"
+"$PY" "$ROOT/eval.py" --task dvae --ckpt "$RUN/dvae"
+"$PY" -m src.data.codes --dvae "$RUN/dvae"
 
 echo "== export: MINDIR graphs of the retrieval and caption models -> $RUN/exports, then one caption from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
