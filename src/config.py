@@ -97,6 +97,7 @@ class ModelConfig:
     heads: int = 12
     intermediate: int = 3072
     decoder_layers: int = 6
+    vision_decoder_layers: int = 6  # the vision decoder's Transformer (DIR, text-to-image), built when DIR is on
     max_positions: int = 512
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
@@ -107,7 +108,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Per-loss weights; a loss with weight 0 is not built and costs no compute. Pre-training uses mlm .. dtr;
+    """Per-loss weights; a loss with weight 0 is not built and costs no compute. Pre-training uses mlm .. dir;
     retrieval fine-tuning uses match and contrastive."""
     mlm: float = 1.0
     mvfr: float = 1.0
@@ -116,6 +117,7 @@ class LossConfig:
     mam_nce: float = 1.0
     match: float = 1.0
     dtr: float = 1.0
+    dir: float = 0.0              # denoising image reconstruction: needs the data's dVAE codes (python -m src.data.codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
     contrastive_temperature: float = 0.05

@@ -114,22 +114,30 @@ def test_train_snapshot_resume_and_evaluate(images_only, tmp_path, capsys):
     assert "per-image mean colour" in capsys.readouterr().out
 
 
-def test_code_extraction_round_trip(prepared, tmp_path):
-    """On a set where some samples have no image: their rows are -1, the others hold the encoder's codes."""
+@pytest.fixture(scope="module")
+def coded(prepared, tmp_path_factory):
+    """A copy of the tiny prepared set (some samples without an image), a 2-step dVAE run, its codes extracted."""
     import shutil
-    from src.data.codes import load_codes, main as codes_main
+    from src.data.codes import main as codes_main
+    root = tmp_path_factory.mktemp("coded")
+    shutil.copytree(prepared, root / "prepared")
+    run = root / "dvae"
+    assert train_script.main(["--config", TINY, "--set", f"data.path={root / 'prepared'}", f"train.output_dir={run}",
+                              "train.max_steps=2"]) == 0
+    assert codes_main(["--dvae", str(run)]) == 0
+    return root / "prepared", run
+
+
+def test_code_extraction_round_trip(coded):
+    """Samples without an image get -1 rows, the others the encoder's codes; another codebook is refused."""
+    from src.config import load_config
+    from src.data.codes import load_codes
     from src.data.records import open_prepared
     from src.data.thumbnails import load_thumbnails
     from src.tasks.dvae import Reconstruct, load_trained, reconstruct
-    from src.config import load_config
-    images_only = tmp_path / "prepared"
-    shutil.copytree(prepared, images_only)
-    run = tmp_path / "dvae"
-    assert train_script.main(["--config", TINY, "--set", f"data.path={images_only}", f"train.output_dir={run}",
-                              "train.max_steps=2"]) == 0
-    assert codes_main(["--dvae", str(run)]) == 0
+    path, run = coded
     cfg = load_config(str(run / "config.yaml"))
-    data = open_prepared(images_only)
+    data = open_prepared(path)
     model, _ = load_trained(cfg, run)
     for split in ("train", "val"):
         stored = load_codes(data, split, cfg.dvae)
@@ -141,3 +149,69 @@ def test_code_extraction_round_trip(prepared, tmp_path):
     other = load_config(TINY, ["dvae.codebook_size=32"]).dvae
     with pytest.raises(ConfigError, match="codes over 16 codes, but dvae.codebook_size is 32"):
         load_codes(data, "train", other)
+
+
+def test_dir_batches_carry_the_codes_of_real_images_only(coded):
+    from src.data.codes import load_codes
+    from src.data.pipeline import DIR_COLUMNS, PRETRAIN_COLUMNS, create_dataset
+    from src.data.records import open_prepared
+    path, run = coded
+    cfg = tiny_config(f"data.path={path}", "data.match_case_probs=[0.5,0.125,0.125,0.125,0.125]")
+    data = open_prepared(path)
+    codes = load_codes(data, "train", load_config_of(run).dvae)
+    dataset = create_dataset(data, cfg.data, epoch=0, codes=codes)
+    rows = negatives = 0
+    for batch in dataset.create_dict_iterator(num_epochs=1, output_numpy=True):
+        assert list(batch) == PRETRAIN_COLUMNS + DIR_COLUMNS
+        # a row's codes follow its sample only when it is not a matching negative (weight 0 there anyway)
+        weight = batch["dir_weight"]
+        negatives += int((batch["match_label"] > 0).sum())
+        assert (weight[batch["match_label"] > 0] == 0).all()
+        assert ((weight > 0) <= (batch["image_codes"] >= 0).all(1)).all()
+        rows += int(weight.sum())
+    assert rows > 0 and negatives > 0
+
+
+def load_config_of(run):
+    from src.config import load_config
+    return load_config(str(run / "config.yaml"))
+
+
+def test_pretraining_with_dir(coded, tmp_path, capsys):
+    """DIR joins the fused train step: its loss starts near ln(codebook) and falls; data without codes, or codes of
+    another codebook, are refused before training starts."""
+    path, _ = coded
+    pretrain = str(ROOT / "config" / "pretrain_tiny.yaml")
+    sets = [f"data.path={path}", "loss.dir=1.0", "dvae.codebook_size=16", "train.max_steps=6", "train.lr=0.003",
+            "train.warmup_steps=0", f"train.output_dir={tmp_path / 'run'}"]
+    assert train_script.main(["--config", pretrain, "--set", *sets]) == 0
+    entries = log_of(tmp_path / "run")
+    assert abs(entries[0]["dir"] - np.log(16)) < 0.5 and entries[-1]["dir"] < entries[0]["dir"]
+    assert all(e["mlm"] > 0 and e["dtr"] > 0 for e in entries)  # the other losses still train beside it
+
+    capsys.readouterr()
+    assert train_script.main(["--config", pretrain, "--set", *sets[:2], "dvae.codebook_size=32",
+                              f"train.output_dir={tmp_path / 'x'}"]) == 2
+    assert "codes over 16 codes, but dvae.codebook_size is 32" in capsys.readouterr().err
+    assert train_script.main(["--config", pretrain, "--set", f"data.path={ROOT / 'nowhere'}", "loss.dir=1.0",
+                              f"train.output_dir={tmp_path / 'y'}"]) == 2
+
+
+def test_dir_loss_ignores_rows_without_weight():
+    from src.config import LossConfig, ModelConfig
+    from src.model.opt import DataDims
+    from src.tasks.pretrain import PretrainLoss
+    ms.set_seed(0)
+    cfg = ModelConfig(hidden=32, layers=1, heads=2, intermediate=64, decoder_layers=1, vision_decoder_layers=1,
+                      max_positions=80, dropout=0.0)
+    net = PretrainLoss(cfg, LossConfig(dir=1.0), DataDims(50, 12, 10, 8, 16, codebook_size=16), 12, 4)
+    rng = np.random.default_rng(0)
+    memory = ms.Tensor(rng.standard_normal((3, 5, 32)).astype(np.float32))
+    mask = ms.Tensor(np.ones((3, 5), np.float32))
+    codes = rng.integers(0, 16, (3, 4)).astype(np.int32)
+    weights = ms.Tensor(np.array([1.0, 1.0, 0.0], np.float32))
+    first = float(net.dir_loss(ms.Tensor(codes), memory, mask, weights).asnumpy())
+    codes[2] = (codes[2] + 5) % 16  # the unweighted row changes: the loss does not
+    assert float(net.dir_loss(ms.Tensor(codes), memory, mask, weights).asnumpy()) == pytest.approx(first, rel=1e-6)
+    codes[0] = (codes[0] + 5) % 16
+    assert float(net.dir_loss(ms.Tensor(codes), memory, mask, weights).asnumpy()) != pytest.approx(first, rel=1e-3)

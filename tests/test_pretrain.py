@@ -24,7 +24,7 @@ def t(x, dtype=ms.float32):
 
 def test_loss_cell_takes_the_pipeline_columns_in_order():
     params = list(inspect.signature(PretrainLoss.construct).parameters)[1:]
-    assert params == PRETRAIN_COLUMNS
+    assert params == PRETRAIN_COLUMNS + ["dir_columns"]  # then DIR_COLUMNS, when DIR is on
 
 
 def test_gather_positions():
@@ -105,7 +105,8 @@ def test_every_enabled_loss_decreases(prepared):
     history = np.array(history)
     assert len(history) == 40 and np.isfinite(history).all()
     first, last = history[:8].mean(0), history[-8:].mean(0)
-    for i, name in enumerate(LOSS_NAMES):
+    assert net.use == (True,) * 7 + (False,)  # DIR needs dVAE codes: tests/test_dvae.py trains it
+    for i, name in enumerate(LOSS_NAMES[:7]):
         assert last[i] < first[i], f"{name}: {first[i]:.3f} -> {last[i]:.3f}"
 
 

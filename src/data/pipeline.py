@@ -39,6 +39,7 @@ PRETRAIN_COLUMNS = INPUT_COLUMNS + [
     "mam_positions", "mam_weights", "mam_targets",
     "match_label", "match_weight", "dtr_weight"]
 RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "view", "swap"]
+DIR_COLUMNS = ["image_codes", "dir_weight"]  # appended to PRETRAIN_COLUMNS when the data's dVAE codes are used
 CAPTION_COLUMNS = INPUT_COLUMNS + ["view", "row_weight"]
 EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid", "labels"]
 OBJECTIVES = {"pretrain": PRETRAIN_COLUMNS, "retrieval": RETRIEVAL_COLUMNS, "caption": CAPTION_COLUMNS}
@@ -60,11 +61,12 @@ class Collator:
     """Rows of a batch -> padded arrays of static shape (+ masks and matching negatives when training)."""
 
     def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0,
-                 objective: str = "pretrain", sources=((IMAGE,),)):
+                 objective: str = "pretrain", sources=((IMAGE,),), codes: Optional[np.ndarray] = None):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown training objective '{objective}' (known: {', '.join(OBJECTIVES)})")
         self.cfg, self.training, self.epoch, self.objective = cfg, training, epoch, objective
         self.sources = sources
+        self.codes = codes  # pretraining with DIR: the split's dVAE codes [samples, grid^2], -1 rows without image
         self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
         self.image_dim, self.audio_dim = data.image_dim, data.audio_dim
         ids = data.meta["text"]["special_ids"]
@@ -89,7 +91,15 @@ class Collator:
             batch["view"], batch["row_weight"] = caption_views(modalities_present(batch), self.sources, rng)
             return tuple(batch[c] for c in CAPTION_COLUMNS)
         out = corrupt(batch, self, rng)
-        return tuple(out[c] for c in PRETRAIN_COLUMNS)
+        if self.codes is None:
+            return tuple(out[c] for c in PRETRAIN_COLUMNS)
+        codes = self.codes[batch["index"]]
+        has_codes = codes[:, 0] >= 0
+        out["image_codes"] = np.where(has_codes[:, None], codes, 0).astype(np.int32)
+        # the image is reconstructed from whatever the encoder was shown (even with the image dropped), except on
+        # matching negatives (their inputs are another sample's)
+        out["dir_weight"] = (has_codes & (out["match_label"] == 0)).astype(np.float32)
+        return tuple(out[c] for c in PRETRAIN_COLUMNS + DIR_COLUMNS)
 
     def pad_batch(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
                   n_audio, labels=None, n_labels=None) -> dict:
@@ -186,7 +196,7 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
 
 def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training: bool = True, epoch: int = 0,
                    num_shards: int = 1, shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain",
-                   sources=((IMAGE,),)):
+                   sources=((IMAGE,),), codes: Optional[np.ndarray] = None):
     """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume). Training batches carry
     the columns of `objective` (OBJECTIVES); evaluation batches carry EVAL_COLUMNS and keep every sample."""
     import mindspore.dataset as ds
@@ -200,7 +210,9 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
                          f"{cfg.batch_size}")
     dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
     columns = OBJECTIVES[objective] if training else EVAL_COLUMNS
-    collate = Collator(data, cfg, training, epoch, objective, sources)
+    if training and codes is not None:
+        columns = columns + DIR_COLUMNS
+    collate = Collator(data, cfg, training, epoch, objective, sources, codes)
     return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
                          per_batch_map=collate, input_columns=READ_COLUMNS, output_columns=columns)
 
@@ -210,18 +222,24 @@ def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shar
     return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
 
 
-def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0, sources=((IMAGE,),)):
+def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0, sources=((IMAGE,),),
+                  dvae=None):
     """What a trainable task needs from its data: (prepared data, make_dataset(epoch, start_batch), batches per
-    epoch for this rank). `sources`: the input sets of the caption objective."""
+    epoch for this rank). `sources`: the input sets of the caption objective; `dvae` (a DVAEConfig): pre-training
+    with DIR reads the data's stored codes, checked against it."""
     from src.config import ConfigError
     if not cfg.path:
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.path)
     warn_audio_cut(data, cfg.train_split, cfg.max_audio_tokens)
+    codes = None
+    if dvae is not None:
+        from src.data.codes import load_codes
+        codes = load_codes(data, cfg.train_split, dvae)
 
     def make_dataset(epoch: int, start_batch: int):
         return create_dataset(data, cfg, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
-                              start_batch=start_batch, objective=objective, sources=sources)
+                              start_batch=start_batch, objective=objective, sources=sources, codes=codes)
 
     return data, make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)
 

@@ -1,8 +1,9 @@
 """The OPT network: single-modal embeddings keyed by modality, the cross-modal encoder over [CLS; text; image; audio],
-and the text decoder. Heads and losses live in `src/model/heads.py`; the vision decoder (DIR) joins in the dVAE issue.
+the text decoder and the vision decoder (over dVAE codes). Heads and losses live in `src/model/heads.py`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import mindspore as ms
@@ -23,6 +24,7 @@ class DataDims:
     audio_dim: int
     mrc_classes: int
     max_audio_tokens: int
+    codebook_size: int = 0  # dVAE codes the vision decoder predicts (0: no vision decoder)
 
     @classmethod
     def from_prepared(cls, data, max_audio_tokens: int) -> "DataDims":
@@ -83,6 +85,15 @@ class TextDecoder(nn.Cell):
         return x, written
 
 
+class VisionDecoder(TextDecoder):
+    """The vision decoder's Transformer: the text decoder's architecture over dVAE codes, with its own embedding of
+    the codebook plus a start symbol (id `codebook_size`) and `model.vision_decoder_layers` layers."""
+
+    def __init__(self, cfg: ModelConfig, codebook_size: int):
+        super().__init__(dataclasses.replace(cfg, decoder_layers=cfg.vision_decoder_layers), codebook_size + 1)
+        self.start_id = codebook_size
+
+
 class OPT(nn.Cell):
     def __init__(self, cfg: ModelConfig, dims: DataDims):
         super().__init__()
@@ -96,6 +107,8 @@ class OPT(nn.Cell):
         # the decoder reads and predicts word pieces through the encoder's table (one 30k x H table, not three)
         self.text_decoder = TextDecoder(cfg, dims.vocab_size, self.embeddings["text"].word_embeddings) \
             if cfg.decoder_layers > 0 else None
+        self.vision_decoder = VisionDecoder(cfg, dims.codebook_size) \
+            if cfg.vision_decoder_layers > 0 and dims.codebook_size > 0 else None
 
     def encode(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
         """[B, Lt + Nv + Na, hidden] contextual states and their mask; the text segment starts with [CLS]."""

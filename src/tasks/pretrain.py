@@ -6,6 +6,8 @@ the graph is compiled.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import mindspore as ms
 from mindspore import nn, ops
 
@@ -17,7 +19,7 @@ from src.model.heads import (CrossEntropy, FeatureRegression, VocabHead, contras
 from src.model.convert import init_model
 from src.model.opt import OPT, DataDims
 
-LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr")
+LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr", "dir")
 
 
 class PretrainLoss(nn.Cell):
@@ -40,15 +42,19 @@ class PretrainLoss(nn.Cell):
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
             raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
+        if self.use[7] and self.net.vision_decoder is None:
+            raise ValueError("the DIR loss needs a vision decoder (model.vision_decoder_layers > 0) and dVAE codes")
+        self.dir_head = nn.Dense(h, dims.codebook_size) if self.use[7] else None
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
                   text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,
-                  mrc_targets, mam_positions, mam_weights, mam_targets, match_label, match_weight, dtr_weight):
+                  mrc_targets, mam_positions, mam_weights, mam_targets, match_label, match_weight, dtr_weight,
+                  *dir_columns):
         states, mask = self.net.encode(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
                                        audio_mask)
         zero = ops.zeros((), ms.float32)
-        mlm = mvfr = mrc = mafr = nce = match = dtr = zero
+        mlm = mvfr = mrc = mafr = nce = match = dtr = dir_ = zero
         if self.use[0]:
             logits = self.mlm_head(gather_positions(states, mlm_positions), self.net.word_embedding_table())
             mlm = weighted_mean(self.ce(logits, mlm_targets), mlm_weights)
@@ -68,7 +74,9 @@ class PretrainLoss(nn.Cell):
             match = matching_loss(self.match_head(states[:, 0]), match_label, match_weight)
         if self.use[6]:
             dtr = self.dtr_loss(text_target_ids, states, mask, dtr_weight)
-        losses = ops.stack((mlm, mvfr, mrc, mafr, nce, match, dtr))
+        if self.use[7]:  # dir_columns: image_codes [B, grid^2], dir_weight [B] (DIR_COLUMNS)
+            dir_ = self.dir_loss(dir_columns[0], states, mask, dir_columns[1])
+        losses = ops.stack((mlm, mvfr, mrc, mafr, nce, match, dtr, dir_))
         total = (losses * ms.Tensor(self.weights, ms.float32)).sum()
         return total, losses
 
@@ -81,9 +89,23 @@ class PretrainLoss(nn.Cell):
         return weighted_mean(self.ce(logits, targets), weights)
 
 
+    def dir_loss(self, codes, memory, memory_mask, row_weights):
+        """Teacher-forced reconstruction of the image's dVAE codes (row-major): predict code i from codes < i."""
+        start = ops.full((codes.shape[0], 1), self.net.vision_decoder.start_id, dtype=ms.int32)
+        hidden = self.net.vision_decoder(ops.concat((start, codes[:, :-1]), 1), memory, memory_mask)
+        weights = ops.ones(codes.shape, ms.float32) * row_weights.expand_dims(1)
+        b, n, h = hidden.shape
+        logits = self.dir_head(hidden.reshape(b * n, h)).reshape(b, n, -1)  # 2-D: a 3-D Dense broadcasts on CPU
+        return weighted_mean(self.ce(logits, codes), weights)
+
+
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
-    data, make_dataset, per_epoch = training_data(cfg.data, "pretrain", num_shards, shard_id)
+    with_dir = cfg.loss.dir > 0
+    data, make_dataset, per_epoch = training_data(cfg.data, "pretrain", num_shards, shard_id,
+                                                  dvae=cfg.dvae if with_dir else None)
     dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
+    if with_dir:
+        dims = dataclasses.replace(dims, codebook_size=cfg.dvae.codebook_size)
     loss_net = PretrainLoss(cfg.model, cfg.loss, dims, cfg.data.max_text_len, cfg.data.max_regions)
     return loss_net, make_dataset, per_epoch
