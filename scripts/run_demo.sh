@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The demo, end to end on CPU: prepare the real tri-modal demo set if it is absent, pre-train the demo model (MiniLM
-# initialised, all pretext losses in one train step) for a bounded time and show the losses falling; fine-tune it for
-# retrieval and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model;
-# fine-tune the text decoder and decode the validation split from image, audio and image+audio; caption one file;
-# train the dVAE, report its reconstruction PSNR and store the codes of every image; export the retrieval and caption
-# models as MINDIR graphs and caption the same file from the graphs.
+# The demo, end to end on CPU: prepare the real tri-modal demo set if it is absent; train the dVAE, report its
+# reconstruction PSNR and store the codes of every image; pre-train the demo model (MiniLM initialised, all pretext
+# losses including DIR in one train step) for a bounded time and show the losses falling; fine-tune it for retrieval
+# and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model; fine-tune the
+# text decoder and decode the validation split from image, audio and image+audio; caption one file; export the
+# retrieval and caption models as MINDIR graphs and caption the same file from the graphs.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
@@ -27,6 +27,12 @@ export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 if [ ! -f "$DATA/prepared/meta.json" ]; then
   PYTHON="$PY" bash "$ROOT/scripts/prepare_demo_data.sh" "$DATA"
 fi
+
+echo "== dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $RUN/dvae"
+"$PY" "$ROOT/train.py" --config "$ROOT/config/dvae_demo.yaml" --resume \
+  --set "data.path=$DATA/prepared" "train.output_dir=$RUN/dvae" "train.max_minutes=$DVAE_MINUTES"
+"$PY" "$ROOT/eval.py" --task dvae --ckpt "$RUN/dvae"
+"$PY" -m src.data.codes --dvae "$RUN/dvae"   # pre-training reads them (DIR)
 
 echo "== pre-training (at most $MINUTES minutes) -> $RUN/pretrain"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/pretrain_demo.yaml" --resume \
@@ -60,12 +66,6 @@ done
 echo "== one file: infer.py on a validation image and its spoken caption"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"
-
-echo "== dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $RUN/dvae"
-"$PY" "$ROOT/train.py" --config "$ROOT/config/dvae_demo.yaml" --resume \
-  --set "data.path=$DATA/prepared" "train.output_dir=$RUN/dvae" "train.max_minutes=$DVAE_MINUTES"
-"$PY" "$ROOT/eval.py" --task dvae --ckpt "$RUN/dvae"
-"$PY" -m src.data.codes --dvae "$RUN/dvae"
 
 echo "== export: MINDIR graphs of the retrieval and caption models -> $RUN/exports, then one caption from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
