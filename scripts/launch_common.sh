@@ -34,7 +34,8 @@ log_dir_of() {  # CONFIG [key=value ...] -> $LOG_DIR, default <train.output_dir>
 report_failure() {  # LOG_DIR: the log tail of the rank that failed first
   local dir="$1" shown="" rank pid log
   # msrun names the process that failed first; each rank's log names its process (train.py prints it)
-  pid="$(grep -ohE "Worker process [0-9]+ exit with exception" "$dir/msrun.log" 2>/dev/null | head -1 | awk '{print $3}')"
+  pid="$(grep -ohE "Worker process [0-9]+ exit with exception" "$dir/msrun.log" 2>/dev/null | head -1 \
+    | awk '{print $3}')"
   rank="$(grep -ohE "worker [0-9]+ is the first one timed out" "$dir"/*.log 2>/dev/null | head -1 | awk '{print $2}')"
   for log in $([ -z "$pid" ] || grep -lE "^rank [0-9]+ of [0-9]+: process $pid\$" "$dir"/worker_*.log) \
              ${rank:+"$dir/worker_$rank.log"} $(grep -lE "Traceback|^error:" "$dir"/worker_*.log 2>/dev/null); do

@@ -66,3 +66,13 @@ def prepared(tmp_path_factory, tiny_cfg):
     manifest = make_manifest(root, n=40, val=8)
     prepare(str(manifest), str(root / "out"), tiny_cfg.prepare, log=lambda *a: None)
     return root / "out"
+
+
+@pytest.fixture(scope="session")
+def prepared_complete(tmp_path_factory, tiny_cfg):
+    """A prepared tiny dataset where every sample has text, image and audio (40 samples: 32 train, 8 val)."""
+    from src.data.prepare import prepare
+    root = tmp_path_factory.mktemp("complete")
+    manifest = make_manifest(root, n=40, val=8, partial=False)
+    prepare(str(manifest), str(root / "out"), tiny_cfg.prepare, log=lambda *a: None)
+    return root / "out"

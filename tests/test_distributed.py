@@ -12,7 +12,6 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from conftest import make_manifest, tiny_config
 from src.config import main as config_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,16 +21,6 @@ CONFIG = str(ROOT / "config" / "caption_tiny.yaml")
 SAME_WORK = ["caption.inputs=[image]", "data.max_text_len=4", "model.dropout=0.0", "train.schedule=constant",
              "train.warmup_steps=0", "train.log_every=1", "train.save_every=100"]
 PER_RANK_BATCH = 4
-
-
-@pytest.fixture(scope="module")
-def complete(tmp_path_factory):
-    """A prepared set where every sample has an image (so every row of the caption batch counts)."""
-    from src.data.prepare import prepare
-    root = tmp_path_factory.mktemp("complete")
-    manifest = make_manifest(root, n=40, val=8, partial=False)
-    prepare(str(manifest), str(root / "out"), tiny_config().prepare, log=lambda *a: None)
-    return root / "out"
 
 
 def free_port() -> int:
@@ -63,16 +52,16 @@ def losses(out: Path) -> list:
 
 
 @pytest.mark.distributed
-def test_two_workers_equal_one_process_over_the_global_batch_and_resume(complete, tmp_path):
+def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared_complete, tmp_path):
     dist, single = tmp_path / "dist", tmp_path / "single"
-    job = cpu_launch(complete, dist, "train.max_steps=3")
+    job = cpu_launch(prepared_complete, dist, "train.max_steps=3")
     _, err = job.communicate(timeout=400)
     assert job.returncode == 0, err[-3000:]
     first = fingerprints(dist)
     assert len(first[0]) == 1 and first[0] == first[1]  # both replicas hold the same parameters
     assert sorted(p.name for p in dist.iterdir()) == ["config.yaml", "logs", "step_00000003.ckpt", "train_log.jsonl"]
 
-    job = cpu_launch(complete, dist, "train.max_steps=4")  # the same command resumes, on every rank
+    job = cpu_launch(prepared_complete, dist, "train.max_steps=4")  # the same command resumes, on every rank
     _, err = job.communicate(timeout=400)
     assert job.returncode == 0, err[-3000:]
     for rank in (0, 1):
@@ -81,7 +70,7 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(complete
     assert second[0] == second[1] and second[0][-1] != first[0][-1]
 
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", CONFIG, "--set",
-                           f"data.path={complete}", f"train.output_dir={single}",
+                           f"data.path={prepared_complete}", f"train.output_dir={single}",
                            f"data.batch_size={2 * PER_RANK_BATCH}", *SAME_WORK, "train.max_steps=4"],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "GLOG_v": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -95,9 +84,9 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(complete
 
 
 @pytest.mark.distributed
-def test_a_worker_that_dies_fails_the_job_and_its_log_is_shown(complete, tmp_path):
+def test_a_worker_that_dies_fails_the_job_and_its_log_is_shown(prepared_complete, tmp_path):
     out = tmp_path / "crash"
-    job = cpu_launch(complete, out, "train.max_steps=100000")
+    job = cpu_launch(prepared_complete, out, "train.max_steps=100000")
     log = out / "logs" / "worker_1.log"
     deadline = time.monotonic() + 300
     while not (log.exists() and "step 2/" in log.read_text()):

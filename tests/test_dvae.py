@@ -10,7 +10,7 @@ import pytest
 
 import eval as eval_script
 import train as train_script
-from conftest import ROOT, make_manifest, tiny_config
+from conftest import ROOT, tiny_config
 from src.config import ConfigError
 from src.data.thumbnails import thumb_size
 from src.metrics.image import code_usage, mean_colour, psnr
@@ -72,21 +72,12 @@ def test_prepared_without_thumbnails_is_refused():
         thumb_size(data)
 
 
-@pytest.fixture(scope="module")
-def images_only(tmp_path_factory):
-    from src.data.prepare import prepare
-    root = tmp_path_factory.mktemp("images")
-    manifest = make_manifest(root, n=40, val=8, partial=False)
-    prepare(str(manifest), str(root / "out"), tiny_config().prepare, log=lambda *a: None)
-    return root / "out"
-
-
 def log_of(run):
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 
 
-def test_train_snapshot_resume_and_evaluate(images_only, tmp_path, capsys):
-    data = f"data.path={images_only}"
+def test_train_snapshot_resume_and_evaluate(prepared_complete, tmp_path, capsys):
+    data = f"data.path={prepared_complete}"
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert train_script.main(["--config", TINY, "--set", data, f"train.output_dir={whole}"]) == 0
     entries = log_of(whole)

@@ -45,7 +45,8 @@ def annealed_temperature(calls, start: float, end: float, steps: int):
 # MindSpore's CPU Conv2d runs at well under 1 GFLOP/s (a 3x3 convolution of a batch of 32 64x64x32 maps takes 8 s), so
 # the network is built from what runs fast everywhere: kernel-2 stride-2 convolutions written as space-to-depth + a
 # matrix product (and their transposes as a matrix product + depth-to-space), per-position MLPs, and one 3x3
-# convolution on the small code grid as 9 shifted copies (a matrix product) + a matrix product. Feature maps are channel-last.
+# convolution on the small code grid as 9 shifted copies (a matrix product) + a matrix product. Feature maps are
+# channel-last.
 def space_to_depth(x):
     """[B, H, W, C] -> [B, H/2, W/2, 4C]."""
     b, h, w, c = x.shape
