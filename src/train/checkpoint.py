@@ -100,13 +100,13 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
         raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "
                               "use it as model.init_from or for evaluation instead")
     position = {k: int(params.pop(k).asnumpy()) for k in POSITION}
-    for name in [k for k in params if k.startswith(SCHEDULE)]:
-        params.pop(name)  # the per-step learning rates come from the config: a resume may lengthen the schedule
+    # the per-step learning rates come from the config, not the checkpoint: a resume may lengthen the schedule
+    params.update({k: ms.Parameter(v.asnumpy(), name=k) for k, v in cell.parameters_dict().items()
+                   if k.startswith(SCHEDULE)})
     try:
         not_loaded, _ = ms.load_param_into_net(cell, params)
     except (RuntimeError, ValueError) as e:  # MindSpore's message for a shape mismatch names the parameter
         raise CheckpointError(f"{path}: does not fit this model: {str(e).splitlines()[0]}") from None
-    not_loaded = [k for k in not_loaded if not k.startswith(SCHEDULE)]
     if not_loaded:
         shown = ", ".join(not_loaded[:5]) + (" ..." if len(not_loaded) > 5 else "")
         raise CheckpointError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint "
