@@ -20,8 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.config import ConfigError, load_config
-from src.data.records import DatasetError
+from src.config import ConfigError
+from src.data.records import DatasetError, open_prepared
 from src.train.checkpoint import CheckpointError
 
 TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia", "dvae")
@@ -51,19 +51,9 @@ def parse_args(argv=None):
     return args
 
 
-def run_config_path(ckpt: str, config: str = None) -> str:
-    if config:
-        return config
-    ckpt = Path(ckpt)
-    found = (ckpt if ckpt.is_dir() else ckpt.parent) / "config.yaml"
-    if not found.is_file():
-        raise ConfigError(f"{found} not found: pass --config with the recipe {ckpt} was trained with")
-    return str(found)
-
-
 def evaluate(args) -> dict:
     import mindspore as ms
-    from src.train.checkpoint import resolve_checkpoint
+    from src.train.checkpoint import load_run_config, resolve_checkpoint
 
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -74,10 +64,10 @@ def evaluate(args) -> dict:
         if args.task not in EXPORT_OF:
             raise ConfigError(f"eval.py --task {args.task} runs the Python network only (no --mindir)")
         graphs.require(EXPORT_OF[args.task], f"eval.py --task {args.task}")
-        cfg = apply_overrides(graphs.config(), overrides)
+        cfg = graphs.config(overrides)
         source = {"mindir": str(graphs.path)}
     else:
-        cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
+        cfg = load_run_config(args.ckpt, args.config, overrides)
         ckpt = resolve_checkpoint(args.ckpt)
         source = {"checkpoint": str(ckpt)}
     split = args.split or cfg.data.eval_split
@@ -98,18 +88,6 @@ def evaluate(args) -> dict:
     print(f"{args.task} on {cfg.data.path} [{split}], {report['items']} items, {' '.join(*source.items())}")
     print("\n".join(table))
     return report
-
-
-def apply_overrides(cfg, overrides):
-    from src.config import apply_override
-    for item in overrides:
-        cfg = apply_override(cfg, item)
-    return cfg
-
-
-def open_prepared(path):
-    from src.data.records import open_prepared as open_data
-    return open_data(path)
 
 
 def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=None):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.config import ConfigError, load_config
+from src.config import ConfigError
 from src.data.records import DatasetError
 from src.train.checkpoint import CheckpointError
 
@@ -36,12 +36,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     import mindspore as ms
-    from eval import run_config_path
     from src.infer.export import ExportError, export_task
-    from src.train.checkpoint import resolve_checkpoint
+    from src.train.checkpoint import load_run_config, resolve_checkpoint
     try:
         overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
-        cfg = load_config(run_config_path(args.ckpt, args.config), overrides)
+        cfg = load_run_config(args.ckpt, args.config, overrides)
         ms.set_context(mode=ms.GRAPH_MODE)
         sidecar = export_task(cfg, resolve_checkpoint(args.ckpt), args.task, args.out, args.format)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ExportError) as e:

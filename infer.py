@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from src.config import ConfigError, load_config
+from src.config import ConfigError
 from src.data.errors import FeatureError
 from src.data.records import DatasetError
 from src.train.checkpoint import CheckpointError
@@ -85,22 +85,21 @@ def describe(args) -> str:
     from src.infer.generate import Generator
     from src.tasks.caption import load_trained
     from src.tasks.caption_eval import tokenizer_of
-    from src.train.checkpoint import resolve_checkpoint
-    from eval import run_config_path
+    from src.train.checkpoint import load_run_config, resolve_checkpoint
 
     ms.set_context(mode=ms.GRAPH_MODE)
     modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
     graphs = None
     if args.mindir:
-        from eval import apply_overrides, open_prepared
+        from src.data.records import open_prepared
         from src.infer.export import ExportedGraphs
         exported = ExportedGraphs(args.mindir)
         exported.require("caption", "infer.py")
-        cfg = apply_overrides(exported.config(), args.set)
+        cfg = exported.config(args.set)
         model, data = None, open_prepared(cfg.data.path)
         graphs = exported.generator_graphs(modalities, cfg.generate)
     else:
-        cfg = load_config(run_config_path(args.ckpt, args.config), args.set)
+        cfg = load_run_config(args.ckpt, args.config, args.set)
         model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     inputs, warning = file_inputs(data, cfg, args.image, args.audio)
     if warning:

@@ -22,13 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval import run_config_path  # noqa: E402
-from src.config import load_config  # noqa: E402
 from src.infer.generate import Generator  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.model.layers import NEG  # noqa: E402
 from src.tasks.caption import load_trained  # noqa: E402
-from src.train.checkpoint import resolve_checkpoint  # noqa: E402
+from src.train.checkpoint import load_run_config, resolve_checkpoint  # noqa: E402
 
 MODALITIES = ("image", "audio")
 
@@ -61,7 +59,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
-    cfg = load_config(run_config_path(args.ckpt, args.config))
+    cfg = load_run_config(args.ckpt, args.config)
     model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     specials = data.meta["text"]["special_ids"]
     bias = model.dtr_head.bias.asnumpy()

@@ -18,12 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 from mindspore import nn  # noqa: E402
 
-from eval import run_config_path  # noqa: E402
-from src.config import load_config  # noqa: E402
 from src.data.thumbnails import load_thumbnails  # noqa: E402
 from src.infer.items import run_batched  # noqa: E402
 from src.tasks.dvae import load_trained  # noqa: E402
-from src.train.checkpoint import resolve_checkpoint  # noqa: E402
+from src.train.checkpoint import load_run_config, resolve_checkpoint  # noqa: E402
 
 
 class Encode(nn.Cell):
@@ -44,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", nargs="*", default=[])
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
-    cfg = load_config(run_config_path(args.ckpt), args.set)
+    cfg = load_run_config(args.ckpt, overrides=args.set)
     model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     started = time.perf_counter()
     _, images = load_thumbnails(data, args.split, cfg=cfg.data)

@@ -18,12 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
 
-from eval import run_config_path  # noqa: E402
-from src.config import load_config  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.tasks.retrieval import load_trained  # noqa: E402
 from src.tasks.retrieval_eval import RetrievalEvaluator  # noqa: E402
-from src.train.checkpoint import resolve_checkpoint  # noqa: E402
+from src.train.checkpoint import load_run_config, resolve_checkpoint  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,7 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
-    cfg = load_config(run_config_path(args.ckpt, args.config), args.set)
+    cfg = load_run_config(args.ckpt, args.config, args.set)
     model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     items = load_items(data, cfg.data, args.split, limit=args.gallery)
     evaluator = RetrievalEvaluator(model, items, cfg.eval)

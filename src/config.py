@@ -240,9 +240,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
         where = str(path)
     cfg = from_dict(cls, raw, where=where)
-    for item in overrides or []:
-        cfg = apply_override(cfg, item)
-    return cfg
+    return apply_overrides(cfg, overrides or [])
 
 
 def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
@@ -255,6 +253,13 @@ def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
             raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_suggest(key, names)}")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}", where)
     return cls(**kwargs)
+
+
+def apply_overrides(cfg, overrides: List[str]):
+    """Apply `key.sub=value` overrides in order and return the new config."""
+    for item in overrides:
+        cfg = apply_override(cfg, item)
+    return cfg
 
 
 def apply_override(cfg, item: str):

@@ -75,11 +75,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
     import mindspore as ms
-    from eval import run_config_path
-    from src.config import load_config
-    from src.train.checkpoint import CheckpointError, resolve_checkpoint
+    from src.train.checkpoint import CheckpointError, load_run_config, resolve_checkpoint
     try:
-        cfg = load_config(run_config_path(args.dvae), [f"data.path={args.data}"] if args.data else [])
+        cfg = load_run_config(args.dvae, overrides=[f"data.path={args.data}"] if args.data else [])
         ms.set_context(mode=ms.GRAPH_MODE)
         out = extract_codes(open_prepared(cfg.data.path), cfg, resolve_checkpoint(args.dvae), args.batch_size)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:

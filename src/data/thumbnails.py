@@ -87,6 +87,9 @@ def load_thumbnails(data: PreparedData, split: str, limit: int = 0, batch_size: 
     usable = usable[:limit] if limit > 0 else usable
     if len(usable) == 0:
         raise ConfigError(f"{data.root} [{split}] has no image thumbnails")
-    images = [b[0] for b in thumbnail_dataset(data, cfg or DataConfig(), split, usable, batch_size, False)
-              .create_tuple_iterator(num_epochs=1, output_numpy=True)]
-    return usable, np.concatenate(images)
+    batches = list(thumbnail_dataset(data, cfg or DataConfig(), split, usable, batch_size, False)
+                   .create_tuple_iterator(num_epochs=1, output_numpy=True))
+    images, real = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]) > 0
+    if not real.any():
+        raise ConfigError(f"{data.root} [{split}] has no image thumbnails")
+    return usable[real], images[real]  # an image given as precomputed .npz regions has regions but no thumbnail

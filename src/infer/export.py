@@ -26,7 +26,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from src.config import Config, ConfigError, from_dict, to_dict
+from src.config import Config, ConfigError, apply_overrides, from_dict, to_dict
 from src.data.pipeline import INPUT_COLUMNS
 from src.data.records import write_json_atomic
 from src.infer.items import Items, load_items
@@ -214,8 +214,9 @@ class ExportedGraphs:
     def task(self) -> str:
         return self.meta["task"]
 
-    def config(self) -> Config:
-        return from_dict(Config, self.meta["config"], where=str(self.path))
+    def config(self, overrides=()) -> Config:
+        """The exported run's config, with `key=value` overrides."""
+        return apply_overrides(from_dict(Config, self.meta["config"], where=str(self.path)), list(overrides))
 
     def __getitem__(self, name: str) -> nn.GraphCell:
         if name not in self.meta["graphs"]:

@@ -11,6 +11,8 @@ from typing import List, Optional, Tuple
 
 import mindspore as ms
 
+from src.config import ConfigError, load_config
+
 POSITION = ("step", "epoch", "batch")
 SCHEDULE = "learning_rate"  # the optimizer's per-step learning-rate tables (learning_rate, learning_rate_group_<i>)
 NAME = re.compile(r"^step_(\d{8})\.ckpt$")
@@ -48,6 +50,22 @@ def resolve_checkpoint(path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
+
+
+def run_config_path(ckpt, config: Optional[str] = None) -> str:
+    """The recipe a checkpoint was trained with: `config` when given, else its run directory's config.yaml."""
+    if config:
+        return config
+    ckpt = Path(ckpt)
+    found = (ckpt if ckpt.is_dir() else ckpt.parent) / "config.yaml"
+    if not found.is_file():
+        raise ConfigError(f"{found} not found: pass --config with the recipe {ckpt} was trained with")
+    return str(found)
+
+
+def load_run_config(ckpt, config: Optional[str] = None, overrides=()):
+    """The config of a checkpoint's run (see run_config_path) with `key=value` overrides."""
+    return load_config(run_config_path(ckpt, config), list(overrides))
 
 
 def load_weights(cell: ms.nn.Cell, path, required: Tuple[str, ...] = ("net.",)) -> List[str]:
