@@ -7,12 +7,14 @@
     python eval.py --task caption_ia --ckpt runs/demo/caption             # image+audio -> text
     python eval.py --task retrieval --mindir exports/retrieval.json       # the same, on graphs export.py wrote
     python eval.py --task dvae --ckpt runs/demo/dvae                      # reconstruction PSNR vs mean colour
+    python eval.py --task t2i --ckpt runs/demo/pretrain                   # text -> image: PNGs, sheet, R-precision
 
 --ckpt is a checkpoint file or a run directory (its newest checkpoint). The model config is the run's config.yaml
 unless --config names another; --data evaluates a set prepared elsewhere (prepare it with --like the training set).
 Results are printed as a table and written as JSON (default: next to the checkpoint); text generation also writes
 every prediction with its references (predictions_<task>_<split>.json). Decoding settings come from the config's
-`generate` section (e.g. --set generate.strategy=greedy).
+`generate` section (e.g. --set generate.strategy=greedy), text-to-image's from `t2i` (e.g. --set t2i.top_k=32
+t2i.scorer=runs/demo/retrieval); it decodes with the dVAE the pre-training's codes came from (dvae.checkpoint).
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ from src.config import ConfigError
 from src.data.records import DatasetError, open_prepared
 from src.train.checkpoint import CheckpointError
 
-TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia", "dvae")
+TASKS = ("retrieval", "probe", "caption", "asr", "caption_ia", "dvae", "t2i")
 EXPORT_OF = {"retrieval": "retrieval", "probe": "pretrain", "caption": "caption", "asr": "caption",
-             "caption_ia": "caption"}  # the export.py task whose graphs each evaluation runs
+             "caption_ia": "caption", "t2i": "t2i"}  # the export.py task whose graphs each evaluation runs
 
 
 def parse_args(argv=None):
@@ -42,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--train-split", default=None, help="probe: the split the linear layer trains on "
                                                        "(default: data.train_split)")
     p.add_argument("--full", action="store_true", help="retrieval: also rank with the all-pairs cross-encoder (slow)")
-    p.add_argument("--limit", type=int, default=0, help="text generation, dvae: only the first N items")
+    p.add_argument("--limit", type=int, default=0, help="text generation, dvae, t2i: only the first N items")
     p.add_argument("--out", default=None, help="where to write the JSON results")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     args = p.parse_args(argv)
@@ -79,6 +81,8 @@ def evaluate(args) -> dict:
         model, data = load_trained(cfg, ckpt)
         report.update(evaluate_reconstruction(model, data, cfg, split, args.limit, out_dir=Path(ckpt).parent))
         table = reconstruction_table(report)
+    elif args.task == "t2i":
+        table = evaluate_t2i(cfg, ckpt, split, args.limit, report, graphs)
     else:
         from src.tasks.caption import load_trained
         from src.tasks.caption_eval import evaluate_generation, generation_table
@@ -117,6 +121,22 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=Non
     report["inputs"] = evaluate_probe(model.net if model is not None else None, train, items, cfg.eval,
                                       graphs=graphs)
     return probe_table(report["inputs"])
+
+
+def evaluate_t2i(cfg, ckpt, split: str, limit: int, report: dict, graphs=None):
+    """Text-to-image: fills `report`, returns the printed table. With `graphs` (a t2i export) its graphs generate
+    and the exported checkpoint's matching head scores (unless t2i.scorer names another)."""
+    from src.tasks.text_to_image import (evaluate_text_to_image, image_generator, input_set, load_scorer,
+                                         load_trained, t2i_table)
+    if graphs is not None:
+        data, generate = open_prepared(cfg.data.path), graphs.image_generator(input_set(cfg), cfg)
+        ckpt, out_dir = graphs.meta["checkpoint"], graphs.path.parent
+    else:
+        model, dvae, data = load_trained(cfg, ckpt)
+        generate, out_dir = image_generator(model, dvae, cfg, input_set(cfg)), Path(ckpt).parent
+    report.update(evaluate_text_to_image(generate, load_scorer(cfg, ckpt), data, cfg, split, limit, out_dir))
+    print(f"contact sheet: {report['sheet']}")
+    return t2i_table(report)
 
 
 def main(argv=None) -> int:

@@ -4,10 +4,12 @@ dimension and a JSON sidecar naming their inputs, outputs and the tokenizer.
     python export.py --task retrieval --ckpt runs/demo/retrieval --out exports/retrieval
     python export.py --task caption --ckpt runs/demo/caption --out exports/caption [--set generate.strategy=greedy]
     python export.py --task pretrain --ckpt runs/demo/pretrain --out exports/pretrain
+    python export.py --task t2i --ckpt runs/demo/pretrain --out exports/t2i [--set t2i.top_k=16]
 
 writes exports/<task>.<graph>.mindir, exports/<task>.vocab.txt and exports/<task>.json (what each graph takes and
 returns: src/infer/export.py). Every graph is loaded back and checked against the network before the command ends.
-Run them with `eval.py --mindir exports/<task>.json` or `infer.py --mindir exports/caption.json --image x.png`.
+Run them with `eval.py --mindir exports/<task>.json`, `infer.py --mindir exports/caption.json --image x.png` or
+`infer.py --mindir exports/t2i.json --text "a caption" --out x.png`.
 """
 from __future__ import annotations
 

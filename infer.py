@@ -1,18 +1,24 @@
-"""Caption one image, transcribe one recording, or describe both with a text generation checkpoint:
+"""Caption one image, transcribe one recording, or describe both with a text generation checkpoint; or draw an
+image from a caption (optionally with its audio) with a checkpoint pre-trained with DIR:
 
     python infer.py --ckpt runs/demo/caption --image photo.png
     python infer.py --ckpt runs/demo/caption --audio speech.wav
     python infer.py --ckpt runs/demo/caption --image photo.png --audio speech.wav [--set generate.strategy=greedy]
     python infer.py --mindir exports/caption.json --image photo.png       # on the graphs export.py wrote
+    python infer.py --ckpt runs/demo/pretrain --text "smiling face with heart eyes" --out face.png [--count 4]
+    python infer.py --ckpt runs/demo/pretrain --text "..." --audio speech.wav --out face.png [--set t2i.top_k=16]
 
 Features are extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio
-longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much.
+longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much; so is a caption
+longer than data.max_text_len. Images are 64x64 PNGs (the dVAE's size); with --count N they are PATH_0.png ..
+PATH_{N-1}.png, N samples of the same caption.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,18 +34,27 @@ def parse_args(argv=None):
     p.add_argument("--mindir", default=None, help="instead of --ckpt: the sidecar (PREFIX.json) of a caption export")
     p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
+    p.add_argument("--text", default=None, help="text-to-image: the caption to draw")
+    p.add_argument("--lang", default="en", help="the caption's language (zh: Chinese word segmentation)")
+    p.add_argument("--out", default="generated.png", help="text-to-image: the PNG to write")
+    p.add_argument("--count", type=int, default=1, help="text-to-image: images to sample from the caption")
     p.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the run's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
     args = p.parse_args(argv)
-    if not (args.image or args.audio):
-        p.error("give --image, --audio or both")
+    if args.text is not None:
+        if args.image:
+            p.error("text-to-image reads --text and optionally --audio, not --image")
+        if not args.text.strip() or args.count < 1:
+            p.error("--text must not be empty and --count must be at least 1")
+    elif not (args.image or args.audio):
+        p.error("give --image, --audio or both (text generation), or --text (text-to-image)")
     if (args.ckpt is None) == (args.mindir is None):
         p.error("give one of --ckpt and --mindir")
     return args
 
 
-def file_inputs(data, cfg, image: str = None, audio: str = None):
-    """One row of model inputs (batch of 1) from an image and/or audio file, and a warning line or None."""
+def file_inputs(data, cfg, image: str = None, audio: str = None, text: str = None, lang: str = "en"):
+    """One row of model inputs (batch of 1) from a caption, an image and/or an audio file, and warning lines."""
     from src.data.audio import audio_tokens
     from src.data.image import image_regions
     from src.data.pipeline import INPUT_COLUMNS, Collator
@@ -49,7 +64,14 @@ def file_inputs(data, cfg, image: str = None, audio: str = None):
     empty = np.zeros(0, np.float32)
     row = dict(index=[0], text_ids=[np.zeros(0, np.int32)], n_text=[0], image_feat=[empty], image_boxes=[empty],
                image_classes=[np.zeros(0, np.int32)], n_regions=[0], audio_feat=[empty], n_audio=[0])
-    warning = None
+    warnings = []
+    if text:
+        from src.tasks.caption_eval import tokenizer_of
+        ids = np.asarray(tokenizer_of(data).encode(text, lang), np.int32)
+        row.update(text_ids=[ids], n_text=[len(ids)])
+        if len(ids) > cfg.data.max_text_len - 2:
+            warnings.append(f"warning: the caption has {len(ids)} word pieces, the model reads the first "
+                            f"{cfg.data.max_text_len - 2} (data.max_text_len={cfg.data.max_text_len})")
     if image:
         regions = _read(image_regions, image, prep.image)
         row.update(image_feat=[regions.features.reshape(-1)], image_boxes=[regions.boxes.reshape(-1)],
@@ -57,10 +79,10 @@ def file_inputs(data, cfg, image: str = None, audio: str = None):
     if audio:
         tokens, cut_seconds = _read(audio_tokens, audio, prep.audio)
         row.update(audio_feat=[tokens.reshape(-1)], n_audio=[len(tokens)])
-        warning = audio_cut_warning(audio, len(tokens), cut_seconds, cfg.data.max_audio_tokens,
-                                    data.audio_token_seconds())
+        warnings.append(audio_cut_warning(audio, len(tokens), cut_seconds, cfg.data.max_audio_tokens,
+                                          data.audio_token_seconds()))
     batch = Collator(data, data_cfg, training=False).pad_batch(**row)
-    return tuple(batch[c] for c in INPUT_COLUMNS), warning
+    return tuple(batch[c] for c in INPUT_COLUMNS), [w for w in warnings if w]
 
 
 def _read(extract, path: str, cfg):
@@ -82,7 +104,7 @@ def audio_cut_warning(path: str, n_tokens: int, seconds_cut: float, max_tokens: 
 
 def describe(args) -> str:
     import mindspore as ms
-    from src.infer.generate import Generator
+    from src.infer.generate import Generator, text_symbols
     from src.tasks.caption import load_trained
     from src.tasks.caption_eval import tokenizer_of
     from src.train.checkpoint import load_run_config, resolve_checkpoint
@@ -101,19 +123,59 @@ def describe(args) -> str:
     else:
         cfg = load_run_config(args.ckpt, args.config, args.set)
         model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
-    inputs, warning = file_inputs(data, cfg, args.image, args.audio)
-    if warning:
+    inputs, warnings = file_inputs(data, cfg, args.image, args.audio)
+    for warning in warnings:
         print(warning, file=sys.stderr)
+    text = data.meta["text"]
     generator = Generator(model, modalities, dataclasses.replace(cfg.generate, batch_size=1),
-                          data.meta["text"]["special_ids"], data.meta["text"]["vocab_size"], cfg.model.max_positions,
+                          text_symbols(text["special_ids"], text["vocab_size"]), cfg.model.max_positions,
                           graphs=graphs)
     return tokenizer_of(data).decode(generator(inputs)[0])
+
+
+def draw(args) -> list:
+    """Text-to-image: the PNGs written for args.text (and args.audio)."""
+    import mindspore as ms
+    from src.tasks import text_to_image as t2i
+    from src.tasks.dvae import write_png, to_uint8
+    from src.train.checkpoint import load_run_config, resolve_checkpoint
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    modalities = ("text", "audio") if args.audio else ("text",)
+    overrides = list(args.set) + ["t2i.batch_size=1"]
+    if args.mindir:
+        from src.data.records import open_prepared
+        from src.infer.export import ExportedGraphs
+        exported = ExportedGraphs(args.mindir)
+        exported.require("t2i", "infer.py --text")
+        cfg = exported.config(overrides)
+        data = open_prepared(cfg.data.path)
+        generate = exported.image_generator(modalities, cfg)
+    else:
+        cfg = load_run_config(args.ckpt, args.config, overrides)
+        model, dvae, data = t2i.load_trained(cfg, resolve_checkpoint(args.ckpt))
+        generate = t2i.image_generator(model, dvae, cfg, modalities)
+    inputs, warnings = file_inputs(data, cfg, audio=args.audio, text=args.text, lang=args.lang)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    _, images = generate(args.count, lambda rows: tuple(x[np.zeros(len(rows), np.int64)] for x in inputs))
+    out = Path(args.out)
+    paths = [out] if args.count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}")
+                                          for i in range(args.count)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, image in zip(paths, images):
+        write_png(path, to_uint8(image))
+    return paths
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     from src.infer.export import ExportError
     try:
+        if args.text is not None:
+            for path in draw(args):
+                print(path)
+            return 0
         print(describe(args))
     except (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError) as e:
         print(f"error: {e}", file=sys.stderr)

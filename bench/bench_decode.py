@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from src.infer.generate import Generator  # noqa: E402
+from src.infer.generate import Generator, text_symbols  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.model.layers import NEG  # noqa: E402
 from src.tasks.caption import load_trained  # noqa: E402
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
             row = {"strategy": strategy, "length": length, "rows": args.rows}
             outputs = {}
             for name, use_cache in (("cache", True), ("no_cache", False)):
-                generator = Generator(model, MODALITIES, gen_cfg, specials, data.meta["text"]["vocab_size"],
+                generator = Generator(model, MODALITIES, gen_cfg,
+                                      text_symbols(specials, data.meta["text"]["vocab_size"]),
                                       cfg.model.max_positions, use_cache)
                 outputs[name], seconds, encoder_seconds = timed(generator, inputs, args.repeats)
                 pieces = sum(len(s) for s in outputs[name])

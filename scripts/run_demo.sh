@@ -3,8 +3,9 @@
 # reconstruction PSNR and store the codes of every image; pre-train the demo model (MiniLM initialised, all pretext
 # losses including DIR in one train step) for a bounded time and show the losses falling; fine-tune it for retrieval
 # and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model; fine-tune the
-# text decoder and decode the validation split from image, audio and image+audio; caption one file; export the
-# retrieval and caption models as MINDIR graphs and caption the same file from the graphs.
+# text decoder and decode the validation split from image, audio and image+audio; caption one file; generate images
+# from the validation captions (text-to-image: contact sheet, R-precision) and from one caption; export the
+# retrieval, caption and text-to-image models as MINDIR graphs, then caption the file and draw the caption from them.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
@@ -67,7 +68,15 @@ echo "== one file: infer.py on a validation image and its spoken caption"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"
 
-echo "== export: MINDIR graphs of the retrieval and caption models -> $RUN/exports, then one caption from the graphs"
+echo "== text-to-image from the validation captions (vision decoder + dVAE; R-precision by the retrieval model)"
+"$PY" "$ROOT/eval.py" --task t2i --ckpt "$RUN/pretrain" --limit 100 --set "t2i.scorer=$RUN/retrieval"
+"$PY" "$ROOT/infer.py" --ckpt "$RUN/pretrain" --text "face with tears of joy" --out "$RUN/t2i_face_with_tears_of_joy.png"
+
+echo "== export: MINDIR graphs of the retrieval, caption and text-to-image models -> $RUN/exports, then one caption"
+echo "   and one image from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
 "$PY" "$ROOT/export.py" --task caption --ckpt "$RUN/caption" --out "$RUN/exports/caption"
+"$PY" "$ROOT/export.py" --task t2i --ckpt "$RUN/pretrain" --out "$RUN/exports/t2i"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption.json" --image "$DATA/raw/images/emoji0007.png"
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/t2i.json" --text "face with tears of joy" \
+  --out "$RUN/exports/face_with_tears_of_joy.png"

@@ -181,7 +181,7 @@ class CaptionConfig:
 class GenerateConfig:
     """Decoding (`eval.py --task caption|asr|caption_ia`, `infer.py`); every strategy runs with a key/value cache."""
     strategy: str = "beam"        # greedy | beam | sample
-    max_len: int = 24             # positions including the start token: at most max_len - 1 generated pieces
+    max_len: int = 24             # the start token + at most max_len - 1 generated pieces (<= max_positions + 1)
     beam_size: int = 4
     length_penalty: float = 1.0   # beam scores are summed log-probabilities / length ** length_penalty
     early_stop: bool = True       # beam: stop a row once beam_size hypotheses have ended
@@ -205,6 +205,24 @@ class DVAEConfig:
     anneal_steps: int = 5000      # ... over this many forward passes (optimizer steps x accumulation)
     kl_weight: float = 0.001      # KL(q || uniform prior) per code position, next to the per-pixel squared error
     samples: int = 8              # images in the reconstruction grid written with every checkpoint (0: none)
+    checkpoint: str = ""          # the dVAE whose codes the vision decoder learns: pre-training with DIR records the
+    #                               one the data's codes came from; text-to-image decodes with it
+
+
+@dataclass
+class TextToImageConfig:
+    """Text-to-image (`eval.py --task t2i`, `infer.py --text`): the vision decoder samples the dVAE codes of an image,
+    top-k, from the encoder output over a caption; the frozen dVAE decoder turns them into pixels."""
+    inputs: str = "text"          # text | text+audio : what the encoder is shown
+    top_k: int = 64               # sample among the k most likely codes of each position (0: all)
+    top_p: float = 1.0            # and among the fewest whose probability reaches top_p
+    temperature: float = 1.0
+    seed: int = 0
+    batch_size: int = 16          # images generated together (the compiled batch)
+    candidates: int = 100         # R-precision: captions each generated image ranks (its own and others of the split)
+    scorer: str = ""              # checkpoint or run whose matching head scores (caption, image) pairs (empty: the
+    #                               generating checkpoint's own)
+    sheet: int = 16               # generated images on the contact sheet, each under its ground truth
 
 
 @dataclass
@@ -219,6 +237,7 @@ class Config:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     dvae: DVAEConfig = field(default_factory=DVAEConfig)
+    t2i: TextToImageConfig = field(default_factory=TextToImageConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

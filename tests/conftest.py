@@ -76,3 +76,29 @@ def prepared_complete(tmp_path_factory, tiny_cfg):
     manifest = make_manifest(root, n=40, val=8, partial=False)
     prepare(str(manifest), str(root / "out"), tiny_cfg.prepare, log=lambda *a: None)
     return root / "out"
+
+
+@pytest.fixture(scope="session")
+def coded(prepared, tmp_path_factory):
+    """A copy of the tiny prepared set (some samples without an image), a 2-step dVAE run, its codes extracted."""
+    import shutil
+    import train as train_script
+    from src.data.codes import main as codes_main
+    root = tmp_path_factory.mktemp("coded")
+    shutil.copytree(prepared, root / "prepared")
+    run = root / "dvae"
+    assert train_script.main(["--config", str(ROOT / "config" / "dvae_tiny.yaml"), "--set",
+                              f"data.path={root / 'prepared'}", f"train.output_dir={run}", "train.max_steps=2"]) == 0
+    assert codes_main(["--dvae", str(run)]) == 0
+    return root / "prepared", run
+
+
+@pytest.fixture(scope="session")
+def dir_pretrained(coded, tmp_path_factory):
+    """A 6-step tiny pre-training with DIR on the `coded` set (its run directory)."""
+    import train as train_script
+    run = tmp_path_factory.mktemp("dir") / "run"
+    sets = [f"data.path={coded[0]}", "loss.dir=1.0", "dvae.codebook_size=16", "train.max_steps=6", "train.lr=0.003",
+            "train.warmup_steps=0", f"train.output_dir={run}"]
+    assert train_script.main(["--config", str(TINY), "--set", *sets]) == 0
+    return run

@@ -9,7 +9,7 @@ import pytest
 
 from src.config import ConfigError, GenerateConfig, ModelConfig
 from src.data.masking import AUDIO, IMAGE, TEXT, caption_views
-from src.infer.generate import Generator, beam_search, sample_pieces, sample_or_greedy
+from src.infer.generate import Generator, beam_search, sample_pieces, sample_or_greedy, text_symbols
 from src.data.records import open_prepared
 from src.model.opt import DataDims
 from src.tasks.caption import CaptionLoss, CaptionModel, parse_sources
@@ -59,7 +59,7 @@ def random_model():
 
 def generate(model, inputs, use_cache, **settings):
     cfg = GenerateConfig(max_len=10, batch_size=len(inputs[0]), **settings)
-    return Generator(model, ("image", "audio"), cfg, SPECIALS, VOCAB, 64, use_cache)(inputs)
+    return Generator(model, ("image", "audio"), cfg, text_symbols(SPECIALS, VOCAB), 64, use_cache)(inputs)
 
 
 @pytest.mark.parametrize("settings", [dict(strategy="greedy"), dict(strategy="beam", beam_size=3),
@@ -128,7 +128,7 @@ def test_generate_config_is_checked(random_model):
     with pytest.raises(ConfigError, match="strategy"):
         generate(*random_model, True, strategy="nucleus")
     with pytest.raises(ConfigError, match="max_len"):
-        Generator(random_model[0], ("image",), GenerateConfig(max_len=100), SPECIALS, VOCAB, 64)
+        Generator(random_model[0], ("image",), GenerateConfig(max_len=66), text_symbols(SPECIALS, VOCAB), 64)
 
 
 def test_caption_model_starts_from_the_pretrained_decoder(prepared, tmp_path):

@@ -105,20 +105,6 @@ def test_train_snapshot_resume_and_evaluate(prepared_complete, tmp_path, capsys)
     assert "per-image mean colour" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def coded(prepared, tmp_path_factory):
-    """A copy of the tiny prepared set (some samples without an image), a 2-step dVAE run, its codes extracted."""
-    import shutil
-    from src.data.codes import main as codes_main
-    root = tmp_path_factory.mktemp("coded")
-    shutil.copytree(prepared, root / "prepared")
-    run = root / "dvae"
-    assert train_script.main(["--config", TINY, "--set", f"data.path={root / 'prepared'}", f"train.output_dir={run}",
-                              "train.max_steps=2"]) == 0
-    assert codes_main(["--dvae", str(run)]) == 0
-    return root / "prepared", run
-
-
 def test_code_extraction_round_trip(coded):
     """Samples without an image get -1 rows, the others the encoder's codes; another codebook is refused."""
     from src.config import load_config
@@ -168,22 +154,27 @@ def load_config_of(run):
     return load_config(str(run / "config.yaml"))
 
 
-def test_pretraining_with_dir(coded, tmp_path, capsys):
-    """DIR joins the fused train step: its loss starts near ln(codebook) and falls; data without codes, or codes of
-    another codebook, are refused before training starts."""
-    path, _ = coded
-    pretrain = str(ROOT / "config" / "pretrain_tiny.yaml")
-    sets = [f"data.path={path}", "loss.dir=1.0", "dvae.codebook_size=16", "train.max_steps=6", "train.lr=0.003",
-            "train.warmup_steps=0", f"train.output_dir={tmp_path / 'run'}"]
-    assert train_script.main(["--config", pretrain, "--set", *sets]) == 0
-    entries = log_of(tmp_path / "run")
+def test_pretraining_with_dir(coded, dir_pretrained, tmp_path, capsys):
+    """DIR joins the fused train step: its loss starts near ln(codebook) and falls; the run records the dVAE its
+    codes came from; data without codes, codes of another codebook, or another dVAE are refused before training."""
+    from src.data.codes import codes_meta
+    from src.data.records import open_prepared
+    path, dvae_run = coded
+    entries = log_of(dir_pretrained)
     assert abs(entries[0]["dir"] - np.log(16)) < 0.5 and entries[-1]["dir"] < entries[0]["dir"]
     assert all(e["mlm"] > 0 and e["dtr"] > 0 for e in entries)  # the other losses still train beside it
+    recorded = load_config_of(dir_pretrained).dvae.checkpoint
+    assert recorded == codes_meta(open_prepared(path))["dvae_checkpoint"] and recorded.startswith(str(dvae_run))
 
+    pretrain = str(ROOT / "config" / "pretrain_tiny.yaml")
+    sets = [f"data.path={path}", "loss.dir=1.0"]
     capsys.readouterr()
-    assert train_script.main(["--config", pretrain, "--set", *sets[:2], "dvae.codebook_size=32",
+    assert train_script.main(["--config", pretrain, "--set", *sets, "dvae.codebook_size=32",
                               f"train.output_dir={tmp_path / 'x'}"]) == 2
     assert "codes over 16 codes, but dvae.codebook_size is 32" in capsys.readouterr().err
+    assert train_script.main(["--config", pretrain, "--set", *sets, "dvae.codebook_size=16",
+                              f"dvae.checkpoint={dir_pretrained}", f"train.output_dir={tmp_path / 'z'}"]) == 2
+    assert "but the codes in" in capsys.readouterr().err
     assert train_script.main(["--config", pretrain, "--set", f"data.path={ROOT / 'nowhere'}", "loss.dir=1.0",
                               f"train.output_dir={tmp_path / 'y'}"]) == 2
 

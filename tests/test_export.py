@@ -71,7 +71,7 @@ def test_caption_export_decodes_like_the_network(runs, tmp_path, prepared, capsy
     step = meta["graphs"]["step"]
     shapes = {i["name"]: i["shape"] for i in step["inputs"]}
     assert shapes["ids"] == [-1, 1] and shapes["position"] == [] and shapes["memory_keys_0"][0] == -1
-    assert shapes["memory_keys_0"][2] == -1 and shapes["self_keys_0"][2] == meta["generate"]["max_len"]
+    assert shapes["memory_keys_0"][2] == -1 and shapes["self_keys_0"][2] == meta["generate"]["max_len"] - 1
     assert all(g["verified_max_abs_diff"] < 1e-5 for g in meta["graphs"].values())
     assert (sidecar.parent / meta["tokenizer"]["vocab"]).read_text() == (prepared / "vocab.txt").read_text()
     assert meta["generate"]["strategy"] == "beam" and meta["generate"]["candidates_per_step"] == 6

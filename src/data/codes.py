@@ -45,14 +45,20 @@ def extract_codes(data: PreparedData, cfg, ckpt, batch_size: int = 64, log=print
     return final
 
 
-def load_codes(data: PreparedData, split: str, dvae: DVAEConfig) -> np.ndarray:
-    """The stored codes of `split` [samples, grid^2] (-1 rows: no image); refuses codes of another codebook."""
+def codes_meta(data: PreparedData) -> dict:
+    """The stored codes' meta.json: codebook_size, image_size, grid and the dVAE checkpoint they came from."""
     import json
     meta_path = data.root / DIRECTORY / "meta.json"
     if not meta_path.is_file():
         raise DatasetError(f"{data.root} has no dVAE codes ({DIRECTORY}/): train a dVAE (config/dvae_*.yaml), then "
                            f"python -m src.data.codes --dvae RUN --data {data.root}")
-    meta = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def load_codes(data: PreparedData, split: str, dvae: DVAEConfig) -> np.ndarray:
+    """The stored codes of `split` [samples, grid^2] (-1 rows: no image); refuses codes of another codebook."""
+    meta_path = data.root / DIRECTORY / "meta.json"
+    meta = codes_meta(data)
     if meta["codebook_size"] != dvae.codebook_size:
         raise ConfigError(f"{meta_path}: codes over {meta['codebook_size']} codes, but dvae.codebook_size is "
                           f"{dvae.codebook_size}; extract them again with the dVAE of this recipe")

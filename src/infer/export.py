@@ -12,7 +12,10 @@ the inputs are made of. The graphs are exactly the cells that `eval.py` and `inf
   every set of two or three modalities (the cross-encoder's "all match" logit [B]);
 - caption: `start_<inputs>` for image, audio and image+audio (encoder output -> the decoder's caches) and `step` (one
   decoding step with cache inputs -> top-k candidates and the updated caches), with the decoding settings baked in:
-  the sidecar records them and a run with other settings is refused.
+  the sidecar records them and a run with other settings is refused;
+- t2i: the vision decoder's `start_text`, `start_text_audio` and `step` (top-k width of `t2i.top_k` baked in; the
+  temperature, top_p and seed apply outside the graph) and `decode`, the frozen dVAE decoder: codes [B, grid^2] ->
+  images [B, S, S, 3] in [0, 1].
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from src.data.records import write_json_atomic
 from src.infer.items import Items, load_items
 from src.model.opt import MODALITIES
 
-TASKS = ("pretrain", "retrieval", "caption")
+TASKS = ("pretrain", "retrieval", "caption", "t2i")
 FORMATS = {"MINDIR": ".mindir", "AIR": ".air"}
 VERIFY_ROWS = 3  # rows the export runs through both the network and the written graph
 
@@ -86,21 +89,36 @@ def start_graph(modalities) -> str:
 
 
 def caption_graphs(cfg: Config, ckpt, items: Items):
-    from src.infer.generate import Generator
+    from src.infer.generate import Generator, text_symbols
     from src.tasks.caption import EVAL_INPUTS, load_trained
     model, data = load_trained(cfg, ckpt)
-    text = data.meta["text"]
+    symbols = text_symbols(data.meta["text"]["special_ids"], data.meta["text"]["vocab_size"])
+    return decoding_graphs(lambda m: Generator(model, m, cfg.generate, symbols, cfg.model.max_positions),
+                           EVAL_INPUTS.values(), items)
+
+
+def t2i_graphs(cfg: Config, ckpt, items: Items):
+    """The vision decoder's start and step graphs, and `decode`: codes [B, grid^2] -> images [B, S, S, 3]."""
+    from src.tasks.text_to_image import INPUT_SETS, CodesToImages, image_generator, load_trained
+    model, dvae, _ = load_trained(cfg, ckpt)
+    graphs = decoding_graphs(lambda m: image_generator(model, dvae, cfg, m).generator, INPUT_SETS.values(), items)
+    codes = np.arange(VERIFY_ROWS * dvae.grid ** 2, dtype=np.int32).reshape(VERIFY_ROWS, -1) % cfg.dvae.codebook_size
+    graphs["decode"] = (CodesToImages(dvae), (codes,), ["codes"], ["images"])
+    return graphs
+
+
+def decoding_graphs(make_generator, input_sets, items: Items):
+    """`start_<inputs>` for each input set and the shared `step`, of the Generator make_generator(modalities)."""
     inputs = items.compose({"text": np.arange(VERIFY_ROWS)})
     graphs = {}
-    for modalities in EVAL_INPUTS.values():
-        gen = Generator(model, modalities, cfg.generate, text["special_ids"], text["vocab_size"],
-                        cfg.model.max_positions)
+    for modalities in input_sets:
+        gen = make_generator(modalities)
         row_index = np.repeat(np.arange(VERIFY_ROWS), gen.width).astype(np.int32)
         graphs[start_graph(modalities)] = (gen.start, inputs + (row_index,), INPUT_COLUMNS + ["row_index"],
                                            cache_names(gen.layers))
     state = [o.asnumpy() for o in gen.start(*(ms.Tensor(x) for x in inputs + (row_index,)))]
     rows = len(row_index)
-    step_inputs = (np.full((rows, 1), text["special_ids"]["[CLS]"], np.int32), np.array(0, np.int32),
+    step_inputs = (np.full((rows, 1), gen.start_id, np.int32), np.array(0, np.int32),
                    np.arange(rows, dtype=np.int32), *state)
     names = cache_names(gen.layers)
     graphs["step"] = (gen.step_cell, step_inputs, ["ids", "position", "parents"] + names,
@@ -127,7 +145,7 @@ def dynamic_axes(graph: str, input_name: str) -> Tuple[int, ...]:
     return (0,)
 
 
-BUILDERS = {"pretrain": probe_graphs, "retrieval": retrieval_graphs, "caption": caption_graphs}
+BUILDERS = {"pretrain": probe_graphs, "retrieval": retrieval_graphs, "caption": caption_graphs, "t2i": t2i_graphs}
 
 
 def export_task(cfg: Config, ckpt: Path, task: str, prefix: str, file_format: str = "MINDIR", log=print) -> Path:
@@ -156,15 +174,26 @@ def export_task(cfg: Config, ckpt: Path, task: str, prefix: str, file_format: st
                             "note": "inputs are padded rows as src/data/pipeline.py builds them; image regions and "
                                     "audio tokens come from src/data/image.py and audio.py with the prepared data's "
                                     "settings (infer.py --mindir does this for a file)"}}
-    if task == "caption":
-        from src.infer.generate import candidates_per_step
-        k = candidates_per_step(cfg.generate, data.meta["text"]["vocab_size"])
-        sidecar["generate"] = {**to_dict(cfg.generate), "candidates_per_step": k,
-                               "decoder_layers": cfg.model.decoder_layers}
+    if task in ("caption", "t2i"):
+        sidecar["generate"] = baked_decoding(cfg, task, data, graphs)
     sidecar["config"] = to_dict(cfg)
     path = prefix.parent / f"{prefix.name}.json"
     write_json_atomic(path, sidecar)
     return path
+
+
+def baked_decoding(cfg: Config, task: str, data, graphs: dict) -> dict:
+    """The decoding settings a step graph was exported with (its top-k width is fixed in the graph)."""
+    from src.infer.generate import candidates_per_step
+    if task == "caption":
+        gen_cfg, symbols, layers, extra = cfg.generate, data.meta["text"]["vocab_size"], cfg.model.decoder_layers, {}
+    else:
+        from src.tasks.text_to_image import sampling_config
+        codes = graphs["decode"]["inputs"][0]["shape"][1]
+        gen_cfg, symbols, layers = sampling_config(cfg, codes), cfg.dvae.codebook_size, cfg.model.vision_decoder_layers
+        extra = {"codes_per_image": codes, "dvae_checkpoint": cfg.dvae.checkpoint}
+    return {**to_dict(gen_cfg), "candidates_per_step": candidates_per_step(gen_cfg, symbols), "symbols": symbols,
+            "decoder_layers": layers, **extra}
 
 
 def write_graph(prefix: Path, name: str, cell, inputs, in_names, out_names, file_format: str, log) -> dict:
@@ -237,10 +266,21 @@ class ExportedGraphs:
         """(start, step, decoder layers) for Generator; the decoding settings baked into `step` must be cfg's."""
         baked = self.meta["generate"]
         from src.infer.generate import candidates_per_step
-        k = candidates_per_step(cfg, self.meta["tokenizer"]["vocab_size"])
+        k = candidates_per_step(cfg, baked["symbols"])
         differ = [key for key in ("strategy", "beam_size", "max_len", "top_k") if baked[key] != getattr(cfg, key)]
         if differ or k != baked["candidates_per_step"]:
-            shown = ", ".join(f"generate.{key} {getattr(cfg, key)} (exported: {baked[key]})" for key in differ)
+            section = "t2i" if self.task == "t2i" else "generate"
+            shown = ", ".join(f"{section}.{key} {getattr(cfg, key)} (exported: {baked[key]})" for key in differ)
             raise ExportError(f"{self.path}: the step graph was exported for other decoding settings: {shown}; "
                               "export again with them (export.py --set ...)")
         return self[start_graph(modalities)], self["step"], baked["decoder_layers"]
+
+    def image_generator(self, modalities, cfg: Config):
+        """Text-to-image on the exported start, step and decode graphs, with cfg's t2i sampling settings."""
+        from src.infer.generate import Generator
+        from src.tasks.text_to_image import ImageGenerator, image_symbols, sampling_config
+        gen_cfg = sampling_config(cfg, self.meta["generate"]["codes_per_image"])
+        graphs = self.generator_graphs(modalities, gen_cfg)
+        generator = Generator(None, modalities, gen_cfg, image_symbols(cfg.dvae.codebook_size),
+                              cfg.model.max_positions, graphs=graphs)
+        return ImageGenerator(generator, self["decode"])

@@ -1,8 +1,12 @@
-"""Text generation with a key/value cache: greedy, beam search, top-k / top-p sampling.
+"""Autoregressive generation with a key/value cache: greedy, beam search, top-k / top-p sampling. It decodes word
+pieces (captions, transcripts: `CaptionModel`) and dVAE codes (text-to-image: `TextToImageModel`) alike.
 
 Two compiled cells do the work: `StartCell` encodes a batch once and returns the decoder's caches; `StepCell` feeds
-one new piece per row, writes its keys/values into the cache and returns the top candidates of the next piece. The
+one new symbol per row, writes its keys/values into the cache and returns the top candidates of the next one. The
 search itself (which rows continue, beams, sampling) runs in numpy between steps: it touches [rows, k] arrays only.
+
+A model that generates has `memory(modalities, *inputs)` (the encoder output the decoder attends to), `log_probs(hidden)`
+over its symbols, its decoder's `start_cache`, `decode_step` and `decode` (whole prefixes), and `decoder_layers`.
 
 `use_cache=False` swaps in `FullStepCell`, which reruns the decoder over the whole prefix each step (padded up to a
 multiple of PREFIX_BUCKET positions, so a graph compiles once per bucket rather than once per length); it exists to
@@ -10,6 +14,7 @@ measure the cache (bench/bench_decode.py) and to test that both give the same pi
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import mindspore as ms
@@ -24,11 +29,29 @@ STRATEGIES = ("greedy", "beam", "sample")
 PREFIX_BUCKET = 8  # the uncached step's prefix lengths are rounded up to this
 
 
+@dataclass(frozen=True)
+class Symbols:
+    """What a decoder emits: `size` symbols (its output classes); `start` is fed first; a row ends when it emits `end`
+    (-1: rows always run max_len - 1 steps); `banned` symbols are never chosen."""
+    size: int
+    start: int
+    end: int = -1
+    banned: Tuple[int, ...] = ()
+
+
+def text_symbols(specials: Dict[str, int], vocab_size: int) -> Symbols:
+    """Word pieces: [CLS] starts, [SEP] ends, and a caption never contains [PAD], [CLS] or [MASK]."""
+    return Symbols(vocab_size, specials["[CLS]"], specials["[SEP]"],
+                   tuple(specials[t] for t in ("[PAD]", "[CLS]", "[MASK]")))
+
+
 def check_generate_config(cfg: GenerateConfig, max_positions: int) -> None:
     if cfg.strategy not in STRATEGIES:
         raise ConfigError(f"generate.strategy '{cfg.strategy}' is unknown (known: {', '.join(STRATEGIES)})")
-    if not 2 <= cfg.max_len <= max_positions:
-        raise ConfigError(f"generate.max_len {cfg.max_len} must be in 2..{max_positions} (model.max_positions)")
+    # positions 0 .. max_len - 2 are fed (the start symbol, then each symbol but the last)
+    if not 2 <= cfg.max_len <= max_positions + 1:
+        raise ConfigError(f"generate.max_len {cfg.max_len} must be in 2..{max_positions + 1} "
+                          f"(model.max_positions + 1)")
     if cfg.beam_size < 1 or cfg.batch_size < 1 or cfg.top_k < 0:
         raise ConfigError("generate.beam_size and batch_size must be >= 1, top_k >= 0")
     if not 0.0 < cfg.top_p <= 1.0 or cfg.temperature <= 0.0:
@@ -56,9 +79,9 @@ def flat_cache(pairs) -> tuple:
 
 class StartCell(nn.Cell):
     """Model inputs [B, ...] + row_index [N] (which input row each decoded row reads; beams repeat a row) ->
-    (memory bias, then every layer's memory keys and values, then every layer's empty self-attention keys and values)
-    for N rows, as one flat tuple of tensors (so an exported graph has plain tensor outputs); with `keep_memory` (the
-    uncached path) the encoder output and its mask instead."""
+    (memory bias, then every layer's memory keys and values, then every layer's empty self-attention keys and values
+    with max_len - 1 slots, one per position fed) for N rows, as one flat tuple of tensors (so an exported graph has
+    plain tensor outputs); with `keep_memory` (the uncached path) the encoder output and its mask instead."""
 
     def __init__(self, model, modalities: Tuple[str, ...], max_len: int, keep_memory: bool = False):
         super().__init__(auto_prefix=False)
@@ -70,7 +93,7 @@ class StartCell(nn.Cell):
         memory, mask = ops.gather(memory, row_index, 0), ops.gather(mask, row_index, 0)
         if self.keep_memory:
             return memory, mask
-        self_cache, memory_cache, memory_bias = self.model.net.text_decoder.start_cache(memory, mask, self.max_len)
+        self_cache, memory_cache, memory_bias = self.model.start_cache(memory, mask, self.max_len - 1)
         return (memory_bias,) + flat_cache(memory_cache) + flat_cache(self_cache)
 
 
@@ -96,7 +119,7 @@ def top_candidates(scores, k: int, groups: int = 256):
 
 
 def banned_bias(vocab_size: int, banned: Sequence[int]) -> ms.Tensor:
-    """[V] additive bias that keeps pieces a caption never contains ([PAD], [CLS], [MASK]) out of every search."""
+    """[V] additive bias that keeps the banned symbols out of every search."""
     bias = np.zeros(vocab_size, np.float32)
     bias[list(banned)] = NEG
     return ms.Tensor(bias)
@@ -104,12 +127,12 @@ def banned_bias(vocab_size: int, banned: Sequence[int]) -> ms.Tensor:
 
 class StepCell(nn.Cell):
     """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, then StartCell's flat caches)
-    -> (top-k log-probabilities [N, k], their piece ids [N, k], then the updated self-attention keys and values)."""
+    -> (top-k log-probabilities [N, k], their symbols [N, k], then the updated self-attention keys and values)."""
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
         self.model, self.k, self.bias = model, k, bias
-        self.layers = len(model.net.text_decoder.layers)
+        self.layers = model.decoder_layers
 
     def construct(self, ids, position, parents, memory_bias, *caches):
         memory_cache, self_cache = (), ()
@@ -117,45 +140,45 @@ class StepCell(nn.Cell):
             memory_cache += ((caches[2 * i], caches[2 * i + 1]),)
             j = 2 * (self.layers + i)  # keys/values of the rows each row continues
             self_cache += ((ops.gather(caches[j], parents, 0), ops.gather(caches[j + 1], parents, 0)),)
-        hidden, self_cache = self.model.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+        hidden, self_cache = self.model.decode_step(ids, position, self_cache, memory_cache, memory_bias)
         values, indices = top_candidates(self.model.log_probs(hidden[:, 0]) + self.bias, self.k)
         return (values, indices) + flat_cache(self_cache)
 
 
 class FullStepCell(nn.Cell):
     """The uncached step: (prefix [N, L >= position + 1], position, encoder output, mask) -> top-k of the next
-    piece, from the decoder rerun over the whole prefix (the causal mask keeps padding slots out)."""
+    symbol, from the decoder rerun over the whole prefix (the causal mask keeps padding slots out)."""
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
         self.model, self.k, self.bias = model, k, bias
 
     def construct(self, buffer, position, memory, memory_mask):
-        hidden = self.model.net.text_decoder(buffer, memory, memory_mask)
+        hidden = self.model.decode(buffer, memory, memory_mask)
         at = ops.gather(hidden, position.reshape(1), 1)[:, 0]
         return top_candidates(self.model.log_probs(at) + self.bias, self.k)
 
 
 class Generator:
     """Decodes batches of exactly `cfg.batch_size` rows (each strategy's step compiles once). Returns the generated
-    piece ids of each row, without the start and end pieces."""
+    symbols of each row, without the start and end symbols."""
 
-    def __init__(self, model, modalities: Sequence[str], cfg: GenerateConfig, specials: Dict[str, int],
-                 vocab_size: int, max_positions: int, use_cache: bool = True, graphs=None):
+    def __init__(self, model, modalities: Sequence[str], cfg: GenerateConfig, symbols: Symbols,
+                 max_positions: int, use_cache: bool = True, graphs=None):
         """`graphs` (start, step, decoder layers): exported StartCell/StepCell graphs that stand in for the model's
         (`src/infer/export.py`); `model` is then unused."""
         check_generate_config(cfg, max_positions)
         self.cfg, self.use_cache = cfg, use_cache or graphs is not None
-        self.start_id, self.end_id = specials["[CLS]"], specials["[SEP]"]
+        self.start_id, self.end_id = symbols.start, symbols.end
         self.width = cfg.beam_size if cfg.strategy == "beam" else 1
         if graphs is not None:
             self.start, self.step_cell, self.layers = graphs
         else:
-            k = candidates_per_step(cfg, vocab_size)
-            bias = banned_bias(vocab_size, [specials[t] for t in ("[PAD]", "[CLS]", "[MASK]")])
+            k = candidates_per_step(cfg, symbols.size)
+            bias = banned_bias(symbols.size, symbols.banned)
             self.start = StartCell(model, tuple(modalities), cfg.max_len, keep_memory=not use_cache)
             self.step_cell = StepCell(model, k, bias) if use_cache else FullStepCell(model, k, bias)
-            self.layers = len(model.net.text_decoder.layers)
+            self.layers = model.decoder_layers
         self.rng = np.random.default_rng(cfg.seed)
 
     def __call__(self, inputs: Sequence[np.ndarray]) -> List[List[int]]:
@@ -196,7 +219,7 @@ class _Stepper:
                                                               ms.Tensor(parents, ms.int32), *self.state)
             self.state = fixed + tuple(self_cache)
         else:
-            width = min(-(-(self.position + 1) // PREFIX_BUCKET) * PREFIX_BUCKET, self.max_len)
+            width = min(-(-(self.position + 1) // PREFIX_BUCKET) * PREFIX_BUCKET, self.max_len - 1)
             buffer = np.zeros((len(self.tokens), width), np.int32)
             buffer[:, :self.tokens.shape[1]] = self.tokens
             values, indices = self.gen.step_cell(ms.Tensor(buffer), position, *self.state)

@@ -48,6 +48,7 @@ class CaptionModel(nn.Cell):
             raise ConfigError("text generation needs a text decoder: model.decoder_layers must be at least 1")
         self.net = OPT(model_cfg, dims)
         self.dtr_head = VocabHead(model_cfg.hidden, dims.vocab_size, model_cfg.layer_norm_eps, transform=False)
+        self.decoder_layers = model_cfg.decoder_layers
 
     def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
         """The encoder output the decoder attends to: [CLS] and the segments of `modalities` (a constant tuple)."""
@@ -57,6 +58,16 @@ class CaptionModel(nn.Cell):
     def log_probs(self, hidden):
         """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V]."""
         return ops.log_softmax(self.dtr_head(hidden, self.net.word_embedding_table()), axis=-1)
+
+    # the decoder, as src/infer/generate.py drives it
+    def start_cache(self, memory, memory_mask, slots: int):
+        return self.net.text_decoder.start_cache(memory, memory_mask, slots)
+
+    def decode_step(self, ids, position, self_cache, memory_cache, memory_bias):
+        return self.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+
+    def decode(self, ids, memory, memory_mask):
+        return self.net.text_decoder(ids, memory, memory_mask)
 
 
 def load_trained(cfg: Config, ckpt):

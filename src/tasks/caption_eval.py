@@ -14,7 +14,7 @@ import numpy as np
 from src.config import Config
 from src.data.records import DatasetError
 from src.data.tokenizer import Tokenizer
-from src.infer.generate import Generator, generate_rows
+from src.infer.generate import Generator, generate_rows, text_symbols
 from src.infer.items import Items, content_codes, load_items
 from src.metrics.text import text_metrics
 from src.model.opt import MODALITIES
@@ -54,7 +54,7 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
     chosen = items.subset(usable)
 
     specials = data.meta["text"]["special_ids"]
-    generator = Generator(model, modalities, cfg.generate, specials, data.meta["text"]["vocab_size"],
+    generator = Generator(model, modalities, cfg.generate, text_symbols(specials, data.meta["text"]["vocab_size"]),
                           cfg.model.max_positions, use_cache,
                           graphs.generator_graphs(modalities, cfg.generate) if graphs is not None else None)
     started = time.perf_counter()

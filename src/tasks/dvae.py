@@ -75,6 +75,11 @@ def reconstruct(cell: Reconstruct, images: np.ndarray, batch_size: int = 64) -> 
     return run_batched(cell, len(images), min(batch_size, len(images)), lambda rows: (images[rows],))
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An image in [0, 1] -> uint8 pixels."""
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def image_grid(rows) -> np.ndarray:
     """Rows of images [N, S, S, 3] in [0, 1] -> one RGB uint8 picture, rows stacked, 2-pixel white gaps."""
     gap = 2
@@ -83,7 +88,7 @@ def image_grid(rows) -> np.ndarray:
     for r, images in enumerate(rows):
         for i, image in enumerate(images):
             y, x = gap + r * (s + gap), gap + i * (s + gap)
-            sheet[y:y + s, x:x + s] = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            sheet[y:y + s, x:x + s] = to_uint8(image)
     return sheet
 
 

@@ -7,11 +7,12 @@ the graph is compiled.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import mindspore as ms
 from mindspore import nn, ops
 
-from src.config import Config, LossConfig, ModelConfig
+from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.pipeline import training_data
 from src.data.masking import MATCH_CASES
 from src.model.heads import (CrossEntropy, FeatureRegression, VocabHead, contrastive_loss, gather_positions,
@@ -107,5 +108,19 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
     if with_dir:
         dims = dataclasses.replace(dims, codebook_size=cfg.dvae.codebook_size)
+        record_dvae(cfg, data)
     loss_net = PretrainLoss(cfg.model, cfg.loss, dims, cfg.data.max_text_len, cfg.data.max_regions)
     return loss_net, make_dataset, per_epoch
+
+
+def record_dvae(cfg: Config, data) -> None:
+    """Set dvae.checkpoint to the dVAE the data's codes came from, so the run's config.yaml names the decoder that
+    text-to-image needs; a different one given in the config is refused."""
+    from src.data.codes import codes_meta
+    from src.train.checkpoint import resolve_checkpoint
+    source = codes_meta(data)["dvae_checkpoint"]
+    given = cfg.dvae.checkpoint
+    if given and Path(resolve_checkpoint(given)).resolve() != Path(source).resolve():
+        raise ConfigError(f"dvae.checkpoint is {given}, but the codes in {data.root} came from {source}: extract "
+                          "the codes with that dVAE (python -m src.data.codes) or leave dvae.checkpoint empty")
+    cfg.dvae.checkpoint = source
