@@ -22,7 +22,7 @@ from mindspore import nn, ops
 
 from src.config import Config, ConfigError, GenerateConfig, ModelConfig, PrepareConfig, from_dict
 from src.data.image import grid_feature_dim, grid_regions
-from src.data.records import DatasetError, open_prepared
+from src.data.records import DatasetError
 from src.infer.generate import Generator, Symbols, generate_rows
 from src.infer.items import Items, content_codes, load_items, run_batched
 from src.model.opt import MODALITIES, OPT, DataDims
