@@ -130,6 +130,15 @@ def test_export_draws_what_the_network_draws(dir_pretrained, tmp_path):
     assert infer_script.main(["--mindir", str(tmp_path / "t2i.json"), "--text", "x", "--out",
                               str(tmp_path / "k.png"), "--set", "t2i.top_k=8"]) == 2
 
+    reports = []
+    for source in (["--ckpt", str(dir_pretrained)], ["--mindir", str(tmp_path / "t2i.json")]):
+        out = tmp_path / f"eval_{source[0][2:]}.json"
+        assert eval_script.main(["--task", "t2i", *source, "--out", str(out), "--set", "t2i.top_k=4",
+                                 "t2i.candidates=5", "t2i.batch_size=4"]) == 0
+        reports.append(json.loads(out.read_text()))
+    assert reports[1]["mindir"] and reports[0]["r_precision"] == reports[1]["r_precision"]
+    assert reports[0]["codes_used"] == reports[1]["codes_used"]
+
 
 def test_refusals(dir_pretrained, coded, tmp_path, capsys):
     """No vision decoder, no dVAE named, or a dVAE of another codebook: one clear line each."""
