@@ -231,6 +231,16 @@ def evaluation_items(data, cfg: Config, split: str, modalities, limit: int = 0):
     return items, usable, thumbs[[position[int(items.index[r])] for r in usable]]
 
 
+def split_candidates(items: Items, rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """[len(rows), C] item indices of the captions each row's image ranks: its own first, then others drawn from
+    every captioned item of the split (caption_candidates)."""
+    text_rows = np.flatnonzero(items.present()[:, 0])
+    text_codes = content_codes(items.subset(text_rows), ("text",))
+    position = {int(r): i for i, r in enumerate(text_rows)}
+    own = np.array([position[int(r)] for r in rows])
+    return text_rows[caption_candidates(text_codes, own, count, np.random.default_rng(seed))]
+
+
 def evaluate_text_to_image(generate: ImageGenerator, score_cell, data, cfg: Config, split: str, limit: int = 0,
                            out_dir: Optional[Path] = None) -> dict:
     """Generate an image for each usable item of `split` (the first `limit`), score R-precision against the ground
@@ -241,12 +251,7 @@ def evaluate_text_to_image(generate: ImageGenerator, score_cell, data, cfg: Conf
     codes, images = generate(len(usable), lambda rows: items.compose({m: usable[rows] for m in modalities}))
     seconds = time.perf_counter() - started
 
-    text_rows = np.flatnonzero(items.present()[:, 0])  # every captioned item of the split is a candidate
-    text_codes = content_codes(items.subset(text_rows), ("text",))
-    position = {int(r): i for i, r in enumerate(text_rows)}
-    picked = caption_candidates(text_codes, np.array([position[int(r)] for r in usable]), cfg.t2i.candidates,
-                                np.random.default_rng(cfg.t2i.seed))
-    candidates = text_rows[picked]
+    candidates = split_candidates(items, usable, cfg.t2i.candidates, cfg.t2i.seed)
     ranks = {}
     for name, pixels in (("generated", images), ("ground_truth", truth)):
         scores = match_scores(score_cell, items, candidates, pixel_region_inputs(pixels, data, cfg),
