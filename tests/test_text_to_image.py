@@ -146,7 +146,7 @@ def test_refusals(dir_pretrained, coded, tmp_path, capsys):
     import yaml
     from src.config import to_dict
     cfg = run_config(dir_pretrained)
-    with pytest.raises(ConfigError, match="pre-trained without DIR"):
+    with pytest.raises(ConfigError, match="trained without DIR"):
         load_trained(run_config(dir_pretrained, "loss.dir=0"), dir_pretrained)
     with pytest.raises(ConfigError, match="names no dVAE"):
         load_trained(run_config(dir_pretrained, "dvae.checkpoint="), dir_pretrained)

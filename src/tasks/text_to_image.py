@@ -115,8 +115,9 @@ def load_trained(cfg: Config, ckpt):
     from src.tasks import dvae as dvae_task
     from src.train.checkpoint import load_run_config, load_weights, resolve_checkpoint
     if cfg.loss.dir <= 0 or cfg.model.vision_decoder_layers < 1:
-        raise ConfigError(f"{ckpt}: pre-trained without DIR (loss.dir {cfg.loss.dir}, model.vision_decoder_layers "
-                          f"{cfg.model.vision_decoder_layers}): it has no vision decoder to generate images with")
+        raise ConfigError(f"{ckpt}: trained without DIR (loss.dir {cfg.loss.dir}, model.vision_decoder_layers "
+                          f"{cfg.model.vision_decoder_layers}): text-to-image needs a pre-training run with "
+                          "loss.dir > 0, whose vision decoder draws")
     if not cfg.dvae.checkpoint:
         raise ConfigError(f"{ckpt}: its config names no dVAE (dvae.checkpoint) to decode the codes with; give the one "
                           "whose codes it was pre-trained on: --set dvae.checkpoint=RUN")
