@@ -126,14 +126,12 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=Non
 def evaluate_t2i(cfg, ckpt, split: str, limit: int, report: dict, graphs=None):
     """Text-to-image: fills `report`, returns the printed table. With `graphs` (a t2i export) its graphs generate
     and the exported checkpoint's matching head scores (unless t2i.scorer names another)."""
-    from src.tasks.text_to_image import (evaluate_text_to_image, image_generator, input_set, load_scorer,
-                                         load_trained, t2i_table)
+    from src.tasks.text_to_image import evaluate_text_to_image, input_set, load_generator, load_scorer, t2i_table
+    generate, data = load_generator(cfg, input_set(cfg), ckpt, graphs)
     if graphs is not None:
-        data, generate = open_prepared(cfg.data.path), graphs.image_generator(input_set(cfg), cfg)
         ckpt, out_dir = graphs.meta["checkpoint"], graphs.path.parent
     else:
-        model, dvae, data = load_trained(cfg, ckpt)
-        generate, out_dir = image_generator(model, dvae, cfg, input_set(cfg)), Path(ckpt).parent
+        out_dir = Path(ckpt).parent
     report.update(evaluate_text_to_image(generate, load_scorer(cfg, ckpt), data, cfg, split, limit, out_dir))
     print(f"contact sheet: {report['sheet']}")
     return t2i_table(report)

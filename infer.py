@@ -136,25 +136,22 @@ def describe(args) -> str:
 def draw(args) -> list:
     """Text-to-image: the PNGs written for args.text (and args.audio)."""
     import mindspore as ms
-    from src.tasks import text_to_image as t2i
-    from src.tasks.dvae import write_png, to_uint8
+    from src.tasks.dvae import to_uint8, write_png
+    from src.tasks.text_to_image import load_generator
     from src.train.checkpoint import load_run_config, resolve_checkpoint
 
     ms.set_context(mode=ms.GRAPH_MODE)
     modalities = ("text", "audio") if args.audio else ("text",)
     overrides = list(args.set) + ["t2i.batch_size=1"]
+    exported = ckpt = None
     if args.mindir:
-        from src.data.records import open_prepared
         from src.infer.export import ExportedGraphs
         exported = ExportedGraphs(args.mindir)
         exported.require("t2i", "infer.py --text")
         cfg = exported.config(overrides)
-        data = open_prepared(cfg.data.path)
-        generate = exported.image_generator(modalities, cfg)
     else:
-        cfg = load_run_config(args.ckpt, args.config, overrides)
-        model, dvae, data = t2i.load_trained(cfg, resolve_checkpoint(args.ckpt))
-        generate = t2i.image_generator(model, dvae, cfg, modalities)
+        cfg, ckpt = load_run_config(args.ckpt, args.config, overrides), resolve_checkpoint(args.ckpt)
+    generate, data = load_generator(cfg, modalities, ckpt, exported)
     inputs, warnings = file_inputs(data, cfg, audio=args.audio, text=args.text, lang=args.lang)
     for warning in warnings:
         print(warning, file=sys.stderr)

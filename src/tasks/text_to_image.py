@@ -22,7 +22,7 @@ from mindspore import nn, ops
 
 from src.config import Config, ConfigError, GenerateConfig, ModelConfig, PrepareConfig, from_dict
 from src.data.image import grid_feature_dim, grid_regions
-from src.data.records import DatasetError
+from src.data.records import DatasetError, open_prepared
 from src.infer.generate import Generator, Symbols, generate_rows
 from src.infer.items import Items, content_codes, load_items, run_batched
 from src.model.opt import MODALITIES, OPT, DataDims
@@ -132,6 +132,14 @@ def load_trained(cfg: Config, ckpt):
     load_weights(model, ckpt, ("net.", "dir_head."))
     model.set_train(False)
     return model, dvae, data
+
+
+def load_generator(cfg: Config, modalities, ckpt=None, exported=None):
+    """(ImageGenerator, prepared data) from a checkpoint, or from `exported` (a t2i export's ExportedGraphs)."""
+    if exported is not None:
+        return exported.image_generator(modalities, cfg), open_prepared(cfg.data.path)
+    model, dvae, data = load_trained(cfg, ckpt)
+    return image_generator(model, dvae, cfg, modalities), data
 
 
 # ----------------------------------------------------------------------------------------------------------------------
