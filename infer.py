@@ -55,15 +55,15 @@ def parse_args(argv=None):
 
 def file_inputs(data, cfg, image: str = None, audio: str = None, text: str = None, lang: str = "en"):
     """One row of model inputs (batch of 1) from a caption, an image and/or an audio file, and warning lines."""
-    from src.data.audio import audio_tokens
-    from src.data.image import image_regions
+    from src.data.extractors import audio_tokens, image_regions
     from src.data.pipeline import INPUT_COLUMNS, Collator
     from src.data.prepare import settings_like
     prep = settings_like(cfg.data.path).prepare
     data_cfg = dataclasses.replace(cfg.data, batch_size=1)
     empty = np.zeros(0, np.float32)
+    no_mrc = np.zeros(0, np.int32)  # MRC targets are for training; inference rows carry none
     row = dict(index=[0], text_ids=[np.zeros(0, np.int32)], n_text=[0], image_feat=[empty], image_boxes=[empty],
-               image_classes=[np.zeros(0, np.int32)], n_regions=[0], audio_feat=[empty], n_audio=[0])
+               mrc_ids=[no_mrc], mrc_probs=[empty], n_regions=[0], audio_feat=[empty], n_audio=[0])
     warnings = []
     if text:
         from src.tasks.caption_eval import tokenizer_of
@@ -74,8 +74,9 @@ def file_inputs(data, cfg, image: str = None, audio: str = None, text: str = Non
                             f"{cfg.data.max_text_len - 2} (data.max_text_len={cfg.data.max_text_len})")
     if image:
         regions = _read(image_regions, image, prep.image)
+        k, n = data.mrc_top_k, len(regions.features)
         row.update(image_feat=[regions.features.reshape(-1)], image_boxes=[regions.boxes.reshape(-1)],
-                   image_classes=[np.zeros(len(regions.features), np.int32)], n_regions=[len(regions.features)])
+                   mrc_ids=[np.zeros(n * k, np.int32)], mrc_probs=[np.zeros(n * k, np.float32)], n_regions=[n])
     if audio:
         tokens, cut_seconds = _read(audio_tokens, audio, prep.audio)
         row.update(audio_feat=[tokens.reshape(-1)], n_audio=[len(tokens)])

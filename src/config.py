@@ -28,8 +28,13 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------------
 @dataclass
 class ImageFeatureConfig:
-    grid: int = 4                 # built-in extractor: image -> grid x grid regions
+    # efficientnet_lite0: a 7x7 grid of EfficientNet-Lite0's 1280-channel ImageNet features, MRC targets its per-cell
+    # ImageNet class distribution (src/data/efficientnet.py); grid: raw RGB pixels of grid x grid cells, MRC targets
+    # k-means clusters of them
+    extractor: str = "efficientnet_lite0"
+    grid: int = 4                 # grid extractor: image -> grid x grid regions
     patch_pixels: int = 8         # each region is resized to patch_pixels^2 RGB pixels: feature dim 3 * patch_pixels^2
+    mrc_top_k: int = 16           # a region's class distribution (network or detector scores) keeps its k top classes
     thumb_size: int = 64          # RGB thumbnail kept with the record for the dVAE (0: none)
     max_regions: int = 100        # precomputed .npz regions beyond this are cut (the paper keeps 10-100 boxes)
     mrc_clusters: int = 64        # k-means codebook size for region-classification targets when no detector classes
@@ -39,13 +44,17 @@ class ImageFeatureConfig:
 
 @dataclass
 class AudioFeatureConfig:
+    # whisper_tiny_en: the frames of Whisper tiny.en's encoder (384-d, 50 per second, src/data/whisper.py); logmel:
+    # log-mel filterbank frames (n_mels, every hop_ms)
+    extractor: str = "whisper_tiny_en"
     sample_rate: int = 16000
-    n_mels: int = 40
+    n_mels: int = 40              # logmel extractor (Whisper's front end is fixed: 80 mel bins, 25 ms / 10 ms)
     n_fft: int = 512
     win_ms: float = 25.0
     hop_ms: float = 10.0
-    frames_per_token: int = 4     # consecutive filterbank frames stacked into one audio token
-    normalize: bool = True        # per-utterance mean/variance normalisation of each mel bin
+    frames_per_token: int = 4     # consecutive frames per audio token: stacked (logmel) or averaged (whisper)
+    normalize: bool = True        # logmel: per-utterance mean/variance normalisation of each mel bin
+    whisper_window: str = "clip"  # clip: the encoder runs on the clip's own length; padded: on 30 s, then cut
     max_seconds: float = 30.0     # longer audio is cut (counted and reported in meta.json)
     max_channels: int = 2
     min_sample_rate: int = 8000
@@ -65,7 +74,8 @@ class PrepareConfig:
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     text: TextConfig = field(default_factory=TextConfig)
     shards: int = 4
-    workers: int = 2              # processes extracting features
+    workers: int = 2              # processes decoding files (the pretrained networks run batched in the main one)
+    extract_batch: int = 16       # images or clips per pretrained-network call
     seed: int = 0
 
 

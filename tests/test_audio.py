@@ -4,11 +4,12 @@ import soundfile as sf
 from scipy.signal import get_window
 
 from src.config import AudioFeatureConfig
-from src.data.audio import audio_tokens, frames_to_tokens, log_mel_filterbank, mel_filters, read_audio
+from src.data.audio import frames_to_tokens, log_mel_filterbank, mel_filters, read_audio
+from src.data.extractors import audio_tokens
 from src.data.errors import FeatureError
 from tests.conftest import write_tone
 
-CFG = AudioFeatureConfig(n_mels=40, frames_per_token=4)
+CFG = AudioFeatureConfig(extractor="logmel", n_mels=40, frames_per_token=4)
 
 
 def reference_filterbank(wave, rate=16000, win=400, hop=160, n_fft=512, n_mels=40):
@@ -65,7 +66,7 @@ def test_read_resamples_and_downmixes(tmp_path):
 
 def test_tokens_and_cut(tmp_path):
     write_tone(tmp_path / "long.wav", 300, seconds=3.0)
-    cfg = AudioFeatureConfig(n_mels=40, frames_per_token=4, max_seconds=2.0)
+    cfg = AudioFeatureConfig(extractor="logmel", n_mels=40, frames_per_token=4, max_seconds=2.0)
     tokens, cut = audio_tokens(str(tmp_path / "long.wav"), cfg)
     assert cut == pytest.approx(1.0)
     assert tokens.shape == (((2 * 16000 - 400) // 160 + 1) // 4, 160) == (49, 160)

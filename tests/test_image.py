@@ -4,9 +4,10 @@ import pytest
 
 from src.config import ImageFeatureConfig
 from src.data.errors import FeatureError
-from src.data.image import fit_codebook, grid_boxes, image_regions, nearest_centroid, read_image
+from src.data.extractors import image_regions
+from src.data.image import fit_codebook, grid_boxes, nearest_centroid, read_image
 
-CFG = ImageFeatureConfig(grid=2, patch_pixels=4, thumb_size=8)
+CFG = ImageFeatureConfig(extractor="grid", grid=2, patch_pixels=4, thumb_size=8)
 
 
 def test_grid_regions_features_and_boxes(tmp_path):
@@ -49,7 +50,8 @@ def test_npz_uniter_form(tmp_path):
     r = image_regions(str(tmp_path / "r.npz"), CFG)
     np.testing.assert_array_equal(r.features, feats)
     np.testing.assert_allclose(r.boxes[0], [0.1, 0.2, 0.5, 0.6, 0.4, 0.4, 0.16], atol=1e-6)
-    assert r.classes.tolist() == [2, 3, 4, 5, 6] and r.num_classes == 9 and r.thumb is None
+    np.testing.assert_array_equal(r.class_probs, scores)
+    assert r.class_probs.argmax(1).tolist() == [2, 3, 4, 5, 6] and r.num_classes == 9 and r.thumb is None
     # absolute xyxy boxes with the image size
     np.savez(tmp_path / "abs.npz", features=feats, boxes=np.tile([[10, 20, 50, 60]], (5, 1)), image_w=100, image_h=200)
     np.testing.assert_allclose(image_regions(str(tmp_path / "abs.npz"), CFG).boxes[0, :4], [0.1, 0.1, 0.5, 0.3])

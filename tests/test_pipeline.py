@@ -46,14 +46,15 @@ def test_static_shapes_and_dtypes(prepared, tiny_cfg):
     b, lt, nv, na = 8, cfg.max_text_len, cfg.max_regions, cfg.max_audio_tokens
     shapes = {"text_ids": (b, lt), "text_mask": (b, lt), "image_feat": (b, nv, 48), "image_boxes": (b, nv, 7),
               "image_mask": (b, nv), "audio_feat": (b, na, 32), "audio_mask": (b, na), "text_target_ids": (b, lt),
-              "mlm_positions": (b, 2), "mvm_targets": (b, 1, 48), "mrc_targets": (b, 1), "mam_targets": (b, 3, 32),
+              "mlm_positions": (b, 2), "mvm_targets": (b, 1, 48), "mrc_target_ids": (b, 1, 1),
+              "mrc_target_probs": (b, 1, 1), "mam_targets": (b, 3, 32),
               "match_label": (b,), "match_weight": (b,), "dtr_weight": (b,)}
     for batch in got:
         for key, shape in shapes.items():
             assert batch[key].shape == shape, key
         assert batch["text_ids"].dtype == np.int32 and batch["image_feat"].dtype == np.float32
         assert (batch["text_ids"][:, 0] == 101).all() and (batch["text_mask"][:, 0] == 1).all()  # [CLS] always
-        assert (batch["mrc_targets"] < data.mrc_classes).all() and (batch["match_label"] < len(MATCH_CASES)).all()
+        assert (batch["mrc_target_ids"] < data.mrc_classes).all() and (batch["match_label"] < len(MATCH_CASES)).all()
 
 
 def test_same_seed_and_epoch_same_batches_and_exact_resume(prepared, tiny_cfg):
@@ -93,7 +94,7 @@ def synthetic_batch(col, b=64):
     batch = {"index": rows, "text_ids": text, "text_mask": tmask,
              "image_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, nv, col.image_dim)).astype(np.float32),
              "image_boxes": np.ones((b, nv, 7), np.float32), "image_mask": np.ones((b, nv), np.float32),
-             "image_classes": np.zeros((b, nv), np.int32),
+             "mrc_ids": np.zeros((b, nv, 1), np.int32), "mrc_probs": np.ones((b, nv, 1), np.float32),
              "audio_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, na, col.audio_dim)).astype(np.float32),
              "audio_mask": np.ones((b, na), np.float32)}
     batch["text_mask"][b - 4:, 1:] = 0  # four text-less rows: never matching rows

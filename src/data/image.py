@@ -1,8 +1,9 @@
 """Image features: grid regions from raw images, or precomputed detector regions from `.npz`.
 
 Every region has a feature vector and the paper's 7-d location [x1, y1, x2, y2, w, h, w*h] (normalised to [0, 1]).
-Region-classification (MRC) targets are the detector's class where the `.npz` carries class scores, else the nearest
-centroid of a k-means codebook fitted on training regions during preparation.
+Region-classification (MRC) targets are a class distribution where the regions come with one (the `.npz` class
+scores of a detector, EfficientNet-Lite0's per-cell ImageNet classes), else the nearest centroid of a k-means codebook
+fitted on training regions during preparation. The pretrained extractors are in src/data/extractors.py.
 """
 from __future__ import annotations
 
@@ -23,9 +24,13 @@ CLASS_KEYS = ("cls_prob", "class_scores", "soft_labels")
 class Regions:
     features: np.ndarray          # [N, D] float32
     boxes: np.ndarray             # [N, 7] float32
-    classes: Optional[np.ndarray] = None  # [N] int32 detector classes, when the source has them
-    num_classes: int = 0                  # detector class count (width of the class scores)
-    thumb: Optional[np.ndarray] = None    # [S, S, 3] uint8 RGB thumbnail, for the dVAE
+    classes: Optional[np.ndarray] = None      # [N] int32 k-means cluster of each region (grid features)
+    class_probs: Optional[np.ndarray] = None  # [N, C] class distribution of each region (detector / classifier)
+    thumb: Optional[np.ndarray] = None        # [S, S, 3] uint8 RGB thumbnail, for the dVAE
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.class_probs is None else int(self.class_probs.shape[1])
 
 
 def read_image(path: str) -> np.ndarray:
@@ -76,13 +81,10 @@ def thumbnail(image: np.ndarray, size: int) -> Optional[np.ndarray]:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def grid_feature_dim(cfg: ImageFeatureConfig) -> int:
-    return 3 * cfg.patch_pixels * cfg.patch_pixels
-
-
 def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
     """Precomputed regions in the UNITER/paper form: `features` [N, D], `norm_bb` [N, 4|7] (or absolute `boxes` with
-    `image_w`/`image_h`), optional class scores `cls_prob` [N, C]. Regions beyond cfg.max_regions are cut."""
+    `image_w`/`image_h`), optional class scores `cls_prob` [N, C], optional `thumb` [S, S, 3] uint8 (written by
+    scripts/extract_features.sh). Regions beyond cfg.max_regions are cut."""
     try:
         with np.load(path) as z:
             arrays = {k: z[k] for k in z.files}
@@ -95,19 +97,26 @@ def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
         raise FeatureError(f"region features must have shape [N>0, D], got {list(feats.shape)}")
     n = len(feats)
     boxes = _npz_boxes(arrays, n)
-    classes = None
+    scores = None
     key = next((k for k in CLASS_KEYS if k in arrays), None)
     if key is not None:
         scores = np.asarray(arrays[key], dtype=np.float32)
         if scores.ndim != 2 or len(scores) != n:
             raise FeatureError(f"'{key}' must have shape [{n}, C], got {list(scores.shape)}")
         _check_finite(scores, key)
-        classes = scores.argmax(1).astype(np.int32)
+        scores = scores[:cfg.max_regions]
     _check_finite(feats, "features")
-    keep = slice(0, cfg.max_regions)
-    if classes is None:
-        return Regions(feats[keep], boxes[keep])
-    return Regions(feats[keep], boxes[keep], classes[keep], num_classes=scores.shape[1])
+    thumb = _npz_thumb(arrays, cfg.thumb_size)
+    return Regions(feats[:cfg.max_regions], boxes[:cfg.max_regions], class_probs=scores, thumb=thumb)
+
+
+def _npz_thumb(arrays: dict, size: int) -> Optional[np.ndarray]:
+    if "thumb" not in arrays or size <= 0:
+        return None
+    thumb = np.asarray(arrays["thumb"])
+    if thumb.dtype != np.uint8 or thumb.ndim != 3 or thumb.shape[2] != 3:
+        raise FeatureError(f"'thumb' must be a uint8 [S, S, 3] image, got {thumb.dtype} {list(thumb.shape)}")
+    return thumb if thumb.shape[0] == size else cv2.resize(thumb, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def _npz_boxes(arrays: dict, n: int) -> np.ndarray:
@@ -136,12 +145,6 @@ def _image_size(arrays: dict):
 def _check_finite(a: np.ndarray, name: str) -> None:
     if not np.isfinite(a).all():
         raise FeatureError(f"'{name}' contains NaN or Inf")
-
-
-def image_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
-    if path.endswith(".npz"):
-        return load_npz_regions(path, cfg)
-    return grid_regions(read_image(path), cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -28,14 +28,14 @@ import numpy as np
 from src.config import DataConfig
 from src.data.masking import (AUDIO, IMAGE, TEXT, choose_positions, drop_modalities, mask_features, mask_text,
                               matching_cases, matching_donors, max_predictions, retrieval_views, caption_views)
-from src.data.records import PreparedData, open_prepared
+from src.data.records import PreparedData, decode_features, open_prepared
 
-READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "image_classes", "n_regions",
+READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions",
                 "audio_feat", "n_audio", "labels", "n_labels"]
 INPUT_COLUMNS = ["text_ids", "text_mask", "image_feat", "image_boxes", "image_mask", "audio_feat", "audio_mask"]
 PRETRAIN_COLUMNS = INPUT_COLUMNS + [
     "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
-    "mvm_positions", "mvm_weights", "mvm_targets", "mrc_targets",
+    "mvm_positions", "mvm_weights", "mvm_targets", "mrc_target_ids", "mrc_target_probs",
     "mam_positions", "mam_weights", "mam_targets",
     "match_label", "match_weight", "dtr_weight"]
 RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "view", "swap"]
@@ -68,7 +68,8 @@ class Collator:
         self.sources = sources
         self.codes = codes  # pretraining with DIR: the split's dVAE codes [samples, grid^2], -1 rows without image
         self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
-        self.image_dim, self.audio_dim = data.image_dim, data.audio_dim
+        self.image_dim, self.audio_dim, self.top_k = data.image_dim, data.audio_dim, data.mrc_top_k
+        self.standardizers = {m: data.standardizer(m) for m in ("image", "audio")}
         ids = data.meta["text"]["special_ids"]
         self.pad, self.cls, self.sep, self.mask = ids["[PAD]"], ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
         self.replacement_ids = np.setdiff1d(np.arange(data.meta["text"]["vocab_size"]), list(ids.values()))
@@ -76,9 +77,9 @@ class Collator:
         self.slots = (max_predictions(cfg.max_text_len - 2, p), max_predictions(cfg.max_regions, p),
                       max_predictions(cfg.max_audio_tokens, p))
 
-    def __call__(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
+    def __call__(self, index, text_ids, n_text, image_feat, image_boxes, mrc_ids, mrc_probs, n_regions, audio_feat,
                  n_audio, labels, n_labels, batch_info=None):
-        batch = self.pad_batch(index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions,
+        batch = self.pad_batch(index, text_ids, n_text, image_feat, image_boxes, mrc_ids, mrc_probs, n_regions,
                                audio_feat, n_audio, labels, n_labels)
         if not self.training:
             return tuple(batch[c] for c in EVAL_COLUMNS)
@@ -101,9 +102,11 @@ class Collator:
         out["dir_weight"] = (has_codes & (out["match_label"] == 0)).astype(np.float32)
         return tuple(out[c] for c in PRETRAIN_COLUMNS + DIR_COLUMNS)
 
-    def pad_batch(self, index, text_ids, n_text, image_feat, image_boxes, image_classes, n_regions, audio_feat,
+    def pad_batch(self, index, text_ids, n_text, image_feat, image_boxes, mrc_ids, mrc_probs, n_regions, audio_feat,
                   n_audio, labels=None, n_labels=None) -> dict:
-        cfg, n = self.cfg, len(index)
+        """Stored rows (features as float16 bytes or float32 arrays) -> padded arrays; features standardised with
+        the training split's statistics (meta.json)."""
+        cfg, n, k = self.cfg, len(index), self.top_k
         size = n if self.training else cfg.batch_size  # evaluation pads the last batch and marks the padding rows
         lt, nv, na = cfg.max_text_len, cfg.max_regions, cfg.max_audio_tokens
         out = {
@@ -111,7 +114,7 @@ class Collator:
             "text_ids": np.full((size, lt), self.pad, np.int32), "text_mask": np.zeros((size, lt), np.float32),
             "image_feat": np.zeros((size, nv, self.image_dim), np.float32),
             "image_boxes": np.zeros((size, nv, 7), np.float32), "image_mask": np.zeros((size, nv), np.float32),
-            "image_classes": np.zeros((size, nv), np.int32),
+            "mrc_ids": np.zeros((size, nv, k), np.int32), "mrc_probs": np.zeros((size, nv, k), np.float32),
             "audio_feat": np.zeros((size, na, self.audio_dim), np.float32),
             "audio_mask": np.zeros((size, na), np.float32),
             "labels": np.zeros((size, self.num_labels), np.float32),  # multi-hot
@@ -127,17 +130,35 @@ class Collator:
                 out["text_mask"][i, :len(t) + 2] = 1.0
             r = min(int(n_regions[i]), nv)
             if r:
-                out["image_feat"][i, :r] = np.reshape(image_feat[i], -1)[:r * self.image_dim].reshape(r, -1)
+                out["image_feat"][i, :r] = self.features("image", image_feat[i], r, self.image_dim)
                 out["image_boxes"][i, :r] = np.reshape(image_boxes[i], -1)[:r * 7].reshape(r, 7)
-                out["image_classes"][i, :r] = np.reshape(image_classes[i], -1)[:r]
+                out["mrc_ids"][i, :r] = np.reshape(mrc_ids[i], -1)[:r * k].reshape(r, k)
+                out["mrc_probs"][i, :r] = np.reshape(mrc_probs[i], -1)[:r * k].reshape(r, k)
                 out["image_mask"][i, :r] = 1.0
             a = min(int(n_audio[i]), na)
             if a:
-                out["audio_feat"][i, :a] = np.reshape(audio_feat[i], -1)[:a * self.audio_dim].reshape(a, -1)
+                out["audio_feat"][i, :a] = self.features("audio", audio_feat[i], a, self.audio_dim)
                 out["audio_mask"][i, :a] = 1.0
             if labels is not None:
                 out["labels"][i, np.reshape(labels[i], -1)[:int(n_labels[i])]] = 1.0
         return out
+
+
+    def features(self, modality: str, stored, n: int, dim: int) -> np.ndarray:
+        """The first n feature rows of one sample, standardised: stored float16 bytes, or a float32 array (features
+        extracted from a file at inference time)."""
+        if isinstance(stored, np.ndarray) and stored.dtype == np.float32:
+            x = np.reshape(stored, -1)[:n * dim].reshape(n, dim)
+        else:
+            x = decode_features(stored, n, dim)
+        return standardize(x, self.standardizers[modality])
+
+
+def standardize(features: np.ndarray, stats) -> np.ndarray:
+    """Raw features -> model inputs: rounded to float16 as they are stored, then (x - mean) / std of the training
+    split (`PreparedData.standardizer`; None: unchanged)."""
+    x = np.asarray(features, np.float16).astype(np.float32)
+    return x if stats is None else (x - stats[0]) * stats[1]
 
 
 def modalities_present(b: dict) -> np.ndarray:
@@ -153,7 +174,7 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
     donors, cases = matching_donors(matching_cases(present.all(1), cfg.match_case_probs, rng), rng)
     for key in ("text_ids", "text_mask"):
         b[key] = b[key][donors[:, TEXT]]
-    for key in ("image_feat", "image_boxes", "image_mask", "image_classes"):
+    for key in ("image_feat", "image_boxes", "image_mask", "mrc_ids", "mrc_probs"):
         b[key] = b[key][donors[:, IMAGE]]
     for key in ("audio_feat", "audio_mask"):
         b[key] = b[key][donors[:, AUDIO]]
@@ -175,7 +196,8 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
 
     pos, w = choose_positions(b["image_mask"] > 0, cfg.token_mask_prob, col.slots[IMAGE], rng)
     out["image_feat"], out["mvm_targets"] = mask_features(b["image_feat"], pos, w)
-    out["mrc_targets"] = np.take_along_axis(b["image_classes"], pos, 1).astype(np.int32)
+    out["mrc_target_ids"] = np.take_along_axis(b["mrc_ids"], pos[:, :, None], 1).astype(np.int32)
+    out["mrc_target_probs"] = np.take_along_axis(b["mrc_probs"], pos[:, :, None], 1).astype(np.float32)
     out["mvm_positions"], out["mvm_weights"] = pos, w * (token_rows * keep[:, IMAGE])[:, None]
 
     pos, w = choose_positions(b["audio_mask"] > 0, cfg.token_mask_prob, col.slots[AUDIO], rng)

@@ -17,15 +17,21 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from collections import OrderedDict
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from src.config import Config, ConfigError, PrepareConfig, from_dict, load_config
-from src.data.audio import audio_feature_dim, audio_tokens
-from src.data.errors import FeatureError
-from src.data.image import fit_codebook, grid_feature_dim, image_regions, nearest_centroid
-from src.data.records import (FORMAT_VERSION, META, DatasetError, SplitWriter, open_prepared, write_json_atomic)
+from src.data.audio import load_npz_frames, read_audio
+from src.data.errors import ExtractorUnavailable, FeatureError
+from src.data.extractors import (audio_extractor_info, audio_feature_dim, audio_token_seconds, audio_tokens_batch,
+                                 check_extractors, image_extractor_info, image_feature_dim, image_regions_batch,
+                                 top_k_distribution)
+from src.data.image import (Regions, fit_codebook, grid_regions, load_npz_regions, nearest_centroid, read_image,
+                            thumbnail)
+from src.data.records import (FEATURES_RECORD, FORMAT_VERSION, META, DatasetError, SplitWriter, encode_features,
+                              open_prepared, write_json_atomic)
 from src.data.sources import Problem, Sample, read_source
 from src.data.tokenizer import Tokenizer, resolve_vocab
 
@@ -35,46 +41,131 @@ class PrepareError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Feature extraction: runs in worker processes, so it is a plain function of module-level state.
+# Feature extraction: files are decoded in worker processes (a plain function of module-level state); the pretrained
+# networks then run on whole batches in this process (src/data/extractors.py).
 # ----------------------------------------------------------------------------------------------------------------------
-_worker_state: tuple = (None, None)
+_worker_cfg: Optional[PrepareConfig] = None
 
 
-def _init_worker(cfg: PrepareConfig, codebook: Optional[np.ndarray]) -> None:
-    global _worker_state
-    _worker_state = (cfg, codebook)
+@dataclasses.dataclass
+class Decoded:
+    """One sample's files, decoded: regions / tokens when no network is needed, else pixels / a waveform."""
+    regions: Optional[Regions] = None
+    pixels: Optional[np.ndarray] = None       # RGB uint8, for a pretrained image network
+    thumb: Optional[np.ndarray] = None
+    tokens: Optional[np.ndarray] = None
+    wave: Optional[np.ndarray] = None         # 16 kHz mono, for a pretrained audio network
+    cut: float = 0.0
 
 
-def extract(sample: Sample, cfg: Optional[PrepareConfig] = None, codebook: Optional[np.ndarray] = None):
-    """(image Regions or None, audio tokens or None, seconds of audio cut), or a Problem. With a codebook, regions
-    without detector classes get the id of their nearest centroid as class."""
-    if cfg is None:
-        cfg, codebook = _worker_state
-    regions = tokens = None
-    cut = 0.0
+def _init_worker(cfg: PrepareConfig) -> None:
+    global _worker_cfg
+    _worker_cfg = cfg
+
+
+def decode(sample: Sample, cfg: Optional[PrepareConfig] = None):
+    """A sample's files -> Decoded, or a Problem naming the file."""
+    cfg = cfg or _worker_cfg
+    out = Decoded()
     for path, kind in ((sample.image, "image"), (sample.audio, "audio")):
         if path is None:
             continue
         try:
             if kind == "image":
-                regions = image_regions(path, cfg.image)
+                _decode_image(path, cfg.image, out)
             else:
-                tokens, cut = audio_tokens(path, cfg.audio)
+                _decode_audio(path, cfg.audio, out)
         except FeatureError as e:
             return Problem(sample.where, sample.id, str(e), file=path)
-    if regions is not None and codebook is not None and regions.features.shape[1] == codebook.shape[1]:
-        regions.classes = nearest_centroid(regions.features, codebook)
-    return regions, tokens, cut
+    return out
 
 
-def _extract_all(samples: List[Sample], cfg: PrepareConfig, codebook: Optional[np.ndarray] = None):
-    """Extraction results in input order, in `cfg.workers` processes."""
+def _decode_image(path: str, cfg, out: Decoded) -> None:
+    if path.endswith(".npz"):
+        out.regions = load_npz_regions(path, cfg)
+        return
+    image = read_image(path)
+    out.thumb = thumbnail(image, cfg.thumb_size)
+    if cfg.extractor == "grid":
+        out.regions = grid_regions(image, cfg)
+    else:
+        out.pixels = image
+
+
+def _decode_audio(path: str, cfg, out: Decoded) -> None:
+    if path.endswith(".npz"):
+        out.tokens = load_npz_frames(path)
+        return
+    wave, out.cut = read_audio(path, cfg)
+    if cfg.extractor == "logmel":
+        out.tokens = audio_tokens_batch([wave], cfg)[0]
+    else:
+        out.wave = wave
+
+
+def _decoded_all(samples: List[Sample], cfg: PrepareConfig):
     if cfg.workers <= 1 or len(samples) < 16:
-        yield from (extract(s, cfg, codebook) for s in samples)
+        yield from (decode(s, cfg) for s in samples)
         return
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg, codebook)) as pool:
-        yield from pool.imap(extract, samples, chunksize=8)
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        yield from pool.imap(decode, samples, chunksize=8)
+
+
+def extract_all(samples: List[Sample], cfg: PrepareConfig):
+    """(image Regions or None, audio tokens or None, seconds of audio cut) or a Problem per sample, in input order.
+    The pretrained networks see batches of `cfg.extract_batch`; an image file shared by neighbouring samples (one
+    picture, captions in two languages) is computed once."""
+    seen: "OrderedDict[str, Regions]" = OrderedDict()
+    pending: list = []
+    for sample, decoded in zip(samples, _decoded_all(samples, cfg)):
+        pending.append((sample, decoded))
+        if len(pending) >= cfg.extract_batch:
+            yield from _run_networks(pending, cfg, seen)
+            pending = []
+    yield from _run_networks(pending, cfg, seen)
+
+
+def _run_networks(pending: list, cfg: PrepareConfig, seen: "OrderedDict[str, Regions]"):
+    todo = [(s, d) for s, d in pending if isinstance(d, Decoded)]
+    images = [(s, d) for s, d in todo if d.pixels is not None and s.image not in seen]
+    for (s, d), regions in zip(images, _batched(image_regions_batch, [d.pixels for _, d in images], cfg.image)):
+        seen[s.image] = regions
+        if len(seen) > 256:
+            seen.popitem(last=False)
+    clips = [(s, d) for s, d in todo if d.wave is not None]
+    for (s, d), tokens in zip(clips, _batched(audio_tokens_batch, [d.wave for _, d in clips], cfg.audio)):
+        d.tokens, d.wave = tokens, None
+    for s, d in pending:
+        if not isinstance(d, Decoded):
+            yield d
+            continue
+        if d.pixels is not None:
+            d.regions = seen[s.image]
+            if isinstance(d.regions, FeatureError):
+                yield Problem(s.where, s.id, str(d.regions), file=s.image)
+                continue
+            d.regions = dataclasses.replace(d.regions, thumb=d.thumb)
+        if isinstance(d.tokens, FeatureError):
+            yield Problem(s.where, s.id, str(d.tokens), file=s.audio)
+            continue
+        yield d.regions, d.tokens, d.cut
+
+
+def _batched(run, inputs: list, cfg) -> list:
+    """run(inputs, cfg) as one batch; when one input is unusable, each alone, its error in its place."""
+    if not inputs:
+        return []
+    try:
+        return run(inputs, cfg)
+    except FeatureError:
+        out = []
+        for x in inputs:
+            try:
+                out.append(run([x], cfg)[0])
+            except FeatureError as e:
+                out.append(e)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -87,9 +178,10 @@ class Settings:
     vocab_path: str
     labels: Optional[List[str]] = None          # None: collected from the training samples
     codebook: Optional[np.ndarray] = None        # k-means centroids, or None
-    mrc: Optional[dict] = None                   # {"source": "kmeans"|"detector", "num_classes": C}
+    mrc: Optional[dict] = None                   # {"source": "scores"|"kmeans"|"none", "num_classes": C, "top_k": k}
     image_dim: Optional[int] = None
     audio_dim: Optional[int] = None
+    standardize: Optional[dict] = None           # {"image"|"audio": {"mean": [...], "std": [...]}} of the reference
     like: Optional[str] = None
 
 
@@ -98,8 +190,10 @@ def settings_like(ref_dir: str) -> Settings:
     prep = from_dict(PrepareConfig, ref.meta["prepare"], where=f"{ref_dir}/{META}")
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
+    standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") if ref.meta[m].get("standardize")}
     return Settings(prep, ref.vocab_path, labels=list(ref.labels), codebook=codebook, mrc=ref.meta["image"]["mrc"],
-                    image_dim=ref.image_dim, audio_dim=ref.audio_dim, like=str(Path(ref_dir).resolve()))
+                    image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
+                    like=str(Path(ref_dir).resolve()))
 
 
 def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
@@ -110,6 +204,7 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
         raise ValueError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
     settings = settings_like(like) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
     cfg = settings.prepare
+    check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
     for entry in read_source(source, fmt, split, image_dir, audio_dir):
@@ -179,8 +274,10 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     planned = {sp: sum(s.split == sp for s in samples) for sp in {s.split for s in samples}}
     stats = {"truncated_text": 0, "truncated_audio": 0, "seconds_audio_cut": 0.0}
     modalities = {sp: {"text": 0, "image": 0, "audio": 0} for sp in planned}
+    moments = {"image": FeatureMoments(), "audio": FeatureMoments()}
+    fit_split = "train" if "train" in planned else None  # standardisation statistics come from the training split
     progress = _progress(len(samples))
-    for sample, result in zip(samples, _extract_all(samples, cfg, settings.codebook)):
+    for sample, result in zip(samples, extract_all(samples, cfg)):
         progress.update(1)
         if not isinstance(result, Problem):
             result = _check_dims(sample, *result, settings) or result
@@ -192,7 +289,12 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
             problems.append(result)
             continue
         regions, tokens, cut = result
+        if regions is not None and settings.codebook is not None and regions.class_probs is None:
+            regions.classes = nearest_centroid(regions.features, settings.codebook)
         row = _row(sample, regions, tokens, tokenizer, label_ids, settings, stats)
+        if sample.split == fit_split or fit_split is None:
+            moments["image"].add(regions.features if regions is not None else None)
+            moments["audio"].add(tokens)
         if cut > 0:
             stats["truncated_audio"] += 1
             stats["seconds_audio_cut"] += cut
@@ -220,11 +322,17 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
             f"({stats['seconds_audio_cut']:.1f} s in all)")
     if stats["truncated_text"]:
         log(f"warning: {stats['truncated_text']} captions had more than {cfg.text.max_tokens} word pieces and were cut")
+    standardize = settings.standardize if settings.standardize is not None else \
+        {m: v.result() for m, v in moments.items() if v.count}
     return {
         "format_version": FORMAT_VERSION, "complete": True,
-        "image": {"feature_dim": settings.image_dim or grid_feature_dim(cfg.image), "box_dim": 7,
-                  "thumb_size": cfg.image.thumb_size, "mrc": settings.mrc},
-        "audio": {"feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio), "sample_rate": cfg.audio.sample_rate},
+        "image": {"extractor": _extractor_info(samples, "image", cfg),
+                  "feature_dim": settings.image_dim or image_feature_dim(cfg.image), "box_dim": 7,
+                  "thumb_size": cfg.image.thumb_size, "mrc": settings.mrc, "standardize": standardize.get("image")},
+        "audio": {"extractor": _extractor_info(samples, "audio", cfg),
+                  "feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio), "sample_rate": cfg.audio.sample_rate,
+                  "token_seconds": audio_token_seconds(cfg.audio), "standardize": standardize.get("audio")},
+        "feature_storage": "float16",
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
                  "special_ids": {t: tokenizer.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")},
                  "lower_case": cfg.text.lower_case, "chinese": cfg.text.chinese, "max_tokens": cfg.text.max_tokens},
@@ -235,21 +343,65 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     }
 
 
+class FeatureMoments:
+    """Per-channel mean and standard deviation of the feature rows seen, in float64 (of the float16 values stored)."""
+
+    def __init__(self):
+        self.count, self.sum, self.sum_sq = 0, 0.0, 0.0
+
+    def add(self, features: Optional[np.ndarray]) -> None:
+        if features is None or len(features) == 0:
+            return
+        x = np.asarray(features, np.float16).astype(np.float64)
+        self.count += len(x)
+        self.sum = self.sum + x.sum(0)
+        self.sum_sq = self.sum_sq + (x * x).sum(0)
+
+    def result(self) -> dict:
+        mean = self.sum / self.count
+        std = np.sqrt(np.maximum(self.sum_sq / self.count - mean * mean, 0.0))
+        # a channel that never varies in training (a ReLU that stays off) must not be blown up elsewhere
+        std = np.maximum(std, 1e-2 * float(np.median(std)) + 1e-6)
+        return {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std],
+                "rows": int(self.count)}
+
+
+def _extractor_info(samples: List[Sample], modality: str, cfg: PrepareConfig) -> Optional[dict]:
+    """What made the features: the configured extractor, or what `scripts/extract_features.sh` recorded beside the
+    manifest of precomputed `.npz` files (else 'precomputed')."""
+    paths = [getattr(s, modality) for s in samples if getattr(s, modality)]
+    if not paths:
+        return None
+    if not paths[0].endswith(".npz"):
+        return image_extractor_info(cfg.image) if modality == "image" else audio_extractor_info(cfg.audio)
+    for parent in Path(paths[0]).parents:
+        record = parent / FEATURES_RECORD
+        if record.is_file():
+            return json.loads(record.read_text(encoding="utf-8")).get(modality)
+    return {"name": "precomputed"}
+
+
 def _choose_mrc(samples: List[Sample], settings: Settings, log) -> None:
-    """Detector classes when the training regions carry them, else a k-means codebook fitted on training regions."""
+    """Class distributions where the regions carry them (a pretrained network or a detector's scores), else a k-means
+    codebook fitted on training regions."""
     cfg = settings.prepare
     train = [s for s in samples if s.split == "train" and s.image] or [s for s in samples if s.image]
     if not train:
-        settings.mrc = {"source": "none", "num_classes": 1}
+        settings.mrc = {"source": "none", "num_classes": 1, "top_k": 1}
+        return
+    if not train[0].image.endswith(".npz") and cfg.image.extractor != "grid":
+        from src.data.efficientnet import NUM_CLASSES
+        settings.mrc = {"source": "scores", "num_classes": NUM_CLASSES, "top_k": min(cfg.image.mrc_top_k, NUM_CLASSES)}
         return
     rng = np.random.default_rng(cfg.seed)
     pick = [dataclasses.replace(train[i], audio=None)  # only the regions are needed here
             for i in sorted(rng.permutation(len(train))[:cfg.image.codebook_fit_samples])]
-    fit = [r[0] for r in _extract_all(pick, cfg) if not isinstance(r, Problem)]
+    fit = [r[0] for r in extract_all(pick, cfg) if not isinstance(r, Problem)]
     if not fit:
         raise PrepareError("no readable training image to fit the region codebook")
-    if fit[0].classes is not None:
-        settings.mrc = {"source": "detector", "num_classes": int(fit[0].num_classes)}
+    if fit[0].class_probs is not None:
+        classes = fit[0].num_classes
+        settings.mrc = {"source": "scores", "num_classes": classes, "top_k": min(cfg.image.mrc_top_k, classes)}
         return
     # the most common dim is the dataset's; samples with another are reported when they are written
     dims = [r.features.shape[1] for r in fit]
@@ -258,7 +410,8 @@ def _choose_mrc(samples: List[Sample], settings: Settings, log) -> None:
     t = time.time()
     settings.codebook = fit_codebook(np.concatenate([r.features for r in fit]), cfg.image.mrc_clusters,
                                      cfg.image.kmeans_iters, cfg.seed)
-    settings.mrc = {"source": "kmeans", "num_classes": int(len(settings.codebook)), "codebook": "codebook.npy"}
+    settings.mrc = {"source": "kmeans", "num_classes": int(len(settings.codebook)), "codebook": "codebook.npy",
+                    "top_k": 1}
     log(f"fitted a {len(settings.codebook)}-centroid region codebook on {len(fit)} images in {time.time() - t:.1f} s")
 
 
@@ -270,12 +423,12 @@ def _check_dims(sample: Sample, regions, tokens, cut, settings: Settings) -> Opt
         if dim != settings.image_dim:
             return Problem(sample.where, sample.id, f"region features have dim {dim}, expected {settings.image_dim}",
                            file=sample.image)
-        if settings.mrc["source"] == "detector":
-            if regions.classes is None:
-                return Problem(sample.where, sample.id, "no detector class scores (the training regions have them)",
+        if settings.mrc["source"] == "scores":
+            if regions.class_probs is None:
+                return Problem(sample.where, sample.id, "no class scores (the training regions have them)",
                                file=sample.image)
             if regions.num_classes != settings.mrc["num_classes"]:
-                return Problem(sample.where, sample.id, f"{regions.num_classes} detector classes, expected "
+                return Problem(sample.where, sample.id, f"{regions.num_classes} classes in the class scores, expected "
                                f"{settings.mrc['num_classes']}", file=sample.image)
     if tokens is not None:
         dim = tokens.shape[1]
@@ -284,6 +437,16 @@ def _check_dims(sample: Sample, regions, tokens, cut, settings: Settings) -> Opt
             return Problem(sample.where, sample.id, f"audio features have dim {dim}, expected {settings.audio_dim}",
                            file=sample.audio)
     return None
+
+
+def mrc_targets(regions: Regions, mrc: dict) -> tuple:
+    """(ids [N, k] int32, probabilities [N, k] float32) of each region's MRC target: the top k of its class
+    distribution, or its k-means cluster with probability 1 (k = 1), or class 0 when the data has no classes."""
+    n, k = len(regions.features), int(mrc["top_k"])
+    if mrc["source"] == "scores":
+        return top_k_distribution(regions.class_probs, k)
+    ids = regions.classes if regions.classes is not None else np.zeros(n, np.int32)
+    return ids.astype(np.int32).reshape(n, 1), np.ones((n, 1), np.float32)
 
 
 def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict, settings: Settings,
@@ -296,17 +459,16 @@ def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict,
     empty_f = np.zeros(0, np.float32)
     row = {"id": sample.id, "text": sample.text or "", "lang": sample.lang,
            "text_ids": np.asarray(ids, np.int32), "n_text": len(ids),
-           "image_feat": empty_f, "image_boxes": empty_f, "image_classes": np.zeros(0, np.int32), "n_regions": 0,
-           "image_thumb": b"", "audio_feat": empty_f, "n_audio": 0,
+           "image_feat": b"", "image_boxes": empty_f, "mrc_ids": np.zeros(0, np.int32), "mrc_probs": empty_f,
+           "n_regions": 0, "image_thumb": b"", "audio_feat": b"", "n_audio": 0,
            "labels": np.asarray([label_ids[l] for l in sample.labels], np.int32), "n_labels": len(sample.labels)}
     if regions is not None:
-        # classes are None only when the reference set had no images at all (mrc source "none": one class)
-        classes = regions.classes if regions.classes is not None else np.zeros(len(regions.features), np.int32)
-        row.update(image_feat=regions.features.reshape(-1), image_boxes=regions.boxes.reshape(-1),
-                   image_classes=classes.astype(np.int32), n_regions=len(regions.features),
+        mrc_ids, mrc_probs = mrc_targets(regions, settings.mrc)
+        row.update(image_feat=encode_features(regions.features), image_boxes=regions.boxes.reshape(-1),
+                   mrc_ids=mrc_ids.reshape(-1), mrc_probs=mrc_probs.reshape(-1), n_regions=len(regions.features),
                    image_thumb=regions.thumb.tobytes() if regions.thumb is not None else b"")
     if tokens is not None:
-        row.update(audio_feat=tokens.reshape(-1), n_audio=len(tokens))
+        row.update(audio_feat=encode_features(tokens), n_audio=len(tokens))
     return row
 
 
@@ -388,7 +550,7 @@ def main(argv=None) -> int:
         cfg: Config = load_config(args.config, args.overrides)
         meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
                        args.image_dir, args.audio_dir)
-    except (ConfigError, PrepareError, DatasetError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, PrepareError, DatasetError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if meta["skipped"]:

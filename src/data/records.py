@@ -19,8 +19,9 @@ import numpy as np
 
 from src.files import write_text_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: features stored as float16, MRC targets as top-k class distributions
 META = "meta.json"
+FEATURES_RECORD = "features.json"  # written by scripts/extract_features.sh beside its manifest: what made the .npz
 PAGE_BYTES = 1 << 22  # a row (one sample) must fit in a page; the 32 MB default bloats small shards
 
 # Arrays are stored flat with their row counts (MindRecord reads a zero-length array back as a scalar); the row
@@ -32,12 +33,13 @@ SCHEMA = {
     "lang": {"type": "string"},
     "text_ids": {"type": "int32", "shape": [-1]},
     "n_text": {"type": "int32"},
-    "image_feat": {"type": "float32", "shape": [-1]},
+    "image_feat": {"type": "bytes"},     # float16 [n_regions, image_dim], raw (standardised when read)
     "image_boxes": {"type": "float32", "shape": [-1]},
-    "image_classes": {"type": "int32", "shape": [-1]},
+    "mrc_ids": {"type": "int32", "shape": [-1]},      # [n_regions, top_k] classes of each region's MRC target
+    "mrc_probs": {"type": "float32", "shape": [-1]},  # [n_regions, top_k] their probabilities (summing to 1)
     "n_regions": {"type": "int32"},
     "image_thumb": {"type": "bytes"},
-    "audio_feat": {"type": "float32", "shape": [-1]},
+    "audio_feat": {"type": "bytes"},     # float16 [n_audio, audio_dim], raw (standardised when read)
     "n_audio": {"type": "int32"},
     "labels": {"type": "int32", "shape": [-1]},
     "n_labels": {"type": "int32"},
@@ -74,8 +76,18 @@ class PreparedData:
         return out
 
     def audio_token_seconds(self) -> float:
-        audio = self.meta["prepare"]["audio"]
-        return audio["hop_ms"] * audio["frames_per_token"] / 1000.0
+        return self.meta["audio"]["token_seconds"]
+
+    @property
+    def mrc_top_k(self) -> int:
+        return self.meta["image"]["mrc"]["top_k"]
+
+    def standardizer(self, modality: str):
+        """(mean, 1 / std) float32 of `modality`'s features over the training split, or None (no such features)."""
+        stats = self.meta[modality].get("standardize")
+        if not stats:
+            return None
+        return np.asarray(stats["mean"], np.float32), (1.0 / np.asarray(stats["std"], np.float64)).astype(np.float32)
 
     def _split(self, split: str) -> dict:
         if split not in self.meta["splits"]:
@@ -159,16 +171,28 @@ class SplitWriter:
         return files + [Path(f"{f}.db") for f in files]
 
 
-def decode_row(row: Dict[str, np.ndarray], image_dim: int, audio_dim: int) -> dict:
-    """A MindRecord row back into shaped arrays (the inverse of the flat storage)."""
+def encode_features(features: np.ndarray) -> bytes:
+    """[N, D] features as stored: float16 bytes (half the size; the standardised values need no more precision)."""
+    return np.ascontiguousarray(features, np.float16).tobytes()
+
+
+def decode_features(stored, n: int, dim: int) -> np.ndarray:
+    """The inverse of encode_features: [n, dim] float32."""
+    raw = stored.tobytes() if isinstance(stored, np.ndarray) else bytes(stored)
+    return np.frombuffer(raw, np.float16, count=n * dim).reshape(n, dim).astype(np.float32)
+
+
+def decode_row(row: Dict[str, np.ndarray], image_dim: int, audio_dim: int, top_k: int = 1) -> dict:
+    """A MindRecord row back into shaped arrays (the inverse of the flat storage); features are the raw stored ones."""
     n_regions, n_audio = int(row["n_regions"]), int(row["n_audio"])
     flat = lambda key, n: np.reshape(row[key], -1)[:n]
     return {
         "index": int(row["index"]),
         "text_ids": flat("text_ids", int(row["n_text"])),
-        "image_feat": flat("image_feat", n_regions * image_dim).reshape(n_regions, image_dim),
+        "image_feat": decode_features(row["image_feat"], n_regions, image_dim),
         "image_boxes": flat("image_boxes", n_regions * 7).reshape(n_regions, 7),
-        "image_classes": flat("image_classes", n_regions),
-        "audio_feat": flat("audio_feat", n_audio * audio_dim).reshape(n_audio, audio_dim),
+        "mrc_ids": flat("mrc_ids", n_regions * top_k).reshape(n_regions, top_k),
+        "mrc_probs": flat("mrc_probs", n_regions * top_k).reshape(n_regions, top_k),
+        "audio_feat": decode_features(row["audio_feat"], n_audio, audio_dim),
         "labels": flat("labels", int(row["n_labels"])),
     }

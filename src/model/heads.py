@@ -30,6 +30,23 @@ class CrossEntropy(nn.Cell):
         return self.ce(logits.reshape(-1, c), targets.reshape(-1)).reshape(targets.shape)
 
 
+class SoftTargetKL(nn.Cell):
+    """KL(target || softmax(logits)) per item, for targets given as their k most likely classes (UNITER's MRC-kl):
+    logits [..., C], class ids [..., k] and probabilities [..., k] summing to 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_softmax = nn.LogSoftmax(axis=-1)
+        self.gather = ops.GatherD()
+
+    def construct(self, logits, ids, probs):
+        c, k = logits.shape[-1], ids.shape[-1]
+        log_q = self.gather(self.log_softmax(logits.reshape(-1, c)), 1, ids.reshape(-1, k))
+        p = probs.reshape(-1, k)
+        log_p = ops.log(ops.maximum(p, 1e-12))
+        return (p * (log_p - log_q)).sum(-1).reshape(ids.shape[:-1])
+
+
 class VocabHead(nn.Cell):
     """Logits over the vocabulary through the tied word-embedding table; with `transform` it is BERT's MLM head
     (dense, GELU, LayerNorm first). Rows are flattened to [N, V] before the product: a [B, L, H] @ [H, V] matmul

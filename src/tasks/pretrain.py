@@ -15,8 +15,8 @@ from mindspore import nn, ops
 from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.pipeline import training_data
 from src.data.masking import MATCH_CASES
-from src.model.heads import (CrossEntropy, FeatureRegression, VocabHead, contrastive_loss, gather_positions,
-                             matching_loss, regression_loss, weighted_mean)
+from src.model.heads import (CrossEntropy, FeatureRegression, SoftTargetKL, VocabHead, contrastive_loss,
+                             gather_positions, matching_loss, regression_loss, weighted_mean)
 from src.model.convert import init_model
 from src.model.opt import OPT, DataDims
 
@@ -35,6 +35,7 @@ class PretrainLoss(nn.Cell):
         self.image_start, self.audio_start = text_len, text_len + regions
         self.temperature = loss_cfg.nce_temperature
         self.ce = CrossEntropy()
+        self.kl = SoftTargetKL()
         self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
         self.mvfr_head = FeatureRegression(h, dims.image_dim) if self.use[1] else None
         self.mrc_head = nn.Dense(h, dims.mrc_classes) if self.use[2] else None
@@ -50,8 +51,8 @@ class PretrainLoss(nn.Cell):
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
                   text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,
-                  mrc_targets, mam_positions, mam_weights, mam_targets, match_label, match_weight, dtr_weight,
-                  *dir_columns):
+                  mrc_target_ids, mrc_target_probs, mam_positions, mam_weights, mam_targets, match_label, match_weight,
+                  dtr_weight, *dir_columns):
         states, mask = self.net.encode(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
                                        audio_mask)
         zero = ops.zeros((), ms.float32)
@@ -64,7 +65,9 @@ class PretrainLoss(nn.Cell):
             if self.use[1]:
                 mvfr = regression_loss(self.mvfr_head(image_states), mvm_targets, mvm_weights)
             if self.use[2]:
-                mrc = weighted_mean(self.ce(self.mrc_head(image_states), mrc_targets), mvm_weights)
+                b, n, h = image_states.shape  # 2-D Dense: a 3-D one broadcasts its weight on CPU
+                logits = self.mrc_head(image_states.reshape(b * n, h)).reshape(b, n, -1)
+                mrc = weighted_mean(self.kl(logits, mrc_target_ids, mrc_target_probs), mvm_weights)
         if self.use[3] or self.use[4]:
             audio_pred = self.mafr_head(gather_positions(states, mam_positions + self.audio_start))
             if self.use[3]:

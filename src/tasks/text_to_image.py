@@ -21,7 +21,8 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, GenerateConfig, ModelConfig, PrepareConfig, from_dict
-from src.data.image import grid_feature_dim, grid_regions
+from src.data.extractors import IMAGE_EXTRACTORS, image_feature_dim, image_regions_batch
+from src.data.pipeline import standardize
 from src.data.records import DatasetError, open_prepared
 from src.infer.generate import Generator, Symbols, generate_rows
 from src.infer.items import Items, content_codes, load_items, run_batched
@@ -146,20 +147,24 @@ def load_generator(cfg: Config, modalities, ckpt=None, exported=None):
 # Pixels -> the encoder's image inputs, and R-precision
 # ----------------------------------------------------------------------------------------------------------------------
 def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
-    """Images [N, S, S, 3] in [0, 1] -> (image_feat, image_boxes, image_mask) padded as the pipeline pads them, with
-    the grid-region features of the prepared data's settings."""
+    """Images [N, S, S, 3] in [0, 1] -> (image_feat, image_boxes, image_mask) padded and standardised as the pipeline
+    does it, with the image extractor of the prepared data's settings."""
     prep = from_dict(PrepareConfig, data.meta["prepare"], where=str(data.root)).image
-    if data.image_dim != grid_feature_dim(prep):
+    extractor = (data.meta["image"].get("extractor") or {}).get("name")
+    if extractor not in IMAGE_EXTRACTORS or data.image_dim != image_feature_dim(prep):
         raise DatasetError(f"{data.root}: its image features are {data.image_dim}-d precomputed regions; generated "
-                           "pixels can only be scored through grid-region features (images prepared from files)")
+                           "pixels can only be scored through an extractor that preparation runs "
+                           f"({', '.join(IMAGE_EXTRACTORS)})")
     n, nv = len(images), cfg.data.max_regions
     feat = np.zeros((n, nv, data.image_dim), np.float32)
     boxes = np.zeros((n, nv, 7), np.float32)
     mask = np.zeros((n, nv), np.float32)
-    for i, image in enumerate(images):
-        regions = grid_regions(to_uint8(image), prep)
-        r = min(len(regions.features), nv)
-        feat[i, :r], boxes[i, :r], mask[i, :r] = regions.features[:r], regions.boxes[:r], 1.0
+    stats = data.standardizer("image")
+    for start in range(0, n, 32):
+        chunk = [to_uint8(image) for image in images[start:start + 32]]
+        for i, regions in enumerate(image_regions_batch(chunk, prep), start):
+            r = min(len(regions.features), nv)
+            feat[i, :r], boxes[i, :r], mask[i, :r] = standardize(regions.features[:r], stats), regions.boxes[:r], 1.0
     return feat, boxes, mask
 
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Extract once, prepare many times: run the feature extractors (EfficientNet-Lite0 image regions and Whisper tiny.en
+# audio frames by default) over a source and write one .npz per image and per recording, plus OUT_DIR/manifest.jsonl
+# pointing at them, which scripts/prepare_data.sh prepares into the same shards as the source itself.
+#
+#   bash scripts/extract_features.sh MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
+#        [--split NAME] [--image-dir DIR] [--audio-dir DIR] [--config YAML] [--set key=value ...]
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec "${PYTHON:-python}" -m src.data.extract "$@"

@@ -1,0 +1,146 @@
+"""Extract once, prepare many times: run the feature extractors over a source and write their output as the
+precomputed `.npz` files that preparation reads, plus a manifest that points at them. The entry behind
+scripts/extract_features.sh:
+
+    python -m src.data.extract MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
+                               [--config config/x.yaml] [--set prepare.extract_batch=32]
+
+OUT_DIR/manifest.jsonl    the source's samples, `image` / `audio` pointing at the files below
+OUT_DIR/images/*.npz      per image: `features` float16 [N, D], `norm_bb` [N, 7], `cls_prob` float16 [N, C] (when the
+                          extractor gives class distributions), `thumb` uint8 [S, S, 3]
+OUT_DIR/audio/*.npz       per recording: `features` float16 [T, D], the audio tokens
+OUT_DIR/features.json     the extractors (name, weights package and version), the prepare settings, skipped samples
+
+Preparing OUT_DIR/manifest.jsonl gives the same shards as preparing the source itself with the same settings (the
+same code computes the features; they are stored as float16 either way). So a machine with an accelerator can extract
+and any machine can prepare.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from src.config import ConfigError, PrepareConfig, load_config
+from src.data.errors import ExtractorUnavailable
+from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
+from src.data.prepare import PrepareError, extract_all
+from src.data.records import FEATURES_RECORD, write_json_atomic
+from src.data.sources import Problem, Sample, read_source
+
+
+def feature_file(folder: str, source_path: str) -> str:
+    """A stable, collision-free name for the features of one input file."""
+    digest = hashlib.sha1(str(Path(source_path).resolve()).encode()).hexdigest()[:10]
+    return f"{folder}/{Path(source_path).stem}-{digest}.npz"
+
+
+def save_npz(path: Path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
+                     on_error: str = "fail", image_dir: Optional[str] = None, audio_dir: Optional[str] = None,
+                     log=print) -> dict:
+    """Write OUT_DIR (see the module doc) and return its features.json record."""
+    check_extractors(cfg.image, cfg.audio)
+    t0 = time.time()
+    samples, problems = [], []
+    for entry in read_source(source, fmt, split, image_dir, audio_dir):
+        (problems if isinstance(entry, Problem) else samples).append(entry)
+    _stop_on(problems, on_error)
+    out = Path(out_dir)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    (tmp / "audio").mkdir()
+    rows, written = [], set()
+    try:
+        for sample, result in zip(samples, extract_all(samples, cfg)):
+            if isinstance(result, Problem):
+                _stop_on([result], on_error)
+                log(f"skipping {result.message()}")
+                problems.append(result)
+                continue
+            rows.append(_write_sample(sample, *result, tmp, written))
+        record = {"image": image_extractor_info(cfg.image) if any(s.image for s in samples) else None,
+                  "audio": audio_extractor_info(cfg.audio) if any(s.audio for s in samples) else None,
+                  "prepare": dataclasses.asdict(cfg), "source": str(Path(source).resolve()), "format": fmt,
+                  "samples": len(rows), "files": len(written), "skipped": [dataclasses.asdict(p) for p in problems]}
+        (tmp / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                                            encoding="utf-8")
+        write_json_atomic(tmp / FEATURES_RECORD, record)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    secs = time.time() - t0
+    log(f"extracted the features of {len(rows)} samples ({len(written)} files) into {out} in {secs:.1f} s "
+        f"({len(rows) / max(secs, 1e-9):.1f} samples/s); skipped {len(problems)}")
+    return record
+
+
+def _stop_on(problems, on_error: str) -> None:
+    if problems and on_error == "fail":
+        raise PrepareError(problems[0].message() + "; nothing was written. Use --on-error skip to skip bad samples")
+
+
+def _write_sample(sample: Sample, regions, tokens, cut, tmp: Path, written: set) -> dict:
+    row = {"id": sample.id, "split": sample.split, "lang": sample.lang, "labels": sample.labels}
+    if sample.text:
+        row["text"] = sample.text
+    if regions is not None:
+        row["image"] = feature_file("images", sample.image)
+        if row["image"] not in written:
+            arrays = {"features": regions.features.astype(np.float16), "norm_bb": regions.boxes.astype(np.float32)}
+            if regions.class_probs is not None:
+                arrays["cls_prob"] = regions.class_probs.astype(np.float16)
+            if regions.thumb is not None:
+                arrays["thumb"] = regions.thumb
+            save_npz(tmp / row["image"], **arrays)
+            written.add(row["image"])
+    if tokens is not None:
+        row["audio"] = feature_file("audio", sample.audio)
+        if row["audio"] not in written:
+            save_npz(tmp / row["audio"], features=tokens.astype(np.float16))
+            written.add(row["audio"])
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/extract_features.sh", description=__doc__.split("\n")[0])
+    ap.add_argument("source", help="manifest JSONL, COCO captions JSON or Localized Narratives JSONL")
+    ap.add_argument("out_dir")
+    ap.add_argument("--format", default="manifest", choices=["manifest", "coco", "narratives"])
+    ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
+    ap.add_argument("--on-error", default="fail", choices=["fail", "skip"])
+    ap.add_argument("--image-dir", default=None, help="COCO / narratives image folder")
+    ap.add_argument("--audio-dir", default=None, help="narratives audio folder")
+    ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. prepare.extract_batch=32 (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        extract_features(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.on_error,
+                         args.image_dir, args.audio_dir)
+    except (ConfigError, PrepareError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
