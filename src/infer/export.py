@@ -171,9 +171,12 @@ def export_task(cfg: Config, ckpt: Path, task: str, prefix: str, file_format: st
     sidecar = {"task": task, "format": file_format, "checkpoint": str(ckpt), "graphs": graphs,
                "tokenizer": {**{k: v for k, v in data.meta["text"].items() if k != "vocab_file"}, "vocab": vocab.name},
                "features": {"prepared_data": str(Path(cfg.data.path).resolve()),
+                            "extractors": {m: data.meta[m].get("extractor") for m in ("image", "audio")},
+                            "standardize": {m: data.meta[m].get("standardize") for m in ("image", "audio")},
                             "note": "inputs are padded rows as src/data/pipeline.py builds them; image regions and "
-                                    "audio tokens come from src/data/image.py and audio.py with the prepared data's "
-                                    "settings (infer.py --mindir does this for a file)"}}
+                                    "audio tokens come from the extractors of src/data/extractors.py with the "
+                                    "prepared data's settings, rounded to float16, then standardised: "
+                                    "(x - mean) / std per channel (infer.py --mindir does this for a file)"}}
     if task in ("caption", "t2i"):
         sidecar["generate"] = baked_decoding(cfg, task, data, graphs)
     sidecar["config"] = to_dict(cfg)
