@@ -11,6 +11,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import ConfigError, TrainConfig
+from src.train.adamw import AdamW
 from src.train.distributed import MeanOverRanks, data_parallel_size
 
 LOSS_SCALES = ("dynamic", "static", "none")
@@ -23,9 +24,9 @@ def no_decay(name: str) -> bool:
 
 
 def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray, initialised=None) -> nn.Optimizer:
-    """AdamWeightDecay over `params` following the per-step `learning_rates`; no decay on biases and LayerNorm. When
-    the names of the parameters that came from `model.init_from` are given, the others (new heads) learn at
-    learning_rates x cfg.new_lr_scale."""
+    """AdamW (bias-corrected, src/train/adamw.py) over `params` following the per-step `learning_rates`; no decay on
+    biases and LayerNorm. When the names of the parameters that came from `model.init_from` are given, the others
+    (new heads) learn at learning_rates x cfg.new_lr_scale."""
     params = list(params)
     fresh = (lambda p: p.name not in initialised) if initialised and cfg.new_lr_scale != 1.0 else (lambda p: False)
     groups = []
@@ -38,7 +39,7 @@ def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray, initia
                                "lr": rates})
     groups.append({"order_params": params})
     beta1, beta2 = cfg.betas
-    return nn.AdamWeightDecay(groups, learning_rate=ms.Tensor(learning_rates), beta1=beta1, beta2=beta2, eps=cfg.eps)
+    return AdamW(groups, learning_rate=ms.Tensor(learning_rates), beta1=beta1, beta2=beta2, eps=cfg.eps)
 
 
 # Per-gradient functions for `HyperMap`: a Python comprehension over ~100 gradients unrolls into the graph and
