@@ -143,22 +143,26 @@ class Collator:
                 out["labels"][i, np.reshape(labels[i], -1)[:int(n_labels[i])]] = 1.0
         return out
 
-
     def features(self, modality: str, stored, n: int, dim: int) -> np.ndarray:
         """The first n feature rows of one sample, standardised: stored float16 bytes, or a float32 array (features
-        extracted from a file at inference time)."""
+        extracted from a file at inference time, rounded as stored ones are)."""
         if isinstance(stored, np.ndarray) and stored.dtype == np.float32:
-            x = np.reshape(stored, -1)[:n * dim].reshape(n, dim)
+            x = as_stored(np.reshape(stored, -1)[:n * dim].reshape(n, dim))
         else:
             x = decode_features(stored, n, dim)
         return standardize(x, self.standardizers[modality])
 
 
+def as_stored(features: np.ndarray) -> np.ndarray:
+    """Fresh features rounded to float16, as preparation stores them, so that a file seen at inference gives the
+    model what training gave it."""
+    return np.asarray(features, np.float16).astype(np.float32)
+
+
 def standardize(features: np.ndarray, stats) -> np.ndarray:
-    """Raw features -> model inputs: rounded to float16 as they are stored, then (x - mean) / std of the training
-    split (`PreparedData.standardizer`; None: unchanged)."""
-    x = np.asarray(features, np.float16).astype(np.float32)
-    return x if stats is None else (x - stats[0]) * stats[1]
+    """Features -> model inputs: (x - mean) / std of the training split (`PreparedData.standardizer`; None:
+    unchanged)."""
+    return features if stats is None else (features - stats[0]) * stats[1]
 
 
 def modalities_present(b: dict) -> np.ndarray:

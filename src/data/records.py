@@ -178,8 +178,10 @@ def encode_features(features: np.ndarray) -> bytes:
 
 def decode_features(stored, n: int, dim: int) -> np.ndarray:
     """The inverse of encode_features: [n, dim] float32."""
-    raw = stored.tobytes() if isinstance(stored, np.ndarray) else bytes(stored)
-    return np.frombuffer(raw, np.float16, count=n * dim).reshape(n, dim).astype(np.float32)
+    if n == 0:  # MindRecord reads empty bytes back as an arbitrary scalar
+        return np.zeros((0, dim), np.float32)
+    # a view of the stored buffer (bytes, or the array MindRecord hands over): nothing is copied before the cast
+    return np.frombuffer(stored, np.float16, count=n * dim).reshape(n, dim).astype(np.float32)
 
 
 def decode_row(row: Dict[str, np.ndarray], image_dim: int, audio_dim: int, top_k: int = 1) -> dict:

@@ -22,7 +22,7 @@ from mindspore import nn, ops
 
 from src.config import Config, ConfigError, GenerateConfig, ModelConfig, PrepareConfig, from_dict
 from src.data.extractors import IMAGE_EXTRACTORS, image_feature_dim, image_regions_batch
-from src.data.pipeline import standardize
+from src.data.pipeline import as_stored, standardize
 from src.data.records import DatasetError, open_prepared
 from src.infer.generate import Generator, Symbols, generate_rows
 from src.infer.items import Items, content_codes, load_items, run_batched
@@ -164,7 +164,8 @@ def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
         chunk = [to_uint8(image) for image in images[start:start + 32]]
         for i, regions in enumerate(image_regions_batch(chunk, prep), start):
             r = min(len(regions.features), nv)
-            feat[i, :r], boxes[i, :r], mask[i, :r] = standardize(regions.features[:r], stats), regions.boxes[:r], 1.0
+            feat[i, :r] = standardize(as_stored(regions.features[:r]), stats)
+            boxes[i, :r], mask[i, :r] = regions.boxes[:r], 1.0
     return feat, boxes, mask
 
 
