@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
     p.add_argument("--text", default=None, help="text-to-image: the caption to draw")
-    p.add_argument("--lang", default="en", help="the caption's language (zh: Chinese word segmentation)")
+    p.add_argument("--lang", default="en", help="the language of the caption to generate, or of --text (en, zh, ...)")
     p.add_argument("--out", default="generated.png", help="text-to-image: the PNG to write")
     p.add_argument("--count", type=int, default=1, help="text-to-image: images to sample from the caption")
     p.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the run's)")
@@ -105,6 +105,7 @@ def audio_cut_warning(path: str, n_tokens: int, seconds_cut: float, max_tokens: 
 
 def describe(args) -> str:
     import mindspore as ms
+    from src.data.tokenizer import decoder_start_ids
     from src.infer.generate import Generator, text_symbols
     from src.tasks.caption import load_trained
     from src.tasks.caption_eval import tokenizer_of
@@ -131,7 +132,8 @@ def describe(args) -> str:
     generator = Generator(model, modalities, dataclasses.replace(cfg.generate, batch_size=1),
                           text_symbols(text["special_ids"], text["vocab_size"]), cfg.model.max_positions,
                           graphs=graphs)
-    return tokenizer_of(data).decode(generator(inputs)[0])
+    start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])
+    return tokenizer_of(data).decode(generator(inputs, start)[0], args.lang)
 
 
 def draw(args) -> list:

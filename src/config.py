@@ -131,7 +131,8 @@ class LossConfig:
     dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.data.codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
-    contrastive_temperature: float = 0.05
+    contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01
+    match_rows: int = 0           # retrieval: the matching loss reads the first N rows of each batch (0: all of them)
     caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
     label_smoothing: float = 0.1  # of that cross-entropy
 

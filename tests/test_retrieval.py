@@ -4,10 +4,12 @@ import json
 
 import mindspore as ms
 import numpy as np
+from mindspore import ops
 import pytest
 
 from src.config import ConfigError, EvalConfig
 from src.data.masking import RETRIEVAL_VIEWS, retrieval_views
+from src.data.pipeline import RETRIEVAL_COLUMNS
 from src.data.records import open_prepared
 from src.model.opt import OPT, DataDims
 from src.tasks.classify import parse_inputs, probe_scores, train_probe
@@ -164,3 +166,88 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path):
 
     bad = eval_py.main(["--task", "retrieval", "--ckpt", str(tmp_path / "missing")])
     assert bad == 2
+
+
+def test_the_retrieval_head_has_no_batch_norm_and_embeds_alike_in_training_and_evaluation(prepared):
+    cfg = tiny_config(*NO_DROPOUT)
+    model = RetrievalModel(cfg.model, dims(prepared, cfg))
+    assert not [name for name, cell in model.cells_and_names() if "BatchNorm" in type(cell).__name__]
+    inputs = random_inputs(cfg, dims(prepared, cfg))
+    model.set_train(True)
+    trained = model.embed("image", *inputs).asnumpy()
+    model.set_train(False)
+    np.testing.assert_allclose(model.embed("image", *inputs).asnumpy(), trained, rtol=1e-5, atol=1e-6)
+
+
+def info_nce_reference(a, b, scale, allowed):
+    """Symmetric InfoNCE in numpy over rows i, with only the columns allowed[i] (its own included) competing."""
+    logits = scale * a @ b.T
+
+    def one_way(lg, ok):
+        lg = np.where(ok, lg, -np.inf)
+        return np.mean([np.log(np.exp(lg[i][ok[i]]).sum()) - lg[i, i] for i in range(len(lg))])
+    return (one_way(logits, allowed) + one_way(logits.T, allowed.T)) / 2
+
+
+def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared):
+    from src.tasks.retrieval import same_content
+    cfg = tiny_config(*NO_DROPOUT)
+    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(3, 4, 5)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=-1, keepdims=True)
+    present = np.ones((4, 3), np.float32)
+    content = np.array([[1, 7, 20], [2, 7, 21], [3, 8, 22], [3, 9, 23]], np.int32)  # rows 0, 1 share the image,
+    same = same_content(ms.Tensor(content), ms.Tensor(present))                      # rows 2, 3 the caption
+    np.testing.assert_array_equal(same.asnumpy()[1], [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    scale = ms.Tensor(1 / 0.07, ms.float32)
+    got = net.info_nce(ms.Tensor(e), 0, 1, ms.Tensor(present), same, scale).asnumpy()
+    allowed = np.ones((4, 4), bool)
+    allowed[0, 1] = allowed[1, 0] = allowed[2, 3] = allowed[3, 2] = False
+    np.testing.assert_allclose(got, info_nce_reference(e[0], e[1], 1 / 0.07, allowed), rtol=1e-5)
+    assert abs(got - info_nce_reference(e[0], e[1], 1 / 0.07, np.ones((4, 4), bool))) > 1e-3  # the old loss
+
+    assert net.logit_scale.requires_grad
+    np.testing.assert_allclose(np.exp(net.logit_scale.asnumpy()), 1 / 0.07, rtol=1e-5)  # CLIP's initial scale
+    def loss_of(log_scale):
+        return net.info_nce(ms.Tensor(e), 0, 1, ms.Tensor(present), same, ops.exp(log_scale))
+    grad = ms.grad(loss_of)(ms.Tensor(np.log(1 / 0.07), ms.float32))
+    assert abs(float(grad.asnumpy())) > 1e-4
+
+
+def test_the_pipeline_fingerprints_identical_inputs_alike(prepared):
+    from src.data.pipeline import READ_COLUMNS, Collator
+    from src.data.records import open_prepared as open_data
+    import mindspore.dataset as ds
+    data = open_data(prepared)
+    cfg = tiny_config(f"data.path={prepared}")
+    rows = list(ds.MindDataset(data.files("train"), columns_list=READ_COLUMNS, shuffle=False).create_tuple_iterator(
+        num_epochs=1, output_numpy=True))
+    picked = [rows[0], rows[1], rows[0], rows[2]]  # row 0 twice
+    columns = [[r[k] for r in picked] for k in range(len(READ_COLUMNS))]
+    batch = Collator(data, cfg.data, training=True, objective="retrieval")(*columns)
+    content = dict(zip(RETRIEVAL_COLUMNS, batch))["content"]
+    assert content.dtype == np.int32 and content.shape == (4, 3)
+    assert (content[0] == content[2]).all()
+    assert (content[0] != content[1]).all() and (content[0] != content[3]).all()
+
+
+def test_eval_counts_every_item_with_the_same_content_correct():
+    from src.infer.items import Items
+    from src.tasks.retrieval_eval import correct_candidates
+    # 0, 1: one emoji's image with its English and Chinese captions; 2, 3: two drawings with the same caption
+    text = np.array([[101, 5, 102], [101, 6, 102], [101, 7, 102], [101, 7, 102], [101, 8, 102]], np.int32)
+    image = np.array([0, 0, 1, 2, 3], np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    audio = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 4), np.float32)  # five recordings
+    inputs = {"text_ids": text, "text_mask": np.ones(text.shape, np.float32), "image_feat": image,
+              "image_boxes": np.zeros((5, 2, 7), np.float32), "image_mask": np.ones((5, 2), np.float32),
+              "audio_feat": audio, "audio_mask": np.ones((5, 2), np.float32)}
+    items = Items(inputs, np.arange(5), np.zeros((5, 1), np.float32))
+    sets = lambda m: [set(np.flatnonzero(r).tolist()) for r in m]  # noqa: E731
+    # image->text: either caption of the image; a drawing's caption shared with another drawing
+    assert sets(correct_candidates(items, ("image",), ("text",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
+    # text->image: the same image file (both emoji rows), or a drawing with the same caption
+    assert sets(correct_candidates(items, ("text",), ("image",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
+    # text->audio: the recording of that caption (the other language's recording is not the caption spoken)
+    assert sets(correct_candidates(items, ("text",), ("audio",))) == [{0}, {1}, {2, 3}, {2, 3}, {4}]
+    assert sets(correct_candidates(items, ("audio",), ("image",))) == [{0, 1}, {0, 1}, {2}, {3}, {4}]

@@ -67,3 +67,12 @@ def test_missing_vocab_and_specials(tmp_path):
     (tmp_path / "v.txt").write_text("a\nb\n")
     with pytest.raises(ValueError, match="lacks special tokens"):
         Tokenizer(str(tmp_path / "v.txt"))
+
+
+def test_the_decoder_start_piece_names_the_language(tmp_path):
+    from src.data.tokenizer import decoder_start_ids
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[unused0]\n[unused1]\n[CLS]\n", encoding="utf-8")
+    assert decoder_start_ids(str(vocab), ["en", "zh", "zh-CN", "cmn", "fr"], 3).tolist() == [1, 2, 2, 2, 1]
+    vocab.write_text("[PAD]\n[CLS]\n", encoding="utf-8")  # a vocab without the unused slots: [CLS] for all
+    assert decoder_start_ids(str(vocab), ["en", "zh"], 1).tolist() == [1, 1]

@@ -14,8 +14,9 @@ Which losses see which rows (the pre-training cell relies on this):
 - a dropped modality carries no token-level loss; DTR reconstructs the text even when it was dropped (its weight
   depends only on the row having text).
 
-Retrieval fine-tuning (`objective="retrieval"`) corrupts nothing: each row gets a view (the modalities its matching
-rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
+Retrieval fine-tuning (`objective="retrieval"`) corrupts nothing: each row gets a fingerprint of each of its inputs
+(`src/data/content.py`: rows with the same image, caption or recording are no negatives of each other), a view (the
+modalities its matching rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
 (`src/tasks/retrieval.py`), where the embeddings are. Text generation (`objective="caption"`) corrupts nothing either:
 each row gets the input set its decoder reads (`sources`, tuples of modality indices) and a weight.
 """
@@ -26,6 +27,7 @@ from typing import Optional
 import numpy as np
 
 from src.config import DataConfig
+from src.data.content import fingerprints
 from src.data.masking import (AUDIO, IMAGE, TEXT, choose_positions, drop_modalities, mask_features, mask_text,
                               matching_cases, matching_donors, max_predictions, retrieval_views, caption_views)
 from src.data.records import PreparedData, decode_features, open_prepared
@@ -33,14 +35,16 @@ from src.data.records import PreparedData, decode_features, open_prepared
 READ_COLUMNS = ["index", "text_ids", "n_text", "image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions",
                 "audio_feat", "n_audio", "labels", "n_labels"]
 INPUT_COLUMNS = ["text_ids", "text_mask", "image_feat", "image_boxes", "image_mask", "audio_feat", "audio_mask"]
+COLUMNS_OF = {"text": ("text_ids", "text_mask"), "image": ("image_feat", "image_boxes", "image_mask"),
+              "audio": ("audio_feat", "audio_mask")}  # the input columns of each modality
 PRETRAIN_COLUMNS = INPUT_COLUMNS + [
     "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
     "mvm_positions", "mvm_weights", "mvm_targets", "mrc_target_ids", "mrc_target_probs",
     "mam_positions", "mam_weights", "mam_targets",
     "match_label", "match_weight", "dtr_weight"]
-RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "view", "swap"]
+RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "content", "view", "swap"]
 DIR_COLUMNS = ["image_codes", "dir_weight"]  # appended to PRETRAIN_COLUMNS when the data's dVAE codes are used
-CAPTION_COLUMNS = INPUT_COLUMNS + ["view", "row_weight"]
+CAPTION_COLUMNS = INPUT_COLUMNS + ["view", "row_weight", "decoder_start"]
 EVAL_COLUMNS = INPUT_COLUMNS + ["index", "row_valid", "labels"]
 OBJECTIVES = {"pretrain": PRETRAIN_COLUMNS, "retrieval": RETRIEVAL_COLUMNS, "caption": CAPTION_COLUMNS}
 
@@ -61,12 +65,14 @@ class Collator:
     """Rows of a batch -> padded arrays of static shape (+ masks and matching negatives when training)."""
 
     def __init__(self, data: PreparedData, cfg: DataConfig, training: bool, epoch: int = 0,
-                 objective: str = "pretrain", sources=((IMAGE,),), codes: Optional[np.ndarray] = None):
+                 objective: str = "pretrain", sources=((IMAGE,),), codes: Optional[np.ndarray] = None,
+                 starts: Optional[np.ndarray] = None):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown training objective '{objective}' (known: {', '.join(OBJECTIVES)})")
         self.cfg, self.training, self.epoch, self.objective = cfg, training, epoch, objective
         self.sources = sources
         self.codes = codes  # pretraining with DIR: the split's dVAE codes [samples, grid^2], -1 rows without image
+        self.starts = starts  # text generation: the decoder's start piece of each sample (its language)
         self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
         self.image_dim, self.audio_dim, self.top_k = data.image_dim, data.audio_dim, data.mrc_top_k
         self.standardizers = {m: data.standardizer(m) for m in ("image", "audio")}
@@ -86,10 +92,13 @@ class Collator:
         rng = np.random.default_rng([self.cfg.seed, self.epoch, int(batch["index"][0])])
         if self.objective == "retrieval":
             batch["present"] = modalities_present(batch).astype(np.float32)
+            batch["content"] = np.stack([fingerprints([batch[c] for c in COLUMNS_OF[m]], np.int32)
+                                         for m in COLUMNS_OF], 1)
             batch["view"], batch["swap"] = retrieval_views(batch["present"] > 0, rng)
             return tuple(batch[c] for c in RETRIEVAL_COLUMNS)
         if self.objective == "caption":
             batch["view"], batch["row_weight"] = caption_views(modalities_present(batch), self.sources, rng)
+            batch["decoder_start"] = self.starts[batch["index"]]
             return tuple(batch[c] for c in CAPTION_COLUMNS)
         out = corrupt(batch, self, rng)
         if self.codes is None:
@@ -222,7 +231,7 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
 
 def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training: bool = True, epoch: int = 0,
                    num_shards: int = 1, shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain",
-                   sources=((IMAGE,),), codes: Optional[np.ndarray] = None):
+                   sources=((IMAGE,),), codes: Optional[np.ndarray] = None, starts: Optional[np.ndarray] = None):
     """One epoch of batches for this rank, starting at batch `start_batch` (for exact resume). Training batches carry
     the columns of `objective` (OBJECTIVES); evaluation batches carry EVAL_COLUMNS and keep every sample."""
     import mindspore.dataset as ds
@@ -238,7 +247,7 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, training:
     columns = OBJECTIVES[objective] if training else EVAL_COLUMNS
     if training and codes is not None:
         columns = columns + DIR_COLUMNS
-    collate = Collator(data, cfg, training, epoch, objective, sources, codes)
+    collate = Collator(data, cfg, training, epoch, objective, sources, codes, starts)
     return dataset.batch(cfg.batch_size, drop_remainder=training, num_parallel_workers=max(1, cfg.workers),
                          per_batch_map=collate, input_columns=READ_COLUMNS, output_columns=columns)
 
@@ -258,16 +267,26 @@ def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.path)
     warn_audio_cut(data, cfg.train_split, cfg.max_audio_tokens)
-    codes = None
+    codes = starts = None
+    if objective == "caption":
+        starts = decoder_starts(data, cfg.train_split)
     if dvae is not None:
         from src.data.codes import load_codes
         codes = load_codes(data, cfg.train_split, dvae)
 
     def make_dataset(epoch: int, start_batch: int):
         return create_dataset(data, cfg, training=True, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
-                              start_batch=start_batch, objective=objective, sources=sources, codes=codes)
+                              start_batch=start_batch, objective=objective, sources=sources, codes=codes,
+                              starts=starts)
 
     return data, make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)
+
+
+def decoder_starts(data: PreparedData, split: str) -> np.ndarray:
+    """[samples] int32: the text decoder's start piece of each sample of `split`, by its language."""
+    from src.data.tokenizer import decoder_start_ids
+    langs = data.read_columns(split, ["lang"])["lang"]
+    return decoder_start_ids(data.vocab_path, langs, data.meta["text"]["special_ids"]["[CLS]"])
 
 
 def warn_audio_cut(data: PreparedData, split: str, max_tokens: int) -> int:

@@ -46,6 +46,18 @@ def is_chinese(lang: str) -> bool:
     return lang.lower().split("-")[0] in ("zh", "cmn", "yue")
 
 
+# The text decoder's first input names the language to generate (as Whisper's language token does): BERT vocabs have
+# unused slots, and fine-tuning learns these two; a vocab without them starts every language at [CLS].
+LANGUAGE_PIECES = ("[unused0]", "[unused1]")  # any language but Chinese, Chinese
+
+
+def decoder_start_ids(vocab_path: str, langs: Iterable[str], cls_id: int) -> np.ndarray:
+    """[N] int32: the decoder's start piece for text in each of `langs`."""
+    ids = {tok: i for i, tok in enumerate(read_vocab(vocab_path)) if tok in LANGUAGE_PIECES}
+    starts = [ids.get(p, cls_id) for p in LANGUAGE_PIECES] if len(ids) == 2 else [cls_id, cls_id]
+    return np.array([starts[is_chinese(lang)] for lang in langs], np.int32)
+
+
 def read_vocab(path: str) -> List[str]:
     tokens = [line.rstrip("\n") for line in open(path, encoding="utf-8")]
     while tokens and tokens[-1] == "":

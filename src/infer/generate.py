@@ -15,7 +15,7 @@ measure the cache (bench/bench_decode.py) and to test that both give the same pi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -181,22 +181,25 @@ class Generator:
             self.layers = model.decoder_layers
         self.rng = np.random.default_rng(cfg.seed)
 
-    def __call__(self, inputs: Sequence[np.ndarray]) -> List[List[int]]:
+    def __call__(self, inputs: Sequence[np.ndarray], starts: Optional[np.ndarray] = None) -> List[List[int]]:
+        """`starts` [B]: each row's start symbol (a caption's language); default `symbols.start`."""
         b = len(inputs[0])
         state = self.start(*(ms.Tensor(x) for x in inputs), ms.Tensor(np.repeat(np.arange(b), self.width), ms.int32))
-        step = _Stepper(self, state, b * self.width)
+        starts = np.full(b, self.start_id, np.int32) if starts is None else np.asarray(starts, np.int32)
+        step = _Stepper(self, state, np.repeat(starts, self.width))
         if self.cfg.strategy == "beam":
             return beam_search(step, b, self.cfg, self.end_id)
         return sample_or_greedy(step, b, self.cfg, self.end_id, self.rng)
 
 
-def generate_rows(generator: Generator, count: int, make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]]
-                  ) -> List[List[int]]:
+def generate_rows(generator: Generator, count: int, make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]],
+                  starts: Optional[np.ndarray] = None) -> List[List[int]]:
     """Generated pieces for rows 0..count-1, decoded in batches of exactly generator.cfg.batch_size;
-    make_inputs(rows) builds a batch's model inputs."""
+    make_inputs(rows) builds a batch's model inputs; `starts` [count]: each row's start symbol (default the
+    generator's)."""
     out = []
     for real, rows in fixed_batches(count, generator.cfg.batch_size):
-        out.extend(generator(make_inputs(rows))[:real])
+        out.extend(generator(make_inputs(rows), None if starts is None else starts[rows])[:real])
     return out
 
 
@@ -204,10 +207,10 @@ class _Stepper:
     """One decoding step for either cell: step(parents, new_tokens) -> (values [N, k], indices [N, k]). Row i
     continues row parents[i]'s prefix with new_tokens[i] (none on the first call, which feeds the start piece)."""
 
-    def __init__(self, gen: Generator, state, rows: int):
+    def __init__(self, gen: Generator, state, starts: np.ndarray):
         self.gen, self.state, self.position = gen, state, 0
         self.max_len = gen.cfg.max_len
-        self.tokens = np.full((rows, 1), gen.start_id, np.int32)  # the prefix of each row so far
+        self.tokens = starts.reshape(-1, 1).astype(np.int32)  # the prefix of each row so far
 
     def __call__(self, parents: np.ndarray, new_tokens: np.ndarray = None):
         if new_tokens is not None:

@@ -6,7 +6,6 @@ size (the last batch is padded and its padding dropped), so each network compile
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Sequence, Tuple
 
@@ -14,11 +13,9 @@ import mindspore as ms
 import numpy as np
 
 from src.config import DataConfig
-from src.data.pipeline import INPUT_COLUMNS, create_dataset, modalities_present
+from src.data.content import fingerprints
+from src.data.pipeline import COLUMNS_OF, INPUT_COLUMNS, create_dataset, modalities_present
 from src.model.opt import MODALITIES
-
-COLUMNS_OF = {"text": ("text_ids", "text_mask"), "image": ("image_feat", "image_boxes", "image_mask"),
-              "audio": ("audio_feat", "audio_mask")}
 
 
 @dataclass
@@ -85,12 +82,5 @@ def modalities_of(names: Sequence[str]) -> Tuple[str, ...]:
 
 def content_codes(items: Items, modalities: Sequence[str]) -> np.ndarray:
     """[N] int: equal for items whose `modalities` are identical inputs."""
-    keys = []
-    for i in range(len(items)):
-        h = hashlib.blake2b(digest_size=16)
-        for m in modalities:
-            for c in COLUMNS_OF[m]:
-                h.update(np.ascontiguousarray(items.inputs[c][i]).tobytes())
-        keys.append(h.digest())
-    return np.unique(keys, return_inverse=True)[1]
-
+    return np.unique(fingerprints([items.inputs[c] for m in modalities for c in COLUMNS_OF[m]]),
+                     return_inverse=True)[1]

@@ -1,7 +1,9 @@
 """Text generation fine-tuning: captioning (image -> text), speech recognition (audio -> text) and image+audio -> text.
 
 The text decoder reads the cross-modal encoder's output over [CLS] and the segments of the row's input set (the text
-itself is never shown to the encoder) and is trained with teacher forcing and label smoothing. With several input sets
+itself is never shown to the encoder) and is trained with teacher forcing and label smoothing; its first input is a
+piece that names the caption's language (`src/data/tokenizer.py` LANGUAGE_PIECES), so decoding can ask for English
+or Chinese. With several input sets
 in `caption.inputs`, each row shows one of them (drawn by the pipeline) and the absent segments are masked.
 Decoding is in `src/infer/generate.py`, evaluation in `src/tasks/caption_eval.py`.
 """
@@ -92,10 +94,12 @@ class CaptionLoss(CaptionModel):
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
-                  row_weight):
+                  row_weight, decoder_start):
         memory, memory_mask = self.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes,
                                           image_mask * view[:, 1:2], audio_feat, audio_mask * view[:, 2:3])
-        inputs, targets = text_ids[:, :-1], text_ids[:, 1:]  # [CLS] w1 .. wn -> w1 .. wn [SEP]
+        # <language> w1 .. wn -> w1 .. wn [SEP]: the start piece in place of [CLS] names the language to generate
+        inputs = ops.concat((decoder_start.expand_dims(1), text_ids[:, 1:-1]), axis=1)
+        targets = text_ids[:, 1:]
         log_probs = self.log_probs(self.net.text_decoder(inputs, memory, memory_mask))
         flat = targets.reshape(-1)
         nll = -ops.gather_elements(log_probs, 1, flat.expand_dims(1)).squeeze(1)

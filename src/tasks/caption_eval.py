@@ -13,7 +13,7 @@ import numpy as np
 
 from src.config import Config
 from src.data.records import DatasetError
-from src.data.tokenizer import Tokenizer
+from src.data.tokenizer import Tokenizer, decoder_start_ids
 from src.infer.generate import Generator, generate_rows, text_symbols
 from src.infer.items import Items, content_codes, load_items
 from src.metrics.text import text_metrics
@@ -58,13 +58,14 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
                           cfg.model.max_positions, use_cache,
                           graphs.generator_graphs(modalities, cfg.generate) if graphs is not None else None)
     started = time.perf_counter()
-    pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}))
+    chosen_langs = [langs[i] for i in usable]
+    starts = decoder_start_ids(data.vocab_path, chosen_langs, specials["[CLS]"])  # decode in the item's language
+    pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}), starts)
     seconds = time.perf_counter() - started
     tokenizer = tokenizer_of(data)
-    predictions = [tokenizer.decode(p) for p in pieces]
+    predictions = [tokenizer.decode(p, lang) for p, lang in zip(pieces, chosen_langs)]
 
     chosen_refs = [refs[i] for i in usable]
-    chosen_langs = [langs[i] for i in usable]
     chinese = cfg.generate.chinese
     report = {"inputs": "+".join(modalities), "strategy": cfg.generate.strategy, "items": len(usable),
               "seconds": seconds, "pieces_per_second": sum(len(p) + 1 for p in pieces) / max(seconds, 1e-9),

@@ -12,6 +12,8 @@ pair then matches nowhere: "none match"; a triple gets the paper's case for the 
 """
 from __future__ import annotations
 
+import math
+
 import mindspore as ms
 from mindspore import nn, ops
 
@@ -36,14 +38,12 @@ def l2_normalise(x):
 
 
 class Projection(nn.Cell):
-    """Pooled states -> embedding. Mean-pooled encoder states of different items are nearly parallel (cosine ~0.998
-    after the demo pre-training: a few large shared dimensions), so a plain linear map starts every pair at the same
-    similarity and InfoNCE sits at ln(batch). Batch normalisation first removes the shared part (its moving
-    statistics serve evaluation)."""
+    """Pooled states -> embedding: LayerNorm, then a linear map. No batch normalisation: its moving statistics lag the
+    weights during fine-tuning, so evaluation would embed with statistics that training never used."""
 
-    def __init__(self, hidden: int, embed_dim: int):
+    def __init__(self, hidden: int, embed_dim: int, eps: float):
         super().__init__()
-        self.norm = nn.BatchNorm1d(hidden)
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.dense = nn.Dense(hidden, embed_dim)
 
     def construct(self, x):
@@ -58,7 +58,8 @@ class RetrievalModel(nn.Cell):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
-        self.projections = nn.CellDict({m: Projection(model_cfg.hidden, model_cfg.embed_dim) for m in MODALITIES})
+        self.projections = nn.CellDict({m: Projection(model_cfg.hidden, model_cfg.embed_dim, model_cfg.layer_norm_eps)
+                                        for m in MODALITIES})
 
     def embed(self, modality, *inputs):
         """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
@@ -81,42 +82,55 @@ def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projection
     return model, data
 
 
-def same_text(text_ids):
-    """[B, B] 1.0 where two rows have identical word pieces (a duplicate caption is no negative)."""
-    return ops.equal(text_ids.expand_dims(1), text_ids.expand_dims(0)).all(-1).astype(ms.float32)
+def same_content(content, present):
+    """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
+    same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
+    equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
+    return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
 
 
 class RetrievalLoss(RetrievalModel):
-    """Batch columns (RETRIEVAL_COLUMNS) -> (weighted total, [match, contrastive])."""
+    """Batch columns (RETRIEVAL_COLUMNS) -> (weighted total, [match, contrastive]).
+
+    The contrastive loss runs over every row of the batch (single-modality passes are cheap); the matching loss over
+    the first `loss.match_rows` of them (0: all), each shown twice at the full joint length, which costs most."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
         super().__init__(model_cfg, dims)
         self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
-        self.temperature = loss_cfg.contrastive_temperature
+        self.match_rows = loss_cfg.match_rows
+        # CLIP's learnt temperature: a log-scale parameter, the scale clamped at 100 (temperature 0.01)
+        self.logit_scale = ms.Parameter(ms.Tensor([math.log(1.0 / loss_cfg.contrastive_temperature)], ms.float32),
+                                        name="logit_scale")  # [1]: the optimizer's updates are not 0-d
+        self.max_log_scale = math.log(100.0)
         self.ce = CrossEntropy()
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, present,
-                  view, swap):
+                  content, view, swap):
         inputs = (text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask)
         embeddings = ops.stack((self.embed("text", *inputs), self.embed("image", *inputs),
                                 self.embed("audio", *inputs)))
-        duplicates = same_text(text_ids)
-        contrastive = (self.info_nce(embeddings, 0, 1, present, duplicates) +
-                       self.info_nce(embeddings, 0, 2, present, duplicates) +
-                       self.info_nce(embeddings, 1, 2, present, duplicates)) / 3.0
-        donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap, duplicates)
-        match = self.matching(inputs, view, swap, donors, found)
+        same = same_content(content, present)
+        scale = ops.exp(ops.minimum(self.logit_scale, self.max_log_scale))
+        contrastive = (self.info_nce(embeddings, 0, 1, present, same, scale) +
+                       self.info_nce(embeddings, 0, 2, present, same, scale) +
+                       self.info_nce(embeddings, 1, 2, present, same, scale)) / 3.0
+        k = self.match_rows if 0 < self.match_rows < text_ids.shape[0] else text_ids.shape[0]
+        donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap,
+                                               ops.minimum(same.sum(0), 1.0))
+        match = self.matching(inputs, view[:k], swap[:k], donors[:, :k], found[:k])
         losses = ops.stack((match, contrastive))
         return (losses * self.weights).sum(), losses
 
-    def info_nce(self, embeddings, m, n, present, duplicates):
-        """Symmetric InfoNCE between modalities m and n over the rows that have both; a row's duplicates (same text)
-        are neither positives nor negatives."""
+    def info_nce(self, embeddings, m, n, present, same, scale):
+        """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
+        of m or of n is neither positive nor negative."""
         both = present[:, m] * present[:, n]
         b = both.shape[0]
+        duplicates = ops.minimum(same[m] + same[n], 1.0)
         blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
-        logits = ops.matmul(embeddings[m], embeddings[n].T) / self.temperature + ops.minimum(blocked, 1.0) * NEG
+        logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
         own = ops.arange(0, b, dtype=ms.int32)
         forward = weighted_mean(self.ce(logits, own), both)
         backward = weighted_mean(self.ce(logits.T, own), both)
@@ -124,7 +138,8 @@ class RetrievalLoss(RetrievalModel):
 
     def hardest_negatives(self, embeddings, present, view, swap, duplicates):
         """For each row, the in-batch row whose swapped modality is most similar (summed cosine) to the row's other
-        shown modalities. Returns donor row indices per modality [3, B] and whether a valid donor exists [B]."""
+        shown modalities, among the rows that share none of its inputs (`duplicates` [B, B]). Returns donor row
+        indices per modality [3, B] and whether a valid donor exists [B]."""
         b = embeddings.shape[1]
         flat = embeddings.reshape(3 * b, -1)
         sims = ops.matmul(flat, flat.T).reshape(3, b, 3, b).transpose(0, 2, 1, 3)  # [o, m, i, j] = e_o[i] . e_m[j]
@@ -137,16 +152,13 @@ class RetrievalLoss(RetrievalModel):
         return donors, (best > NEG).astype(ms.float32)
 
     def matching(self, inputs, view, swap, donors, found):
-        """Matching loss over each row's view shown as it is and with its swapped modality from the donor."""
-        text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask = inputs
-        b = text_ids.shape[0]
+        """Matching loss over the first b rows (b = len(view)), each row's view shown as it is and with its swapped
+        modality from its donor (a row of the whole batch)."""
+        b = view.shape[0]
         own = ops.arange(0, b, dtype=ms.int32)
-        source = ops.select(swap.T > 0, donors, own.expand_dims(0).broadcast_to((3, b)))  # [3, B] row per modality
-        t, v, a = source[0], source[1], source[2]
-        rows = (ops.concat((text_ids, text_ids[t])), ops.concat((text_mask, text_mask[t])),
-                ops.concat((image_feat, image_feat[v])), ops.concat((image_boxes, image_boxes[v])),
-                ops.concat((image_mask, image_mask[v])), ops.concat((audio_feat, audio_feat[a])),
-                ops.concat((audio_mask, audio_mask[a])))
+        source = ops.select(swap.T > 0, donors, own.expand_dims(0).broadcast_to((3, b)))  # [3, b] row per modality
+        donor_of = (source[0], source[0], source[1], source[1], source[1], source[2], source[2])
+        rows = tuple(ops.concat((x[:b], x[r])) for x, r in zip(inputs, donor_of))
         shown = ops.concat((view, view))
         text_shown = ops.concat((ops.ones((2 * b, 1), ms.float32), rows[1][:, 1:] * shown[:, 0:1]), axis=1)
         states, _ = self.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],

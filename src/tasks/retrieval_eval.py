@@ -2,8 +2,8 @@
 reranks each query's top k), with the all-pairs cross-encoder available for comparison.
 
 A direction names query and candidate modalities, e.g. "text+audio->image". A combined side is embedded as the
-normalised sum of its modalities' embeddings. The correct candidates of a query are its own item and any item whose
-candidate side is identical to it (two samples with the same caption are indistinguishable as text candidates).
+normalised sum of its modalities' embeddings. The correct candidates of a query are its own item and every item with
+the same content (`correct_candidates`): another caption of the same image counts, as does a duplicate caption.
 """
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     if set(query) & set(cand):
         raise ConfigError(f"eval.directions: '{name}' has a modality on both sides")
     return query, cand
+
+
+def correct_candidates(items: Items, query: Sequence[str], cand: Sequence[str]) -> np.ndarray:
+    """[N, N] bool: item c is a correct answer to the query of item q when it shows the same content: its candidate
+    side equals q's (the same image, caption or recording), or its query side equals q's (c's candidate belongs to
+    the same input as q's own: the other caption of q's image for image->text, a recording of q's caption for
+    text->audio)."""
+    same_cand, same_query = (content_codes(items, side) for side in (cand, query))
+    return (same_cand[:, None] == same_cand[None, :]) | (same_query[:, None] == same_query[None, :])
 
 
 class PooledEmbeddings(nn.Cell):
@@ -95,9 +104,8 @@ class RetrievalEvaluator:
         rows = np.flatnonzero(self.present[:, needed].all(1))
         if len(rows) < 2:
             raise ConfigError(f"{name}: {len(rows)} items have {' and '.join(query + cand)}; need at least 2")
-        codes = content_codes(self.items.subset(rows), cand)
         query_rows = rows[:max_queries] if max_queries > 0 else rows
-        positives = codes[:len(query_rows), None] == codes[None, :]
+        positives = correct_candidates(self.items.subset(rows), query, cand)[:len(query_rows)]
         queries, candidates = self.side_embedding(query, query_rows), self.side_embedding(cand, rows)
         score_pairs = self.pair_scorer(query, cand, query_rows, rows)
         k = min(self.cfg.rerank_k, len(rows))

@@ -18,9 +18,9 @@ LOSS_SCALES = ("dynamic", "static", "none")
 
 
 def no_decay(name: str) -> bool:
-    """Biases and LayerNorm parameters are not weight-decayed (BERT's practice)."""
+    """Biases, LayerNorm parameters (BERT's practice) and a learnt temperature (CLIP's) are not weight-decayed."""
     leaf = name.rsplit(".", 1)[-1]
-    return leaf in ("bias", "beta", "gamma") or "norm" in name.lower()
+    return leaf in ("bias", "beta", "gamma", "logit_scale") or "norm" in name.lower()
 
 
 def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray, initialised=None) -> nn.Optimizer:
