@@ -12,7 +12,7 @@
 # Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
 # train.max_steps), then evaluates again. Environment: PYTHON (default python), DATA (demo data directory, default
 # data/demo), MINUTES (pre-training time bound, default 12), RETRIEVAL_MINUTES and CAPTION_MINUTES (fine-tuning time
-# bounds, default 8 each), DVAE_MINUTES (default 10).
+# bounds, default 8 each), DVAE_MINUTES (default 6).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python}"
@@ -21,7 +21,7 @@ RUN="${1:-$ROOT/runs/demo}"
 MINUTES="${MINUTES:-12}"
 RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-8}"
 CAPTION_MINUTES="${CAPTION_MINUTES:-8}"
-DVAE_MINUTES="${DVAE_MINUTES:-10}"
+DVAE_MINUTES="${DVAE_MINUTES:-6}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 
