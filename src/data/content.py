@@ -21,8 +21,3 @@ def fingerprints(columns: Sequence[np.ndarray], dtype=np.int64) -> np.ndarray:
             h.update(np.ascontiguousarray(c[i]).tobytes())
         out[i] = np.frombuffer(h.digest(), dtype)[0]
     return out
-
-
-def same_content(fingerprint: np.ndarray) -> np.ndarray:
-    """[N] fingerprints -> [N, N] bool, True where two rows are the same content."""
-    return fingerprint[:, None] == fingerprint[None, :]

@@ -16,8 +16,8 @@ Which losses see which rows (the pre-training cell relies on this):
 
 Retrieval fine-tuning (`objective="retrieval"`) corrupts nothing: each row gets a fingerprint of each of its inputs
 (`src/data/content.py`: rows with the same image, caption or recording are no negatives of each other), a view (the
-modalities its matching rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
-(`src/tasks/retrieval.py`), where the embeddings are. Text generation (`objective="caption"`) corrupts nothing either:
+modalities its matching rows show) and the modality its hard negative swaps; the negative itself is mined in the
+train step (`src/tasks/retrieval.py`), where the embeddings are. Text generation (`objective="caption"`) corrupts nothing either:
 each row gets the input set its decoder reads (`sources`, tuples of modality indices) and a weight.
 """
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The text decoder reads the cross-modal encoder's output over [CLS] and the segments of the row's input set (the text
 itself is never shown to the encoder) and is trained with teacher forcing and label smoothing; its first input is a
 piece that names the caption's language (`src/data/tokenizer.py` LANGUAGE_PIECES), so decoding can ask for English
-or Chinese. With several input sets
-in `caption.inputs`, each row shows one of them (drawn by the pipeline) and the absent segments are masked.
+or Chinese. With several input sets in `caption.inputs`, each row shows one of them (drawn by the pipeline) and the
+absent segments are masked.
 Decoding is in `src/infer/generate.py`, evaluation in `src/tasks/caption_eval.py`.
 """
 from __future__ import annotations

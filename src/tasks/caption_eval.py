@@ -57,9 +57,9 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
     generator = Generator(model, modalities, cfg.generate, text_symbols(specials, data.meta["text"]["vocab_size"]),
                           cfg.model.max_positions, use_cache,
                           graphs.generator_graphs(modalities, cfg.generate) if graphs is not None else None)
-    started = time.perf_counter()
     chosen_langs = [langs[i] for i in usable]
     starts = decoder_start_ids(data.vocab_path, chosen_langs, specials["[CLS]"])  # decode in the item's language
+    started = time.perf_counter()
     pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}), starts)
     seconds = time.perf_counter() - started
     tokenizer = tokenizer_of(data)
