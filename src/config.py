@@ -152,6 +152,7 @@ class TrainConfig:
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-6
     new_lr_scale: float = 1.0     # parameters that model.init_from did not provide (new heads) learn at lr x this
+    freeze: List[str] = field(default_factory=list)  # parameter-name prefixes left as they are (no gradient, no step)
     warmup_steps: int = 0
     schedule: str = "linear"      # linear | cosine | constant : decay after the warmup
     min_lr_ratio: float = 0.0     # the decay ends at lr * min_lr_ratio
@@ -187,6 +188,10 @@ class CaptionConfig:
     """Text generation fine-tuning (`task: caption`): what the text decoder reads."""
     # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has
     inputs: List[str] = field(default_factory=lambda: ["image"])
+    # the decoder's output classes: "full" (the whole WordPiece vocabulary, through the tied word table) or "train"
+    # (the pieces of the training captions and the special pieces, with the head's own output table: on the demo a
+    # 4.6k softmax instead of 32.8k, and no dense 30k x hidden gradient to step)
+    output_vocab: str = "full"
 
 
 @dataclass

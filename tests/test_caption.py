@@ -173,6 +173,76 @@ def test_train_then_eval_caption_asr_and_infer(prepared, tmp_path, capsys):
     assert "0.png: cannot read audio" in capsys.readouterr().err
 
 
+def test_frozen_encoder_and_training_vocabulary_train_the_decoder_only(prepared, tmp_path):
+    """The demo's captioning recipe: encoder and input embeddings frozen, the decoder and a head over the pieces of
+    the training captions learn; the frozen weights are bit-for-bit those of the start."""
+    import eval as eval_py
+    import train as train_py
+    from src.train.checkpoint import latest_checkpoint, list_checkpoints
+    run = tmp_path / "caption"
+    assert train_py.main(["--config", CAPTION_TINY, "--set", f"data.path={prepared}", f"train.output_dir={run}",
+                          "train.epochs=30", "train.lr=0.005", "caption.output_vocab=train",
+                          "train.freeze=[net.encoder., net.embeddings.]", "train.save_every=60",
+                          "train.keep_checkpoints=0"]) == 0
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["caption"] < 0.5 * log[0]["caption"]
+    trained = ms.load_checkpoint(str(latest_checkpoint(run)))
+    pieces = trained["dtr_head.output_ids"].asnumpy()
+    stored = open_prepared(prepared).text_pieces("train")
+    assert set(stored) <= set(pieces) and len(pieces) < 0.5 * open_prepared(prepared).meta["text"]["vocab_size"]
+    assert trained["dtr_head.table"].shape == (len(pieces), 32)
+    halfway = ms.load_checkpoint(str(list_checkpoints(run)[0]))
+    frozen = [n for n in trained if n.startswith(("net.encoder.", "net.embeddings.")) and "dropout" not in n]
+    assert len(frozen) > 10
+    for name in frozen:
+        np.testing.assert_array_equal(trained[name].asnumpy(), halfway[name].asnumpy(), err_msg=name)
+    for name in ("net.text_decoder.layers.0.ffn.output.weight", "dtr_head.table", "dtr_head.class_bias"):
+        assert not np.array_equal(trained[name].asnumpy(), halfway[name].asnumpy()), name
+    assert eval_py.main(["--task", "caption", "--ckpt", str(run), "--split", "train"]) == 0
+    report = json.loads((run / "eval_caption_train.json").read_text())
+    assert report["metrics"]["BLEU-1"] > 20.0
+    # on the training split each image's nearest training image is itself: the baseline copies a right caption
+    assert report["nearest_neighbour"]["BLEU-1"] > 90.0 and 0.0 <= report["unique_share"] <= 100.0
+
+
+def test_unique_share_counts_items_whose_text_no_other_item_got():
+    from src.tasks.caption_eval import unique_share
+    assert unique_share(["a cat", "a dog", "a cat", "a fish"]) == 50.0
+    assert unique_share(["same"] * 5) == 0.0
+
+
+def test_freeze_names_a_prefix_that_exists():
+    from src.train.step import trainable
+    net = ms.nn.Dense(3, 2)
+    with pytest.raises(ConfigError, match="no trainable parameter starts with 'encoder.'"):
+        trainable(net, ["encoder."])
+    kept = trainable(net, ["bias"])
+    assert [p.name for p in kept] == ["weight"] and not net.bias.requires_grad
+
+
+def test_restricted_output_vocabulary_maps_pieces_and_decodes_only_them(random_model):
+    model, inputs = random_model
+    cfg = ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2, max_positions=64, dropout=0.0)
+    pieces = np.array([0, 2, 3, 4, 7, 9, 11, 20], np.int32)
+    restricted = CaptionModel(cfg, DataDims(VOCAB, 12, 10, 8, 16), output_ids=pieces)
+    restricted.dtr_head.init_table(restricted.net.word_embedding_table())
+    np.testing.assert_array_equal(restricted.dtr_head.table.asnumpy(),
+                                  restricted.net.word_embedding_table().asnumpy()[pieces])
+    head = restricted.dtr_head
+    np.testing.assert_array_equal(head.classes_of(ms.Tensor(np.array([[2, 20], [0, 9]], np.int32))).asnumpy(),
+                                  [[1, 7], [0, 5]])
+    hidden = ms.Tensor(np.random.default_rng(1).standard_normal((3, 32)).astype(np.float32))
+    classes, full = restricted.class_log_probs(hidden).asnumpy(), restricted.log_probs(hidden).asnumpy()
+    assert classes.shape == (3, len(pieces)) and full.shape == (3, VOCAB)
+    np.testing.assert_allclose(np.exp(classes).sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(full[:, pieces], classes)
+    assert (np.delete(full, pieces, axis=1) < -1e8).all()
+    restricted.set_train(False)
+    for strategy in ("greedy", "beam"):
+        out = generate(restricted, inputs, True, strategy=strategy)
+        assert set(p for row in out for p in row) <= set(pieces.tolist())
+
+
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_top_candidates_are_the_k_largest_in_order(k):
     from mindspore import nn

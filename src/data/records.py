@@ -75,6 +75,15 @@ class PreparedData:
                 out[c][int(row["index"])] = row[c].item()
         return out
 
+    def text_pieces(self, split: str) -> np.ndarray:
+        """Sorted int32 ids of every word piece that occurs in the captions of `split`."""
+        import mindspore.dataset as ds
+        rows = ds.MindDataset(self.files(split), columns_list=["text_ids"], shuffle=False)
+        seen = np.zeros(self.meta["text"]["vocab_size"], bool)
+        for row in rows.create_dict_iterator(num_epochs=1, output_numpy=True):
+            seen[np.asarray(row["text_ids"], np.int64).ravel()] = True
+        return np.flatnonzero(seen).astype(np.int32)
+
     def audio_token_seconds(self) -> float:
         return self.meta["audio"]["token_seconds"]
 

@@ -3,6 +3,7 @@ slots, unmasked positions and rows excluded by the pipeline carry no loss."""
 from __future__ import annotations
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 
@@ -50,23 +51,61 @@ class SoftTargetKL(nn.Cell):
 class VocabHead(nn.Cell):
     """Logits over the vocabulary through the tied word-embedding table; with `transform` it is BERT's MLM head
     (dense, GELU, LayerNorm first). Rows are flattened to [N, V] before the product: a [B, L, H] @ [H, V] matmul
-    broadcasts the table to [B, H, V] (gigabytes for a real vocabulary) on CPU."""
+    broadcasts the table to [B, H, V] (gigabytes for a real vocabulary) on CPU.
 
-    def __init__(self, hidden: int, vocab_size: int, eps: float, transform: bool = True):
+    With `output_ids` (sorted piece ids) the head's classes are those pieces only: logits [N, len(output_ids)], class c
+    is piece output_ids[c] (`classes_of` maps pieces to classes, `over_vocabulary` spreads log-probabilities back over
+    the whole vocabulary for decoding). The head then has its own output table, one row per class (`init_table` copies
+    the word embeddings of its pieces; its bias starts at zero): its gradient is [K, H], not a dense [V, H] one that the optimizer would have to
+    step over the whole vocabulary every step. The ids are Parameters, so a checkpoint carries its classes.
+    """
+
+    def __init__(self, hidden: int, vocab_size: int, eps: float, transform: bool = True, output_ids=None):
         super().__init__()
         self.transform = transform
         if transform:
             self.dense = nn.Dense(hidden, hidden)
             self.act = nn.GELU(approximate=False)
             self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.bias = ms.Parameter(ops.zeros(vocab_size, ms.float32), name="bias")
         self.matmul_table = ops.MatMul(transpose_b=True)  # no [V, H] -> [H, V] copy of the table per step
+        self.output_ids = self.class_index = self.table = self.class_bias = None
+        if output_ids is None:
+            self.bias = ms.Parameter(ops.zeros(vocab_size, ms.float32), name="bias")
+        else:
+            output_ids = np.asarray(output_ids, np.int32)
+            index = np.full(vocab_size, len(output_ids), np.int32)  # pieces outside the classes: no class
+            index[output_ids] = np.arange(len(output_ids), dtype=np.int32)
+            self.output_ids = ms.Parameter(ms.Tensor(output_ids), name="output_ids", requires_grad=False)
+            self.class_index = ms.Parameter(ms.Tensor(index), name="class_index", requires_grad=False)
+            self.table = ms.Parameter(ops.zeros((len(output_ids), hidden), ms.float32), name="table")
+            self.class_bias = ms.Parameter(ops.zeros(len(output_ids), ms.float32), name="class_bias")
+
+    def init_table(self, word_table):
+        """Start the class table from the word-table rows of the head's pieces."""
+        self.table.set_data(ms.Tensor(word_table.asnumpy()[self.output_ids.asnumpy()]))
 
     def construct(self, x, table):
         h = x.reshape(-1, x.shape[-1])
         if self.transform:
             h = self.norm(self.act(self.dense(h)))
-        return self.matmul_table(h, table) + self.bias
+        if self.output_ids is None:
+            return self.matmul_table(h, table) + self.bias
+        return self.matmul_table(h, self.table) + self.class_bias
+
+    def classes_of(self, ids):
+        """Piece ids [...] -> their class indices (the ids themselves without output_ids)."""
+        if self.output_ids is None:
+            return ids
+        return ops.gather(self.class_index, ids.reshape(-1), 0).reshape(ids.shape)
+
+    def over_vocabulary(self, log_probs):
+        """Log-probabilities over the classes [N, K] -> over the vocabulary [N, V], pieces outside the classes at a
+        log-probability no search picks."""
+        if self.output_ids is None:
+            return log_probs
+        n = log_probs.shape[0]
+        padded = ops.concat((log_probs, ops.full((n, 1), -1e9, dtype=log_probs.dtype)), axis=1)
+        return ops.gather(padded, self.class_index, 1)
 
 
 class FeatureRegression(nn.Cell):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence, Tuple
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, LossConfig, ModelConfig
@@ -44,12 +45,14 @@ class CaptionModel(nn.Cell):
     """The OPT network (with its text decoder) and the decoder's output head. The head is the pre-training DTR head
     (`dtr_head`, the same task: text from the encoder output), so a pre-trained checkpoint initialises all of it."""
 
-    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims, output_ids=None):
+        """`output_ids`: the pieces the decoder may emit (`output_pieces`); None: the whole vocabulary."""
         super().__init__()
         if model_cfg.decoder_layers < 1:
             raise ConfigError("text generation needs a text decoder: model.decoder_layers must be at least 1")
         self.net = OPT(model_cfg, dims)
-        self.dtr_head = VocabHead(model_cfg.hidden, dims.vocab_size, model_cfg.layer_norm_eps, transform=False)
+        self.dtr_head = VocabHead(model_cfg.hidden, dims.vocab_size, model_cfg.layer_norm_eps, transform=False,
+                                  output_ids=output_ids)
         self.decoder_layers = model_cfg.decoder_layers
 
     def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
@@ -57,9 +60,13 @@ class CaptionModel(nn.Cell):
         return self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
                                     audio_mask)
 
-    def log_probs(self, hidden):
-        """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V]."""
+    def class_log_probs(self, hidden):
+        """Decoder states [..., H] -> log-probabilities over the head's classes [N, K]."""
         return ops.log_softmax(self.dtr_head(hidden, self.net.word_embedding_table()), axis=-1)
+
+    def log_probs(self, hidden):
+        """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V] (what decoding searches)."""
+        return self.dtr_head.over_vocabulary(self.class_log_probs(hidden))
 
     # the decoder, as src/infer/generate.py drives it
     def start_cache(self, memory, memory_mask, slots: int):
@@ -72,11 +79,27 @@ class CaptionModel(nn.Cell):
         return self.net.text_decoder(ids, memory, memory_mask)
 
 
+OUTPUT_VOCABS = ("full", "train")
+
+
+def output_pieces(cfg: Config, data):
+    """The decoder's output pieces under `caption.output_vocab`: None (the whole vocabulary), or the sorted ids of the
+    pieces in the training captions plus the special pieces ([SEP] ends a caption, [PAD]/[CLS]/[MASK] are banned by
+    decoding)."""
+    choice = cfg.caption.output_vocab
+    if choice not in OUTPUT_VOCABS:
+        raise ConfigError(f"caption.output_vocab must be one of {', '.join(OUTPUT_VOCABS)}, got '{choice}'")
+    if choice == "full":
+        return None
+    special = list(data.meta["text"]["special_ids"].values())
+    return np.union1d(data.text_pieces(cfg.data.train_split), special).astype(np.int32)
+
+
 def load_trained(cfg: Config, ckpt):
     """(CaptionModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
     from src.train.checkpoint import load_weights
     data = open_prepared(cfg.data.path)
-    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_pieces(cfg, data))
     load_weights(model, ckpt, ("net.", "dtr_head."))
     model.set_train(False)
     return model, data
@@ -85,13 +108,16 @@ def load_trained(cfg: Config, ckpt):
 class CaptionLoss(CaptionModel):
     """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss])."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources):
-        super().__init__(model_cfg, dims)
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources, output_ids=None):
+        super().__init__(model_cfg, dims, output_ids)
         # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
         self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
         self.weight = loss_cfg.caption
         self.smoothing = loss_cfg.label_smoothing
         self.initialised = tuple(init_model(self, model_cfg.init_from))
+        if output_ids is not None and self.dtr_head.table.name not in self.initialised:
+            self.dtr_head.init_table(self.net.word_embedding_table())  # from the pieces' pre-trained embeddings
+            self.initialised += (self.dtr_head.table.name,)
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
                   row_weight, decoder_start):
@@ -100,8 +126,8 @@ class CaptionLoss(CaptionModel):
         # <language> w1 .. wn -> w1 .. wn [SEP]: the start piece in place of [CLS] names the language to generate
         inputs = ops.concat((decoder_start.expand_dims(1), text_ids[:, 1:-1]), axis=1)
         targets = text_ids[:, 1:]
-        log_probs = self.log_probs(self.net.text_decoder(inputs, memory, memory_mask))
-        flat = targets.reshape(-1)
+        log_probs = self.class_log_probs(self.net.text_decoder(inputs, memory, memory_mask))
+        flat = self.dtr_head.classes_of(targets).reshape(-1)
         nll = -ops.gather_elements(log_probs, 1, flat.expand_dims(1)).squeeze(1)
         smoothed = (1.0 - self.smoothing) * nll - self.smoothing * log_probs.mean(-1)
         weights = ((targets > 0).astype(ms.float32) * row_weight.expand_dims(1)).reshape(-1)
@@ -114,5 +140,6 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     sources = parse_sources(cfg.caption.inputs)
     indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
     data, make_dataset, per_epoch = training_data(cfg.data, "caption", num_shards, shard_id, sources=indices)
-    loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources)
+    loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
+                           output_pieces(cfg, data))
     return loss_net, make_dataset, per_epoch

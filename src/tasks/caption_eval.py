@@ -79,9 +79,52 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
         print(f"warning: {cut} of {len(usable)} items have more audio tokens than data.max_audio_tokens="
               f"{cfg.data.max_audio_tokens}; the model heard only their start")
     report["audio_cut"] = cut
+    report["unique_share"] = unique_share(predictions)
+    baseline = nearest_neighbour_captions(data, cfg, chosen, chosen_langs, modalities)
+    report["nearest_neighbour"] = dict(text_metrics(baseline, chosen_refs, chosen_langs, chinese),
+                                       unique_share=unique_share(baseline))
     report["predictions"] = [{"id": ids[i], "prediction": p, "references": refs[i]}
                              for i, p in zip(usable, predictions)]
     return report
+
+
+def unique_share(predictions: List[str]) -> float:
+    """Percent of the items whose text no other item got (a collapsed decoder scores near 0)."""
+    counts = defaultdict(int)
+    for p in predictions:
+        counts[p] += 1
+    return 100.0 * sum(counts[p] == 1 for p in predictions) / max(len(predictions), 1)
+
+
+def pooled_inputs(items: Items, modalities) -> np.ndarray:
+    """[N, D] the pretrained input features of `modalities` (EfficientNet regions, Whisper frames, standardised as
+    the model reads them), each averaged over its tokens and L2-normalised, side by side."""
+    parts = []
+    for m, (feat, mask) in {"image": ("image_feat", "image_mask"), "audio": ("audio_feat", "audio_mask")}.items():
+        if m in modalities:
+            w = items.inputs[mask][..., None]
+            mean = (items.inputs[feat] * w).sum(1) / np.maximum(w.sum(1), 1.0)
+            parts.append(mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-6))
+    return np.concatenate(parts, axis=1)
+
+
+def nearest_neighbour_captions(data, cfg: Config, queries: Items, query_langs: List[str], modalities) -> List[str]:
+    """The baseline a decoder must beat: each query gets the caption of the training item (in the query's language)
+    whose pretrained input features are nearest by cosine."""
+    train = load_items(data, cfg.data, cfg.data.train_split)
+    raw = data.read_columns(cfg.data.train_split, ["text", "lang"])
+    texts = [raw["text"][i] for i in train.index]
+    langs = np.array([raw["lang"][i] for i in train.index])
+    present = train.present()
+    usable = present[:, [MODALITIES.index(m) for m in ("text",) + tuple(modalities)]].all(1)
+    similarity = pooled_inputs(queries, modalities) @ pooled_inputs(train, modalities).T
+    out = []
+    for row, lang in zip(similarity, query_langs):
+        allowed = usable & (langs == lang)
+        if not allowed.any():
+            allowed = usable
+        out.append(texts[int(np.argmax(np.where(allowed, row, -np.inf)))])
+    return out
 
 
 def _audio_cut(raw: dict, index: np.ndarray, max_tokens: int) -> int:
@@ -89,10 +132,16 @@ def _audio_cut(raw: dict, index: np.ndarray, max_tokens: int) -> int:
 
 
 def generation_table(report: Dict) -> List[str]:
-    lines = [f"{'inputs':<12}{'lang':<6}{'items':>6}{'BLEU-1':>8}{'BLEU-4':>8}{'CIDEr':>8}{'WER':>8}{'CER':>8}"]
-    rows = [("all", report["metrics"], report["items"])] + \
-           [(lang, m, m["items"]) for lang, m in report["by_lang"].items()]
-    for lang, m, n in rows:
-        lines.append(f"{report['inputs']:<12}{lang:<6}{n:>6}{m['BLEU-1']:>8.1f}{m['BLEU-4']:>8.1f}"
-                     f"{m['CIDEr']:>8.3f}{m['WER']:>8.1f}{m['CER']:>8.1f}")
+    """The scores overall and per language, then the nearest-neighbour baseline's (when the report has it)."""
+    lines = [f"{'inputs':<12}{'lang':<9}{'items':>6}{'BLEU-1':>8}{'BLEU-4':>8}{'CIDEr':>8}{'WER':>8}{'CER':>8}"
+             f"{'unique%':>9}"]
+    rows = [("all", report["metrics"], report["items"], report.get("unique_share"))] + \
+           [(lang, m, m["items"], None) for lang, m in report["by_lang"].items()]
+    if "nearest_neighbour" in report:
+        nn = report["nearest_neighbour"]
+        rows.append(("NN base", nn, report["items"], nn["unique_share"]))
+    for lang, m, n, unique in rows:
+        shown = f"{unique:>9.1f}" if unique is not None else f"{'':>9}"
+        lines.append(f"{report['inputs']:<12}{lang:<9}{n:>6}{m['BLEU-1']:>8.1f}{m['BLEU-4']:>8.1f}"
+                     f"{m['CIDEr']:>8.3f}{m['WER']:>8.1f}{m['CER']:>8.1f}{shown}")
     return lines

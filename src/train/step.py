@@ -23,6 +23,25 @@ def no_decay(name: str) -> bool:
     return leaf in ("bias", "beta", "gamma", "logit_scale") or "norm" in name.lower()
 
 
+def trainable(net: nn.Cell, freeze=()) -> list:
+    """The parameters of `net` the optimizer steps: all trainable ones but those whose name starts with a prefix in
+    `freeze`. Frozen ones get requires_grad False, so the backward pass through parts that feed only frozen weights
+    (a frozen encoder under a trained decoder) is not built at all."""
+    params = net.trainable_params()
+    for prefix in freeze:
+        if not any(p.name.startswith(prefix) for p in params):
+            names = sorted({p.name.split(".")[0] + "." + p.name.split(".")[1] + "." for p in params if "." in p.name})
+            raise ConfigError(f"train.freeze: no trainable parameter starts with '{prefix}' (they start with "
+                              f"{', '.join(names[:12])}...)")
+    kept = []
+    for p in params:
+        if any(p.name.startswith(prefix) for prefix in freeze):
+            p.requires_grad = False
+        else:
+            kept.append(p)
+    return kept
+
+
 def build_optimizer(params, cfg: TrainConfig, learning_rates: np.ndarray, initialised=None) -> nn.Optimizer:
     """AdamW (bias-corrected, src/train/adamw.py) over `params` following the per-step `learning_rates`; no decay on
     biases and LayerNorm. When the names of the parameters that came from `model.init_from` are given, the others
