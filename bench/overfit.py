@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=2, help="training batches kept and repeated")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--every", type=int, default=10, help="print the losses every this many steps")
+    p.add_argument("--save", default="", help="write the trained weights to this checkpoint (to inspect them)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set + ["train.max_steps=" + str(args.steps)])
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
             values = " ".join(f"{n} {v:.4f}" for n, v in zip(names, losses.asnumpy()))
             print(f"step {step:4d}  loss {float(total.asnumpy()):.4f}  {values}  grad_norm {float(norm.asnumpy()):.3f}"
                   f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    if args.save:
+        ms.save_checkpoint(loss_net, args.save)
     return 0
 
 

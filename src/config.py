@@ -92,6 +92,10 @@ class DataConfig:
     max_audio_tokens: int = 64
     token_mask_prob: float = 0.15
     modality_drop_prob: float = 0.3
+    # per modality [text, image, audio], in place of modality_drop_prob (empty: it for all three). DTR learns to
+    # generate text only from the rows whose text is dropped (with the text shown it mostly copies), DIR an image
+    # from the rows whose image is dropped: a higher share for one modality trades its token-level losses for that.
+    modality_drop_probs: List[float] = field(default_factory=list)
     # probabilities of the paper's 5 matching cases for a tri-modal row: all match, image+audio match (text swapped),
     # text+image match (audio swapped), text+audio match (image swapped), none match
     match_case_probs: List[float] = field(default_factory=lambda: [0.5, 0.125, 0.125, 0.125, 0.125])

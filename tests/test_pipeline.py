@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from src.config import ConfigError
 from src.data.masking import MATCH_CASES, TEXT, IMAGE, AUDIO
 from src.data.pipeline import (EVAL_COLUMNS, PRETRAIN_COLUMNS, Collator, corrupt, create_dataset, epoch_indices,
                                steps_per_epoch)
@@ -143,9 +144,23 @@ def test_modality_drop_removes_inputs_and_losses(prepared, tiny_cfg):
     assert (out["image_feat"][~image_kept] == 0).all() and (out["text_ids"][~text_kept][:, 1:] == 0).all()
     # DTR still reconstructs a dropped text, from the other modalities
     assert (out["dtr_weight"][:-4] == 1).all() and (out["text_target_ids"][:-4, 1] >= 1000).all()
+
     full = text_kept & image_kept & audio_kept
     assert (out["match_weight"] == full).all()
     # a masked position holds [MASK], a random piece, or the original; its target is the original piece
     used = out["mlm_weights"] > 0
     assert (out["mlm_targets"][used] >= 1000).all()
     assert 0.1 < out["mlm_weights"][text_kept[:, None].repeat(2, 1)].mean() <= 1
+
+
+def test_modality_drop_probabilities_per_modality(prepared, tiny_cfg):
+    cfg = cfg_for(tiny_cfg, prepared, modality_drop_probs=[0.8, 0.0, 0.1], match_case_probs=[1, 0, 0, 0, 0])
+    col = Collator(open_prepared(prepared), cfg, training=True)
+    out = corrupt(synthetic_batch(col, 512), col, np.random.default_rng(0))
+    text_dropped = (out["text_mask"][:-4, 1] == 0).mean()
+    assert 0.7 < text_dropped < 0.9 and out["image_mask"].any(1).all()  # images are never dropped
+    assert 0.03 < (~out["audio_mask"].any(1)).mean() < 0.2
+    for bad in ([0.5, 0.5], [1.0, 0.0, 0.0]):
+        with pytest.raises(ConfigError, match="modality_drop_probs"):
+            corrupt(synthetic_batch(col, 8), Collator(open_prepared(prepared), cfg_for(
+                tiny_cfg, prepared, modality_drop_probs=bad), training=True), np.random.default_rng(0))

@@ -75,9 +75,9 @@ def mask_features(feats: np.ndarray, positions: np.ndarray, weights: np.ndarray)
     return out, targets.astype(np.float32)
 
 
-def drop_modalities(present: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
-    """Keep mask [B, 3]: each present modality dropped with probability `prob`; a row never loses all of them (such
-    draws are redrawn, as the paper skips that case)."""
+def drop_modalities(present: np.ndarray, prob, rng: np.random.Generator) -> np.ndarray:
+    """Keep mask [B, 3]: each present modality dropped with probability `prob` (one for all, or [3] per modality); a
+    row never loses all of them (such draws are redrawn, as the paper skips that case)."""
     keep = present.copy()
     redo = np.ones(len(present), bool)
     while redo.any():

@@ -179,6 +179,18 @@ def modalities_present(b: dict) -> np.ndarray:
     return np.stack([b["text_mask"][:, 1] > 0, b["image_mask"][:, 0] > 0, b["audio_mask"][:, 0] > 0], 1)
 
 
+def drop_probs(cfg: DataConfig) -> np.ndarray:
+    """[3] the probability that modality-level masking drops text, image, audio."""
+    from src.config import ConfigError
+    if not cfg.modality_drop_probs:
+        return np.full(3, cfg.modality_drop_prob)
+    probs = np.asarray(cfg.modality_drop_probs, np.float64)
+    if probs.shape != (3,) or ((probs < 0) | (probs >= 1)).any():
+        raise ConfigError(f"data.modality_drop_probs must be 3 probabilities in [0, 1) (text, image, audio), "
+                          f"got {cfg.modality_drop_probs}")
+    return probs
+
+
 def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
     """Matching negatives, modality drops and token masks for one padded batch (see the module doc for which row
     carries which loss)."""
@@ -192,7 +204,7 @@ def corrupt(b: dict, col: Collator, rng: np.random.Generator) -> dict:
     for key in ("audio_feat", "audio_mask"):
         b[key] = b[key][donors[:, AUDIO]]
     negative = cases > 0
-    keep = np.where(negative[:, None], present, drop_modalities(present, cfg.modality_drop_prob, rng))
+    keep = np.where(negative[:, None], present, drop_modalities(present, drop_probs(cfg), rng))
     token_rows = (~negative).astype(np.float32)
 
     out = {"text_target_ids": b["text_ids"].copy(), "image_boxes": b["image_boxes"],
