@@ -20,7 +20,7 @@ import mindspore as ms  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.tasks import task_module  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
-from src.train.step import TrainStep, build_optimizer, trainable  # noqa: E402
+from src.train.step import train_step  # noqa: E402
 from src.train.trainer import set_mode  # noqa: E402
 
 
@@ -44,9 +44,7 @@ def main(argv=None) -> int:
         if len(batches) == args.batches:
             break
     rates = learning_rates(cfg.train, args.steps)
-    step_cell = TrainStep(loss_net, build_optimizer(trainable(loss_net, cfg.train.freeze), cfg.train, rates,
-                                                    getattr(loss_net, "initialised", None)), cfg.train)
-    step_cell.set_train(True)
+    step_cell = train_step(loss_net, cfg.train, rates)
     names = task.LOSS_NAMES
     print(f"overfitting {len(batches)} batch(es) of {cfg.data.batch_size} rows, {args.steps} steps, lr {cfg.train.lr}")
     started = time.perf_counter()

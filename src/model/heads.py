@@ -56,8 +56,9 @@ class VocabHead(nn.Cell):
     With `output_ids` (sorted piece ids) the head's classes are those pieces only: logits [N, len(output_ids)], class c
     is piece output_ids[c] (`classes_of` maps pieces to classes, `over_vocabulary` spreads log-probabilities back over
     the whole vocabulary for decoding). The head then has its own output table, one row per class (`init_table` copies
-    the word embeddings of its pieces; its bias starts at zero): its gradient is [K, H], not a dense [V, H] one that the optimizer would have to
-    step over the whole vocabulary every step. The ids are Parameters, so a checkpoint carries its classes.
+    the word embeddings of its pieces; its bias starts at zero): its gradient is [K, H], not a dense [V, H] one that
+    the optimizer would step over the whole vocabulary every step. The ids are Parameters, so a checkpoint carries
+    its classes.
     """
 
     def __init__(self, hidden: int, vocab_size: int, eps: float, transform: bool = True, output_ids=None):

@@ -30,7 +30,7 @@ def trainable(net: nn.Cell, freeze=()) -> list:
     params = net.trainable_params()
     for prefix in freeze:
         if not any(p.name.startswith(prefix) for p in params):
-            names = sorted({p.name.split(".")[0] + "." + p.name.split(".")[1] + "." for p in params if "." in p.name})
+            names = sorted({".".join(p.name.split(".")[:2]) + "." for p in params})
             raise ConfigError(f"train.freeze: no trainable parameter starts with '{prefix}' (they start with "
                               f"{', '.join(names[:12])}...)")
     kept = []
@@ -162,3 +162,13 @@ class TrainStep(nn.Cell):
         shrunk = ops.maximum(scale / self.factor, 1.0)
         ops.assign(self.loss_scale, ops.select(finite, ops.select(grow, scale * self.factor, scale), shrunk))
         ops.assign(self.finite_steps, ops.select(grow, ops.zeros_like(count), count))
+
+
+def train_step(loss_net: nn.Cell, cfg: TrainConfig, learning_rates: np.ndarray) -> TrainStep:
+    """The train step of `loss_net` under `cfg`: AdamW over its parameters but the frozen ones, new heads (those
+    model.init_from did not provide, `loss_net.initialised`) at lr x new_lr_scale; in training mode."""
+    optimizer = build_optimizer(trainable(loss_net, cfg.freeze), cfg, learning_rates,
+                                getattr(loss_net, "initialised", None))
+    step = TrainStep(loss_net, optimizer, cfg)
+    step.set_train(True)
+    return step

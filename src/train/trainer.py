@@ -21,7 +21,7 @@ from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
 from src.train.schedule import learning_rates
-from src.train.step import TrainStep, build_optimizer, trainable
+from src.train.step import train_step
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 DEVICES = ("", "CPU", "GPU", "Ascend")
@@ -114,9 +114,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     rates = learning_rates(t, steps)
     if t.amp_level != "O0":
         loss_net = ms.amp.auto_mixed_precision(loss_net, t.amp_level)
-    initialised = getattr(loss_net, "initialised", None)  # names of the parameters model.init_from provided
-    step_cell = TrainStep(loss_net, build_optimizer(trainable(loss_net, t.freeze), t, rates, initialised), t)
-    step_cell.set_train(True)
+    step_cell = train_step(loss_net, t, rates)
 
     position = {"step": 0, "epoch": 0, "batch": 0}
     ckpt = latest_checkpoint(out) if resume == "auto" else (Path(resume) if resume else None)
