@@ -107,7 +107,12 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=Non
     report["items"] = len(items)
     if args.task == "retrieval":
         from src.tasks.retrieval_eval import RetrievalEvaluator, retrieval_table
-        evaluator = RetrievalEvaluator(model, items, cfg.eval, graphs)
+        baseline = None
+        if cfg.eval.baseline_text:
+            from src.tasks.linear_retrieval import frozen_feature_embeddings
+            train = load_items(data, cfg.data, args.train_split or cfg.data.train_split)
+            baseline = frozen_feature_embeddings(cfg, data, train, items)
+        evaluator = RetrievalEvaluator(model, items, cfg.eval, graphs, baseline)
         report["embedding_seconds"] = evaluator.embedding_seconds
         report["directions"] = {}
         for direction in cfg.eval.directions:

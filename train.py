@@ -48,8 +48,9 @@ def main(argv=None) -> int:
         task = task_module(cfg.task)
         loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
         hook = task.after_checkpoint(cfg, loss_net) if hasattr(task, "after_checkpoint") and ranks.main else None
+        warm = task.warm_start(cfg, loss_net) if hasattr(task, "warm_start") else None
         fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
-            after_checkpoint=hook)
+            after_checkpoint=hook, warm_start=warm)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,55 +24,60 @@ CAPTION_MINUTES="${CAPTION_MINUTES:-8}"
 DVAE_MINUTES="${DVAE_MINUTES:-6}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
+START=$SECONDS
+stage() {  # a stage's header, with the time since the demo started
+  printf '== [%d:%02d] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*"
+}
 
 if [ ! -f "$DATA/prepared/meta.json" ]; then
+  stage "demo data: images, captions and speech from Debian packages -> $DATA"
   PYTHON="$PY" bash "$ROOT/scripts/prepare_demo_data.sh" "$DATA"
 fi
 
-echo "== dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $RUN/dvae"
+stage "dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $RUN/dvae"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/dvae_demo.yaml" --resume \
   --set "data.path=$DATA/prepared" "train.output_dir=$RUN/dvae" "train.max_minutes=$DVAE_MINUTES"
 "$PY" "$ROOT/eval.py" --task dvae --ckpt "$RUN/dvae"
 "$PY" -m src.data.codes --dvae "$RUN/dvae"   # pre-training reads them (DIR)
 
-echo "== pre-training (at most $MINUTES minutes) -> $RUN/pretrain"
+stage "pre-training (at most $MINUTES minutes) -> $RUN/pretrain"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/pretrain_demo.yaml" --resume \
   --set "data.path=$DATA/prepared" "train.output_dir=$RUN/pretrain" "train.max_minutes=$MINUTES"
 "$PY" "$ROOT/scripts/show_losses.py" "$RUN/pretrain/train_log.jsonl"
 echo "checkpoint: $(ls "$RUN"/pretrain/step_*.ckpt | tail -1)"
 
-echo "== retrieval fine-tuning (at most $RETRIEVAL_MINUTES minutes) -> $RUN/retrieval"
+stage "retrieval fine-tuning (at most $RETRIEVAL_MINUTES minutes) -> $RUN/retrieval"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/retrieval_demo.yaml" --resume \
   --set "data.path=$DATA/prepared" "model.init_from=$RUN/pretrain" "train.output_dir=$RUN/retrieval" \
   "train.max_minutes=$RETRIEVAL_MINUTES"
 "$PY" "$ROOT/scripts/show_losses.py" "$RUN/retrieval/train_log.jsonl"
 
-echo "== retrieval evaluation on the validation split (two-stage: embeddings, then cross-encoder rerank)"
+stage "retrieval evaluation on the validation split (two-stage: embeddings, then cross-encoder rerank)"
 "$PY" "$ROOT/eval.py" --task retrieval --ckpt "$RUN/retrieval"
 
-echo "== linear probe of the pre-trained model (frozen) on the manifest labels"
+stage "linear probe of the pre-trained model (frozen) on the manifest labels"
 "$PY" "$ROOT/eval.py" --task probe --ckpt "$RUN/pretrain"
 
-echo "== text generation fine-tuning (at most $CAPTION_MINUTES minutes) -> $RUN/caption"
+stage "text generation fine-tuning (at most $CAPTION_MINUTES minutes) -> $RUN/caption"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/caption_demo.yaml" --resume \
   --set "data.path=$DATA/prepared" "model.init_from=$RUN/pretrain" "train.output_dir=$RUN/caption" \
   "train.max_minutes=$CAPTION_MINUTES"
 "$PY" "$ROOT/scripts/show_losses.py" "$RUN/caption/train_log.jsonl"
 
-echo "== text generation on the validation split (beam search with a key/value cache)"
+stage "text generation on the validation split (beam search with a key/value cache)"
 for task in caption asr caption_ia; do
   "$PY" "$ROOT/eval.py" --task "$task" --ckpt "$RUN/caption"
 done
 
-echo "== one file: infer.py on a validation image and its spoken caption"
+stage "one file: infer.py on a validation image and its spoken caption"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/caption" --audio "$DATA/raw/audio/emoji0007-en.wav"
 
-echo "== text-to-image from the validation captions (vision decoder + dVAE; R-precision by the retrieval model)"
+stage "text-to-image from the validation captions (vision decoder + dVAE; R-precision by the retrieval model)"
 "$PY" "$ROOT/eval.py" --task t2i --ckpt "$RUN/pretrain" --limit 100 --set "t2i.scorer=$RUN/retrieval"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/pretrain" --text "face with tears of joy" --out "$RUN/t2i_face_with_tears_of_joy.png"
 
-echo "== export: MINDIR graphs of the retrieval, caption and text-to-image models -> $RUN/exports, then one caption"
+stage "export: MINDIR graphs of the retrieval, caption and text-to-image models -> $RUN/exports, then one caption"
 echo "   and one image from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
 "$PY" "$ROOT/export.py" --task caption --ckpt "$RUN/caption" --out "$RUN/exports/caption"
@@ -80,3 +85,4 @@ echo "   and one image from the graphs"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption.json" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/t2i.json" --text "face with tears of joy" \
   --out "$RUN/exports/face_with_tears_of_joy.png"
+stage "done"

@@ -137,6 +137,8 @@ class LossConfig:
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
     contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01
     match_rows: int = 0           # retrieval: the matching loss reads the first N rows of each batch (0: all of them)
+    warm_start_epochs: int = 0    # retrieval: epochs fitting the projections to the frozen encoder's pooled states of
+    #                               the training items before fine-tuning (linear probing, then fine-tuning; 0: off)
     caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
     label_smoothing: float = 0.1  # of that cross-entropy
 
@@ -185,6 +187,10 @@ class EvalConfig:
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer
     probe_lr: float = 0.01
     probe_weight_decay: float = 0.0001
+    # retrieval's baseline: heads fitted to frozen input features, the text's from these BERT weights ("minilm" or a
+    # .safetensors file; the data must use their vocab); empty: no baseline
+    baseline_text: str = "minilm"
+    baseline_epochs: int = 20     # epochs of its heads over the training items
 
 
 @dataclass

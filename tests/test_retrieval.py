@@ -15,7 +15,7 @@ from src.model.opt import OPT, DataDims
 from src.tasks.classify import parse_inputs, probe_scores, train_probe
 from src.metrics.classification import mean_average_precision
 from src.tasks.pretrain import PretrainLoss
-from src.tasks.retrieval import RetrievalLoss, RetrievalModel
+from src.tasks.retrieval import RetrievalLoss, RetrievalModel, info_nce
 from src.tasks.retrieval_eval import parse_direction
 from src.train.checkpoint import CheckpointError, load_weights
 from tests.conftest import ROOT, tiny_config
@@ -137,14 +137,17 @@ def test_the_probe_learns_a_separable_problem():
     assert shuffled["mAP"] < 70
 
 
-def test_train_then_eval_retrieval_and_probe(prepared, tmp_path):
+def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
     import eval as eval_py
     import train as train_py
     run = tmp_path / "retrieval"
     assert train_py.main(["--config", RETRIEVAL_TINY, "--set", f"data.path={prepared}",
-                          f"train.output_dir={run}", "train.epochs=3"]) == 0
+                          f"train.output_dir={run}", "train.epochs=3", "loss.warm_start_epochs=5"]) == 0
+    assert "warm start: projections fitted to what they read under the frozen encoder, 32 training items" in \
+        capsys.readouterr().out
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 12 and log[-1]["contrastive"] < log[0]["contrastive"]
+    # warm-started heads already rank the batch: far below ln(8), the loss of heads that do not
+    assert len(log) == 12 and log[0]["contrastive"] < 0.7 * np.log(8)
 
     # k covering the gallery: the two-stage ranking is the all-pairs cross-encoder's
     assert eval_py.main(["--task", "retrieval", "--ckpt", str(run), "--full", "--set", "eval.rerank_k=100"]) == 0
@@ -156,6 +159,8 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path):
         assert 1 <= r["two_stage"]["median_rank"] <= r["candidates"]
         assert r["chance"]["R@1"] == pytest.approx(100 / r["candidates"])
     assert report["directions"]["text->image"]["candidates"] == 7  # the val items that have an image
+    assert "frozen R@1" in capsys.readouterr().out  # the frozen-feature baseline beside every direction
+    assert all(0 <= r["baseline"]["R@1"] <= r["baseline"]["R@10"] <= 100 for r in report["directions"].values())
 
     out = tmp_path / "probe.json"
     assert eval_py.main(["--task", "probe", "--ckpt", str(run), "--out", str(out)]) == 0
@@ -201,7 +206,7 @@ def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared
     same = same_content(ms.Tensor(content), ms.Tensor(present))                      # rows 2, 3 the caption
     np.testing.assert_array_equal(same.asnumpy()[1], [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
     scale = ms.Tensor(1 / 0.07, ms.float32)
-    got = net.info_nce(ms.Tensor(e), 0, 1, ms.Tensor(present), same, scale).asnumpy()
+    got = info_nce(net.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, scale).asnumpy()
     allowed = np.ones((4, 4), bool)
     allowed[0, 1] = allowed[1, 0] = allowed[2, 3] = allowed[3, 2] = False
     np.testing.assert_allclose(got, info_nce_reference(e[0], e[1], 1 / 0.07, allowed), rtol=1e-5)
@@ -210,7 +215,7 @@ def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared
     assert net.logit_scale.requires_grad
     np.testing.assert_allclose(np.exp(net.logit_scale.asnumpy()), 1 / 0.07, rtol=1e-5)  # CLIP's initial scale
     def loss_of(log_scale):
-        return net.info_nce(ms.Tensor(e), 0, 1, ms.Tensor(present), same, ops.exp(log_scale))
+        return info_nce(net.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, ops.exp(log_scale))
     grad = ms.grad(loss_of)(ms.Tensor(np.log(1 / 0.07), ms.float32))
     assert abs(float(grad.asnumpy())) > 1e-4
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, LossConfig, ModelConfig
@@ -31,6 +32,7 @@ LOSS_NAMES = ("match", "contrastive")
 # not match.
 SWAPPED_CASE = (1, 3, 2)
 PAIR_MISMATCH = len(MATCH_CASES) - 1
+MAX_LOG_SCALE = math.log(100.0)
 
 
 def l2_normalise(x):
@@ -38,16 +40,33 @@ def l2_normalise(x):
 
 
 class Projection(nn.Cell):
-    """Pooled states -> embedding: LayerNorm, then a linear map. No batch normalisation: its moving statistics lag the
-    weights during fine-tuning, so evaluation would embed with statistics that training never used."""
+    """Pooled states -> embedding: standardised by fixed statistics, LayerNorm, then a linear map.
+
+    The statistics (`mean`, `inv_std`: 0 and 1 unless the warm start sets them to those of the training features)
+    matter because pooled encoder states of different items are nearly parallel (cosine 0.998 after the demo
+    pre-training): the shared part swamps the differences, and a per-row LayerNorm does not remove it. They are fixed,
+    not batch statistics: a BatchNorm's moving statistics lag the weights during fine-tuning, so evaluation would
+    embed with numbers that training never used."""
 
     def __init__(self, hidden: int, embed_dim: int, eps: float):
         super().__init__()
+        self.mean = ms.Parameter(ms.Tensor(np.zeros(hidden, np.float32)), name="mean", requires_grad=False)
+        self.inv_std = ms.Parameter(ms.Tensor(np.ones(hidden, np.float32)), name="inv_std", requires_grad=False)
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
         self.dense = nn.Dense(hidden, embed_dim)
 
     def construct(self, x):
-        return self.dense(self.norm(x))
+        return self.dense(self.norm((x - self.mean) * self.inv_std))
+
+    def set_statistics(self, features: np.ndarray) -> None:
+        """Standardise by the mean and spread of `features` [N, hidden]."""
+        self.mean.set_data(ms.Tensor(features.mean(0).astype(np.float32)))
+        self.inv_std.set_data(ms.Tensor((1.0 / (features.std(0) + 1e-6)).astype(np.float32)))
+
+
+def embedding_widths(hidden: int, dims: DataDims) -> dict:
+    """Modality -> the width of what its projection reads (`RetrievalModel.embedding_inputs`)."""
+    return {"text": hidden, "image": hidden + dims.image_dim, "audio": hidden + dims.audio_dim}
 
 
 class RetrievalModel(nn.Cell):
@@ -58,13 +77,26 @@ class RetrievalModel(nn.Cell):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
-        self.projections = nn.CellDict({m: Projection(model_cfg.hidden, model_cfg.embed_dim, model_cfg.layer_norm_eps)
-                                        for m in MODALITIES})
+        self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
+                                        for m, width in embedding_widths(model_cfg.hidden, dims).items()})
+
+    def embedding_inputs(self, modality, *inputs):
+        """What the projection of `modality` reads: the cross-modal encoder's states over that modality alone,
+        mean-pooled, and for image and audio beside them the mean output of their single-modal encoder (the
+        EfficientNet regions, the Whisper frames; the text's is the encoder itself). The pooled states of a short
+        pre-training keep less of what tells two images apart than the features they were computed from (on the demo
+        a head over the input features alone retrieves better), so the fast score reads both."""
+        states, mask = self.net.encode_only((modality,), *inputs)
+        pooled = masked_mean(states, mask)
+        if modality == "image":
+            pooled = ops.concat((pooled, masked_mean(inputs[2], inputs[4])), axis=1)
+        elif modality == "audio":
+            pooled = ops.concat((pooled, masked_mean(inputs[5], inputs[6])), axis=1)
+        return pooled
 
     def embed(self, modality, *inputs):
         """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
-        states, mask = self.net.encode_only((modality,), *inputs)
-        return l2_normalise(self.projections[modality](masked_mean(states, mask)))
+        return l2_normalise(self.projections[modality](self.embedding_inputs(modality, *inputs)))
 
     def match_logits(self, modalities, *inputs):
         """[B, 5] matching logits of the rows shown with `modalities` only."""
@@ -82,11 +114,41 @@ def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projection
     return model, data
 
 
+def logit_scale_parameter(temperature: float) -> ms.Parameter:
+    """CLIP's learnt temperature: a log-scale parameter starting at 1 / temperature; shape [1], since the optimizer's
+    updates are not 0-d."""
+    return ms.Parameter(ms.Tensor([math.log(1.0 / temperature)], ms.float32), name="logit_scale")
+
+
+def clamped_scale(log_scale):
+    """The logit scale, clamped at 100 (temperature 0.01) as in CLIP."""
+    return ops.exp(ops.minimum(log_scale, MAX_LOG_SCALE))
+
+
 def same_content(content, present):
     """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
     same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
     equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
     return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
+
+
+def info_nce(ce, embeddings, m, n, present, same, scale):
+    """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
+    of m or of n is neither positive nor negative."""
+    both = present[:, m] * present[:, n]
+    b = both.shape[0]
+    duplicates = ops.minimum(same[m] + same[n], 1.0)
+    blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
+    logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
+    own = ops.arange(0, b, dtype=ms.int32)
+    return (weighted_mean(ce(logits, own), both) + weighted_mean(ce(logits.T, own), both)) / 2.0
+
+
+def tri_modal_info_nce(ce, embeddings, present, same, scale):
+    """embeddings [3, B, D] unit length (text, image, audio), present [B, 3], same [3, B, B] (`same_content`) -> the
+    mean InfoNCE over the pairs T-I, T-A and I-A."""
+    return (info_nce(ce, embeddings, 0, 1, present, same, scale) + info_nce(ce, embeddings, 0, 2, present, same, scale)
+            + info_nce(ce, embeddings, 1, 2, present, same, scale)) / 3.0
 
 
 class RetrievalLoss(RetrievalModel):
@@ -99,10 +161,7 @@ class RetrievalLoss(RetrievalModel):
         super().__init__(model_cfg, dims)
         self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
         self.match_rows = loss_cfg.match_rows
-        # CLIP's learnt temperature: a log-scale parameter, the scale clamped at 100 (temperature 0.01)
-        self.logit_scale = ms.Parameter(ms.Tensor([math.log(1.0 / loss_cfg.contrastive_temperature)], ms.float32),
-                                        name="logit_scale")  # [1]: the optimizer's updates are not 0-d
-        self.max_log_scale = math.log(100.0)
+        self.logit_scale = logit_scale_parameter(loss_cfg.contrastive_temperature)
         self.ce = CrossEntropy()
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
@@ -112,29 +171,14 @@ class RetrievalLoss(RetrievalModel):
         embeddings = ops.stack((self.embed("text", *inputs), self.embed("image", *inputs),
                                 self.embed("audio", *inputs)))
         same = same_content(content, present)
-        scale = ops.exp(ops.minimum(self.logit_scale, self.max_log_scale))
-        contrastive = (self.info_nce(embeddings, 0, 1, present, same, scale) +
-                       self.info_nce(embeddings, 0, 2, present, same, scale) +
-                       self.info_nce(embeddings, 1, 2, present, same, scale)) / 3.0
+        scale = clamped_scale(self.logit_scale)
+        contrastive = tri_modal_info_nce(self.ce, embeddings, present, same, scale)
         k = self.match_rows if 0 < self.match_rows < text_ids.shape[0] else text_ids.shape[0]
         donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap,
                                                ops.minimum(same.sum(0), 1.0))
         match = self.matching(inputs, view[:k], swap[:k], donors[:, :k], found[:k])
         losses = ops.stack((match, contrastive))
         return (losses * self.weights).sum(), losses
-
-    def info_nce(self, embeddings, m, n, present, same, scale):
-        """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
-        of m or of n is neither positive nor negative."""
-        both = present[:, m] * present[:, n]
-        b = both.shape[0]
-        duplicates = ops.minimum(same[m] + same[n], 1.0)
-        blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
-        logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
-        own = ops.arange(0, b, dtype=ms.int32)
-        forward = weighted_mean(self.ce(logits, own), both)
-        backward = weighted_mean(self.ce(logits.T, own), both)
-        return (forward + backward) / 2.0
 
     def hardest_negatives(self, embeddings, present, view, swap, duplicates):
         """For each row, the in-batch row whose swapped modality is most similar (summed cosine) to the row's other
@@ -177,3 +221,12 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     data, make_dataset, per_epoch = training_data(cfg.data, "retrieval", num_shards, shard_id)
     loss_net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
     return loss_net, make_dataset, per_epoch
+
+
+def warm_start(cfg: Config, loss_net: RetrievalLoss):
+    """`fit`'s warm start (run when training starts from scratch): the projections fitted to frozen pooled states
+    first (`loss.warm_start_epochs`); None when off."""
+    if cfg.loss.warm_start_epochs <= 0:
+        return None
+    from src.tasks.linear_retrieval import fit_projections
+    return lambda: fit_projections(loss_net, cfg)

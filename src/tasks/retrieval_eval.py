@@ -65,12 +65,20 @@ class MatchScore(nn.Cell):
         return self.model.match_logits(self.modalities, *inputs)[:, 0]
 
 
+def side_embedding(embeddings: Dict[str, np.ndarray], modalities: Sequence[str], rows: np.ndarray) -> np.ndarray:
+    """A query or candidate side: the normalised sum of its modalities' embeddings."""
+    return normalise(sum(embeddings[m][rows] for m in modalities))
+
+
 class RetrievalEvaluator:
     """Embeds the items once, then ranks candidates for any direction. With `graphs` (src/infer/export.py's
-    ExportedGraphs) the exported embedding and matching graphs run instead of `model`'s cells."""
+    ExportedGraphs) the exported embedding and matching graphs run instead of `model`'s cells. With `baseline`
+    (modality -> embeddings of the items, e.g. `src.tasks.linear_retrieval.frozen_feature_embeddings`) each direction
+    also reports the recall of its cosine ranking."""
 
-    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig, graphs=None):
-        self.model, self.items, self.cfg, self.graphs = model, items, cfg, graphs
+    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig, graphs=None,
+                 baseline: Dict[str, np.ndarray] = None):
+        self.model, self.items, self.cfg, self.graphs, self.baseline = model, items, cfg, graphs, baseline
         self.scorers: Dict[Tuple[str, ...], nn.Cell] = {}
         started = time.perf_counter()
         embedder = graphs["embed"] if graphs is not None else PooledEmbeddings(model)
@@ -78,9 +86,6 @@ class RetrievalEvaluator:
         self.embedding_seconds = time.perf_counter() - started
         self.embeddings = dict(zip(MODALITIES, embedded))
         self.present = items.present()
-
-    def side_embedding(self, modalities: Sequence[str], rows: np.ndarray) -> np.ndarray:
-        return normalise(sum(self.embeddings[m][rows] for m in modalities))
 
     def pair_scorer(self, query: Sequence[str], cand: Sequence[str], query_rows: np.ndarray, cand_rows: np.ndarray):
         """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
@@ -106,7 +111,8 @@ class RetrievalEvaluator:
             raise ConfigError(f"{name}: {len(rows)} items have {' and '.join(query + cand)}; need at least 2")
         query_rows = rows[:max_queries] if max_queries > 0 else rows
         positives = correct_candidates(self.items.subset(rows), query, cand)[:len(query_rows)]
-        queries, candidates = self.side_embedding(query, query_rows), self.side_embedding(cand, rows)
+        queries, candidates = (side_embedding(self.embeddings, query, query_rows),
+                               side_embedding(self.embeddings, cand, rows))
         score_pairs = self.pair_scorer(query, cand, query_rows, rows)
         k = min(self.cfg.rerank_k, len(rows))
         started = time.perf_counter()
@@ -115,6 +121,10 @@ class RetrievalEvaluator:
         out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
                "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
                "chance": chance_recall(len(rows), positives.sum(1)), "seconds": time.perf_counter() - started}
+        if self.baseline is not None:
+            _, base = first_stage(side_embedding(self.baseline, query, query_rows),
+                                  side_embedding(self.baseline, cand, rows), positives, 1)
+            out["baseline"] = recall_summary(base)
         if full:
             started = time.perf_counter()
             out["full"] = recall_summary(full_ranks(len(query_rows), len(rows), positives, score_pairs))
@@ -123,13 +133,17 @@ class RetrievalEvaluator:
 
 
 def retrieval_table(results: Dict[str, dict]) -> List[str]:
-    """Rows of the printed results table."""
+    """Rows of the printed results table: two-stage, first stage, the frozen-feature baseline (when evaluated) and
+    chance."""
+    with_baseline = all("baseline" in r for r in results.values())
     head = f"{'direction':<20} {'items':>5} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MedR':>6} | {'1st R@1':>7} " \
-           f"{'1st R@10':>8} | {'chance R@1':>10} {'R@10':>6} {'MedR':>6}"
+           f"{'1st R@10':>8} | " + (f"{'frozen R@1':>10} {'R@10':>6} | " if with_baseline else "") + \
+           f"{'chance R@1':>10} {'R@10':>6} {'MedR':>6}"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         t, f, c = r["two_stage"], r["first_stage"], r["chance"]
+        base = f"{r['baseline']['R@1']:>10.1f} {r['baseline']['R@10']:>6.1f} | " if with_baseline else ""
         lines.append(f"{name:<20} {r['candidates']:>5} {t['R@1']:>6.1f} {t['R@5']:>6.1f} {t['R@10']:>6.1f} "
-                     f"{t['median_rank']:>6.1f} | {f['R@1']:>7.1f} {f['R@10']:>8.1f} | {c['R@1']:>10.1f} "
+                     f"{t['median_rank']:>6.1f} | {f['R@1']:>7.1f} {f['R@10']:>8.1f} | {base}{c['R@1']:>10.1f} "
                      f"{c['R@10']:>6.1f} {c['median_rank']:>6.1f}")
     return lines

@@ -100,12 +100,14 @@ def total_steps(cfg: Config, batches_per_epoch: int) -> int:
 
 def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_dataset: Callable,
         batches_per_epoch: int, resume: Optional[str] = None, log: Callable = print, ranks: Ranks = Ranks(),
-        after_checkpoint: Optional[Callable[[Path, int], None]] = None) -> dict:
+        after_checkpoint: Optional[Callable[[Path, int], None]] = None,
+        warm_start: Optional[Callable[[], None]] = None) -> dict:
     """Train `loss_net` under `cfg.train`; returns the final run position and the last step's log entry.
 
     In data parallel (`ranks.size` > 1) every rank runs this loop over its own shard (`make_dataset` of that rank);
     rank 0 alone writes config.yaml, train_log.jsonl and the checkpoints, and every rank resumes from the same one.
     `after_checkpoint(output_dir, step)` runs on rank 0 after each checkpoint (a task's snapshots, e.g. images).
+    `warm_start()` runs once before the first step of a run that starts from scratch (not on resume).
     """
     t = cfg.train
     out = Path(t.output_dir)
@@ -121,8 +123,11 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     if ckpt is not None:
         position = load_checkpoint(step_cell, ckpt)
         log(f"resumed from {ckpt} at step {position['step']} (epoch {position['epoch']}, batch {position['batch']})")
-    elif resume == "auto":
-        log(f"no checkpoint in {out}: starting from scratch")
+    else:
+        if resume == "auto":
+            log(f"no checkpoint in {out}: starting from scratch")
+        if warm_start is not None:
+            warm_start()
     if ranks.main:
         write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 

@@ -1,0 +1,171 @@
+"""Retrieval heads fitted to fixed features in seconds: the projections and temperature of `RetrievalLoss`, trained by
+the same duplicate-aware InfoNCE on pooled features computed once, then reused at no cost per step.
+
+Two uses:
+- the warm start of fine-tuning (`loss.warm_start_epochs`): linear probing, then fine-tuning (LP-FT). What the
+  projections read (`RetrievalModel.embedding_inputs`: the frozen pre-trained encoder's pooled states, and the
+  single-modal features) over every training item trains the heads first, so fine-tuning starts from heads that
+  already rank, instead of spending its first steps (and the encoder's features) on random ones;
+- the baseline printed beside retrieval evaluation (`eval.baseline_text`): the same heads over the frozen input
+  features (MiniLM's mean-pooled sentence states, the mean EfficientNet grid, the mean Whisper states), which a
+  fine-tuned model has to beat.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Dict, Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import Config, ModelConfig
+from src.data.tokenizer import minilm_dir
+from src.infer.items import Items, content_codes, run_batched
+from src.model.convert import init_model
+from src.model.heads import CrossEntropy
+from src.model.opt import MODALITIES, DataDims
+from src.tasks.retrieval import (Projection, RetrievalModel, clamped_scale, l2_normalise, logit_scale_parameter,
+                                 same_content, tri_modal_info_nce)
+
+BATCH_SIZE = 256  # rows per InfoNCE batch: many negatives, and on CPU a step still takes milliseconds
+
+
+class LinearHeads(nn.Cell):
+    """One projection per modality (input widths `feature_dims`, text / image / audio) and the learnt logit scale.
+    Parameter names are those of `RetrievalLoss` (projections.*, logit_scale): fitted heads load into it."""
+
+    def __init__(self, feature_dims: Sequence[int], embed_dim: int, eps: float, temperature: float):
+        super().__init__()
+        self.projections = nn.CellDict({m: Projection(d, embed_dim, eps) for m, d in zip(MODALITIES, feature_dims)})
+        self.logit_scale = logit_scale_parameter(temperature)
+        self.ce = CrossEntropy()
+
+    def embed(self, modality, features):
+        return l2_normalise(self.projections[modality](features))
+
+    def construct(self, text, image, audio, present, content):
+        embeddings = ops.stack((self.embed("text", text), self.embed("image", image), self.embed("audio", audio)))
+        return tri_modal_info_nce(self.ce, embeddings, present, same_content(content, present),
+                                  clamped_scale(self.logit_scale))
+
+
+def fit_heads(features: Sequence[np.ndarray], present: np.ndarray, content: np.ndarray, embed_dim: int, eps: float,
+              temperature: float, epochs: int, lr: float, seed: int = 0) -> LinearHeads:
+    """Heads fitted to `features` (text, image, audio: [N, d_m] each), present [N, 3], content [N, 3] int (rows with
+    the same value share that input) by Adam over shuffled batches of BATCH_SIZE rows, the last partial one dropped
+    (every batch has one shape, so the step compiles once)."""
+    n = len(present)
+    batch = min(BATCH_SIZE, n)
+    heads = LinearHeads([f.shape[1] for f in features], embed_dim, eps, temperature)
+    for m, f, has in zip(MODALITIES, features, present.T > 0):
+        if has.any():
+            heads.projections[m].set_statistics(f[has])
+    steps = max(epochs * (n // batch), 1)
+    schedule = nn.CosineDecayLR(0.0, lr, steps)
+    step = nn.TrainOneStepCell(heads, nn.Adam(heads.trainable_params(), schedule))
+    step.set_train(True)
+    columns = [f.astype(np.float32) for f in features] + [present.astype(np.float32), content.astype(np.int32)]
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < steps:
+        order = rng.permutation(n)
+        for start in range(0, n - batch + 1, batch):
+            rows = order[start:start + batch]
+            step(*(ms.Tensor(c[rows]) for c in columns))
+            done += 1
+            if done == steps:
+                break
+    heads.set_train(False)
+    return heads
+
+
+def head_embeddings(heads: LinearHeads, features: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+    """Modality -> unit-length embeddings [N, embed_dim] of `features` under fitted heads."""
+    return {m: heads.embed(m, ms.Tensor(f.astype(np.float32))).asnumpy() for m, f in zip(MODALITIES, features)}
+
+
+class EmbeddingInputs(nn.Cell):
+    """Rows -> what the projection of `modality` reads (`RetrievalModel.embedding_inputs`)."""
+
+    def __init__(self, model: RetrievalModel, modality: str):
+        super().__init__(auto_prefix=False)
+        self.model, self.modality = model, modality
+
+    def construct(self, *inputs):
+        return self.model.embedding_inputs(self.modality, *inputs)
+
+
+def embedding_features(model: RetrievalModel, items: Items, batch_size: int, modalities: Sequence[str] = MODALITIES):
+    """[N, width] projection inputs of each of `modalities` of `items` under `model` (in inference mode). Each
+    distinct input is encoded once (on the demo an image has two captions, and a caption often two items)."""
+    out = []
+    for m in modalities:
+        _, first, inverse = np.unique(content_codes(items, (m,)), return_index=True, return_inverse=True)
+        pooled = run_batched(EmbeddingInputs(model, m), len(first), batch_size,
+                             lambda rows: items.compose({m: first[rows]}))[0]  # noqa: B023 (run_batched calls it now)
+        out.append(pooled[inverse])
+    return tuple(out)
+
+
+def item_contents(items: Items) -> np.ndarray:
+    """[N, 3] int: per modality, equal for items with the same input (the duplicates InfoNCE leaves out)."""
+    return np.stack([content_codes(items, (m,)) for m in MODALITIES], axis=1)
+
+
+def fit_projections(loss_net: RetrievalModel, cfg: Config, log=print) -> None:
+    """Fit the projections and temperature of `loss_net` to their inputs under its frozen encoder over every
+    training item (`loss.warm_start_epochs` epochs at eval.probe_lr), in place."""
+    from src.data.records import open_prepared
+    from src.infer.items import load_items
+    started = time.perf_counter()
+    items = load_items(open_prepared(cfg.data.path), cfg.data, cfg.data.train_split)
+    loss_net.set_train(False)
+    features = embedding_features(loss_net, items, cfg.eval.batch_size)
+    loss_net.set_train(True)
+    heads = fit_heads(features, items.present(), item_contents(items), cfg.model.embed_dim,
+                      cfg.model.layer_norm_eps, cfg.loss.contrastive_temperature, cfg.loss.warm_start_epochs,
+                      cfg.eval.probe_lr, cfg.train.seed)
+    targets = loss_net.parameters_dict()
+    for name, p in heads.parameters_and_names():  # the fixed statistics too
+        if name.startswith(("projections.", "logit_scale")):
+            targets[name].set_data(p.value())
+    log(f"warm start: projections fitted to what they read under the frozen encoder, {len(items)} training items "
+        f"({cfg.loss.warm_start_epochs} epochs, {time.perf_counter() - started:.0f} s)")
+
+
+def minilm_model_config(base: ModelConfig) -> ModelConfig:
+    """`base` with MiniLM's encoder shape (from its config.json) and no decoders."""
+    shape = json.loads((minilm_dir() / "config.json").read_text())
+    return dataclasses.replace(base, hidden=shape["hidden_size"], layers=shape["num_hidden_layers"],
+                               heads=shape["num_attention_heads"], intermediate=shape["intermediate_size"],
+                               max_positions=shape["max_position_embeddings"], decoder_layers=0,
+                               vision_decoder_layers=0, init_from="")
+
+
+def frozen_input_features(items: Items, text_encoder: RetrievalModel, batch_size: int):
+    """(text, image, audio) features of the frozen-feature baseline: the text encoder's mean-pooled states, the mean
+    of the valid image regions and of the valid audio frames."""
+    def masked_average(feat, mask):
+        return (feat * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
+    text, = embedding_features(text_encoder, items, batch_size, ("text",))
+    x = items.inputs
+    return text, masked_average(x["image_feat"], x["image_mask"]), masked_average(x["audio_feat"], x["audio_mask"])
+
+
+def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=print) -> Dict[str, np.ndarray]:
+    """Embeddings of `test` under heads fitted on `train`'s frozen input features (the retrieval baseline)."""
+    started = time.perf_counter()
+    dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
+    text_model = RetrievalModel(minilm_model_config(cfg.model), dims)
+    init_model(text_model, cfg.eval.baseline_text)
+    text_model.set_train(False)
+    train_x = frozen_input_features(train, text_model, cfg.eval.batch_size)
+    heads = fit_heads(train_x, train.present(), item_contents(train), cfg.model.embed_dim, cfg.model.layer_norm_eps,
+                      cfg.loss.contrastive_temperature, cfg.eval.baseline_epochs, cfg.eval.probe_lr, cfg.train.seed)
+    embeddings = head_embeddings(heads, frozen_input_features(test, text_model, cfg.eval.batch_size))
+    log(f"frozen-feature baseline: heads fitted on {len(train)} training items "
+        f"({time.perf_counter() - started:.0f} s)")
+    return embeddings
