@@ -179,6 +179,7 @@ class EvalConfig:
     """`eval.py`: retrieval (two-stage ranking) and the linear probe."""
     batch_size: int = 32          # rows per compiled forward pass
     rerank_k: int = 16            # candidates per query that the cross-encoder reranks (second stage)
+    rerank_fusion: float = 0.0    # the rerank orders by the cross-encoder's logit + this x the first stage's cosine
     directions: List[str] = field(default_factory=lambda: [
         "image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
         "text+audio->image", "image+audio->text"])  # also possible: image->text+audio, text->image+audio, ...

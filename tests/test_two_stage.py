@@ -1,7 +1,7 @@
 """Two-stage retrieval against the all-pairs cross-encoder."""
 import numpy as np
 
-from src.infer.retrieval import first_stage, full_ranks, two_stage_ranks
+from src.infer.retrieval import first_stage, full_ranks, rerank, two_stage_ranks
 
 
 def toy(seed=0, n=30, d=8):
@@ -52,3 +52,16 @@ def test_only_the_top_k_pairs_are_scored():
 
     two_stage_ranks(q, c, pos, k=4, score_pairs=counting)
     assert sum(calls) == 4 * len(q)
+
+
+def test_fusion_adds_the_first_stage_cosine_to_the_cross_encoder_score():
+    # 1 query, 3 candidates; the first stage ranks the right one (2) first, the cross-encoder third
+    top, first, positives = np.array([[2, 0, 1]]), np.array([1]), np.array([[False, False, True]])
+    cosines = np.array([[0.9, 0.5, 0.1]])
+    cross = {0: 1.0, 1: 2.0, 2: 0.0}
+
+    def score_pairs(qi, ci):
+        return np.array([cross[c] for c in ci])
+    assert rerank(top, first, positives, score_pairs)[0] == 3  # the cross-encoder alone
+    assert rerank(top, first, positives, score_pairs, cosines, fusion=1.0)[0] == 3  # 0.9 < 1.5 < 2.1
+    assert rerank(top, first, positives, score_pairs, cosines, fusion=10.0)[0] == 1  # 9 > 6 > 3

@@ -48,11 +48,15 @@ def two_stage_ranks(queries: np.ndarray, candidates: np.ndarray, positives: np.n
     return rerank(top, ranks, positives, score_pairs)
 
 
-def rerank(top: np.ndarray, first_ranks: np.ndarray, positives: np.ndarray, score_pairs: PairScorer) -> np.ndarray:
-    """The second stage over `first_stage`'s output: ranks after the cross-encoder reorders each query's top k."""
+def rerank(top: np.ndarray, first_ranks: np.ndarray, positives: np.ndarray, score_pairs: PairScorer,
+           first_scores: np.ndarray = None, fusion: float = 0.0) -> np.ndarray:
+    """The second stage over `first_stage`'s output: ranks after the cross-encoder reorders each query's top k, by
+    its score plus `fusion` x the first stage's cosine (`first_scores` [Q, k]; fusion 0: the cross-encoder alone)."""
     ranks = first_ranks.copy()
     query_ids = np.repeat(np.arange(len(top)), top.shape[1])
     cross = np.asarray(score_pairs(query_ids, top.reshape(-1)), np.float64).reshape(top.shape)
+    if fusion:
+        cross = cross + fusion * first_scores
     top_positive = np.take_along_axis(np.asarray(positives, bool), top, 1)
     hit = top_positive.any(1)
     if hit.any():

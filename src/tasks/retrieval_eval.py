@@ -117,7 +117,8 @@ class RetrievalEvaluator:
         k = min(self.cfg.rerank_k, len(rows))
         started = time.perf_counter()
         top, first = first_stage(queries, candidates, positives, k)
-        ranks = rerank(top, first, positives, score_pairs)
+        cosines = np.einsum("qd,qkd->qk", normalise(queries), normalise(candidates)[top])
+        ranks = rerank(top, first, positives, score_pairs, cosines, self.cfg.rerank_fusion)
         out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
                "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
                "chance": chance_recall(len(rows), positives.sum(1)), "seconds": time.perf_counter() - started}
