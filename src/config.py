@@ -137,8 +137,8 @@ class LossConfig:
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
     contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01
     match_rows: int = 0           # retrieval: the matching loss reads the first N rows of each batch (0: all of them)
-    warm_start_epochs: int = 0    # retrieval: epochs fitting the projections to the frozen encoder's pooled states of
-    #                               the training items before fine-tuning (linear probing, then fine-tuning; 0: off)
+    warm_start_epochs: int = 0    # retrieval: epochs fitting the projections to their inputs under the frozen encoder
+    #                               over the training items before fine-tuning (LP-FT; 0: off)
     caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
     label_smoothing: float = 0.1  # of that cross-entropy
 

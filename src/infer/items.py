@@ -38,6 +38,12 @@ class Items:
         source = {c: rows.get(m, fallback) for m, cols in COLUMNS_OF.items() for c in cols}
         return tuple(self.inputs[c][source[c]] for c in INPUT_COLUMNS)
 
+    def mean_features(self, modality: str) -> np.ndarray:
+        """[N, D] the input features of image or audio (EfficientNet regions, Whisper frames) averaged over each
+        item's valid tokens."""
+        feat, mask = self.inputs[f"{modality}_feat"], self.inputs[f"{modality}_mask"][..., None]
+        return (feat * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
+
     def subset(self, rows: np.ndarray) -> "Items":
         return Items({c: v[rows] for c, v in self.inputs.items()}, self.index[rows], self.labels[rows])
 

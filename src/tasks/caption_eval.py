@@ -100,10 +100,9 @@ def pooled_inputs(items: Items, modalities) -> np.ndarray:
     """[N, D] the pretrained input features of `modalities` (EfficientNet regions, Whisper frames, standardised as
     the model reads them), each averaged over its tokens and L2-normalised, side by side."""
     parts = []
-    for m, (feat, mask) in {"image": ("image_feat", "image_mask"), "audio": ("audio_feat", "audio_mask")}.items():
+    for m in ("image", "audio"):
         if m in modalities:
-            w = items.inputs[mask][..., None]
-            mean = (items.inputs[feat] * w).sum(1) / np.maximum(w.sum(1), 1.0)
+            mean = items.mean_features(m)
             parts.append(mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-6))
     return np.concatenate(parts, axis=1)
 

@@ -148,11 +148,8 @@ def minilm_model_config(base: ModelConfig) -> ModelConfig:
 def frozen_input_features(items: Items, text_encoder: RetrievalModel, batch_size: int):
     """(text, image, audio) features of the frozen-feature baseline: the text encoder's mean-pooled states, the mean
     of the valid image regions and of the valid audio frames."""
-    def masked_average(feat, mask):
-        return (feat * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)
     text, = embedding_features(text_encoder, items, batch_size, ("text",))
-    x = items.inputs
-    return text, masked_average(x["image_feat"], x["image_mask"]), masked_average(x["audio_feat"], x["audio_mask"])
+    return text, items.mean_features("image"), items.mean_features("audio")
 
 
 def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=print) -> Dict[str, np.ndarray]:

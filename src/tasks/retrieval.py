@@ -224,8 +224,8 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
 
 
 def warm_start(cfg: Config, loss_net: RetrievalLoss):
-    """`fit`'s warm start (run when training starts from scratch): the projections fitted to frozen pooled states
-    first (`loss.warm_start_epochs`); None when off."""
+    """`fit`'s warm start (run when training starts from scratch): the projections fitted to their inputs under the
+    frozen encoder first (`loss.warm_start_epochs`); None when off."""
     if cfg.loss.warm_start_epochs <= 0:
         return None
     from src.tasks.linear_retrieval import fit_projections

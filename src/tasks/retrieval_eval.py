@@ -117,7 +117,7 @@ class RetrievalEvaluator:
         k = min(self.cfg.rerank_k, len(rows))
         started = time.perf_counter()
         top, first = first_stage(queries, candidates, positives, k)
-        cosines = np.einsum("qd,qkd->qk", normalise(queries), normalise(candidates)[top])
+        cosines = np.einsum("qd,qkd->qk", queries, candidates[top]) if self.cfg.rerank_fusion else None
         ranks = rerank(top, first, positives, score_pairs, cosines, self.cfg.rerank_fusion)
         out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
                "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
