@@ -130,7 +130,7 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=Non
 
 def evaluate_t2i(cfg, ckpt, split: str, limit: int, report: dict, graphs=None):
     """Text-to-image: fills `report`, returns the printed table. With `graphs` (a t2i export) its graphs generate
-    and the exported checkpoint's matching head scores (unless t2i.scorer names another)."""
+    and the exported checkpoint scores (unless t2i.scorer names another, e.g. a retrieval run)."""
     from src.tasks.text_to_image import evaluate_text_to_image, input_set, load_generator, load_scorer, t2i_table
     generate, data = load_generator(cfg, input_set(cfg), ckpt, graphs)
     if graphs is not None:

@@ -248,8 +248,8 @@ class TextToImageConfig:
     seed: int = 0
     batch_size: int = 16          # images generated together (the compiled batch)
     candidates: int = 100         # R-precision: captions each generated image ranks (its own and others of the split)
-    scorer: str = ""              # checkpoint or run whose matching head scores (caption, image) pairs (empty: the
-    #                               generating checkpoint's own)
+    scorer: str = ""              # the run that scores (caption, image) pairs: a retrieval run by its embeddings'
+    #                               cosine, any other by its matching head (empty: the generating checkpoint's)
     sheet: int = 16               # generated images on the contact sheet, each under its ground truth
 
 

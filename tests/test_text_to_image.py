@@ -11,6 +11,7 @@ import eval as eval_script
 import export as export_script
 import infer as infer_script
 from src.config import ConfigError
+from tests.conftest import ROOT
 from src.tasks.text_to_image import (caption_candidates, colour_agreement, first_of_each, image_generator,
                                      load_trained, own_caption_ranks)
 
@@ -100,6 +101,35 @@ def test_eval_writes_images_sheet_and_r_precision(dir_pretrained, capsys):
     sheet = cv2.imread(report["sheet"])
     assert sheet.shape == (2 * 18 + 2, 7 * 18 + 2, 3)  # 7 ground truths over their 7 generated images
     assert "R-precision" in capsys.readouterr().out
+
+
+def test_a_retrieval_run_scores_by_its_embeddings(dir_pretrained, coded, tmp_path):
+    """t2i.scorer naming a retrieval run: each (caption, image) score is the cosine of that model's caption and image
+    embeddings, and eval.py reports R-precision with it."""
+    import train as train_script
+    from src.infer.items import load_items
+    from src.tasks.retrieval import load_trained as load_retrieval
+    from src.tasks.text_to_image import EmbeddingScorer, load_scorer
+    scorer_run = tmp_path / "retrieval"
+    assert train_script.main(["--config", str(ROOT / "config" / "retrieval_tiny.yaml"), "--set",
+                              f"data.path={coded[0]}", f"train.output_dir={scorer_run}", "train.max_steps=2"]) == 0
+    cfg = run_config(dir_pretrained, f"t2i.scorer={scorer_run}", "eval.batch_size=4")
+    scorer = load_scorer(cfg, dir_pretrained)
+    assert isinstance(scorer, EmbeddingScorer)
+    model, data = load_retrieval(run_config(scorer_run), scorer_run)
+    items = load_items(data, cfg.data, "val")
+    rows = np.flatnonzero(items.present()[:, 1])[:3]
+    image_inputs = tuple(items.inputs[c][rows] for c in ("image_feat", "image_boxes", "image_mask"))
+    candidates = np.array([[0, 1], [2, 0], [1, 1]])
+    scores = scorer(items, candidates, image_inputs)
+    text = model.embed("text", *(ms.Tensor(x) for x in items.compose({"text": np.arange(3)}))).asnumpy()
+    image = model.embed("image", *(ms.Tensor(x) for x in items.compose({"text": rows}))).asnumpy()
+    expected = np.array([[image[i] @ text[c] for c in row] for i, row in enumerate(candidates)])
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    out = tmp_path / "eval_t2i.json"
+    assert eval_script.main(["--task", "t2i", "--ckpt", str(dir_pretrained), "--out", str(out), "--set",
+                             "t2i.batch_size=4", "t2i.candidates=5", f"t2i.scorer={scorer_run}"]) == 0
+    assert 0.0 <= json.loads(out.read_text())["r_precision_ground_truth"] <= 1.0
 
 
 def test_infer_draws_a_caption_with_and_without_audio(dir_pretrained, prepared, tmp_path, capsys):

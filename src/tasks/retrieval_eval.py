@@ -54,6 +54,17 @@ class PooledEmbeddings(nn.Cell):
         return tuple(self.model.embed(m, *inputs) for m in MODALITIES)
 
 
+class ModalityEmbedding(nn.Cell):
+    """Rows -> the unit-length embedding of one modality of each, encoded alone."""
+
+    def __init__(self, model: RetrievalModel, modality: str):
+        super().__init__(auto_prefix=False)
+        self.model, self.modality = model, modality
+
+    def construct(self, *inputs):
+        return self.model.embed(self.modality, *inputs)
+
+
 class MatchScore(nn.Cell):
     """The cross-encoder score of rows shown with `modalities`: the "all match" logit."""
 

@@ -4,7 +4,8 @@ dVAE decoder of stage 1 turns the codes into pixels.
 
 Evaluation (`eval.py --task t2i`) writes every generated image as a PNG and a contact sheet of generated images under
 their ground truth, and measures R-precision: each generated image must rank its own caption first among
-`t2i.candidates` captions of the split, scored by the matching head on (caption, image) pairs. The image's region
+`t2i.candidates` captions of the split, scored by a retrieval model's embeddings (t2i.scorer; the cosine of the
+caption's and the image's) or, for a checkpoint without retrieval heads, its matching head on each pair. The image's region
 features are computed from the generated pixels exactly as the prepared data's were from the source images; the same
 is done with the ground-truth thumbnails, which bounds what the generator could reach at this resolution.
 """
@@ -203,28 +204,60 @@ def first_of_each(codes: np.ndarray) -> np.ndarray:
     return np.sort(np.unique(codes, return_index=True)[1])
 
 
-def match_scores(score_cell, items: Items, candidates: np.ndarray, image_inputs: tuple, batch_size: int
-                 ) -> np.ndarray:
-    """[N, C] matching scores of image i (image_inputs row i) with the caption of item candidates[i, c]."""
-    n, c = candidates.shape
-    audio = (items.inputs["audio_feat"][:1], items.inputs["audio_mask"][:1])  # not shown to the encoder
+def pair_inputs(items: Items, text_rows: np.ndarray, image_inputs: tuple, image_rows: np.ndarray) -> tuple:
+    """Model inputs pairing the captions of items `text_rows` with the images `image_rows` of `image_inputs`
+    (image_feat, image_boxes, image_mask); the audio is item 0's, never shown to the encoder."""
+    audio = (items.inputs["audio_feat"][:1], items.inputs["audio_mask"][:1])
+    return (items.inputs["text_ids"][text_rows], items.inputs["text_mask"][text_rows],
+            *(x[image_rows] for x in image_inputs), *(np.repeat(a, len(text_rows), 0) for a in audio))
 
-    def make_inputs(pairs):
-        image, caption = pairs // c, candidates.reshape(-1)[pairs]
-        return (items.inputs["text_ids"][caption], items.inputs["text_mask"][caption],
-                *(x[image] for x in image_inputs), *(np.repeat(a, len(pairs), 0) for a in audio))
-    return run_batched(score_cell, n * c, batch_size, make_inputs)[0].reshape(n, c)
+
+class MatchingScorer:
+    """(caption, image) scores by the cross-encoder: the matching head's "all match" logit over each pair, one
+    encoder pass per pair (the score of a checkpoint without retrieval projections, e.g. a pre-training run)."""
+
+    def __init__(self, model, batch_size: int):
+        from src.tasks.retrieval_eval import MatchScore
+        self.cell, self.batch_size = MatchScore(model, ("text", "image")), batch_size
+
+    def __call__(self, items: Items, candidates: np.ndarray, image_inputs: tuple) -> np.ndarray:
+        """[N, C] scores of image i (image_inputs row i) with the caption of item candidates[i, c]."""
+        n, c = candidates.shape
+        return run_batched(self.cell, n * c, self.batch_size,
+                           lambda pairs: pair_inputs(items, candidates.reshape(-1)[pairs], image_inputs,
+                                                     pairs // c))[0].reshape(n, c)
+
+
+class EmbeddingScorer:
+    """(caption, image) scores by a retrieval model's first stage: the cosine of the caption's and the image's
+    embeddings, each computed once (as R-precision is usually measured, with a retrieval model's embeddings)."""
+
+    def __init__(self, model, batch_size: int):
+        from src.tasks.retrieval_eval import ModalityEmbedding
+        self.cells = {m: ModalityEmbedding(model, m) for m in ("text", "image")}
+        self.batch_size = batch_size
+
+    def __call__(self, items: Items, candidates: np.ndarray, image_inputs: tuple) -> np.ndarray:
+        captions, where = np.unique(candidates, return_inverse=True)
+        text = run_batched(self.cells["text"], len(captions), self.batch_size,
+                           lambda rows: pair_inputs(items, captions[rows], image_inputs, rows * 0))[0]
+        image = run_batched(self.cells["image"], len(candidates), self.batch_size,
+                            lambda rows: pair_inputs(items, rows * 0, image_inputs, rows))[0]
+        return np.einsum("nd,ncd->nc", image, text[where.reshape(candidates.shape)])
 
 
 def load_scorer(cfg: Config, default_ckpt):
-    """The matching head that scores (caption, image) pairs: t2i.scorer's (a retrieval run, say), else
-    `default_ckpt`'s, each with its own model config."""
+    """The scorer of (caption, image) pairs: t2i.scorer's model, else `default_ckpt`'s, each with its own model
+    config; a retrieval run scores by its embeddings (EmbeddingScorer), any other by its matching head."""
     from src.tasks.retrieval import load_trained as load_retrieval
-    from src.tasks.retrieval_eval import MatchScore
     from src.train.checkpoint import load_run_config
     scorer_cfg = load_run_config(cfg.t2i.scorer, overrides=[f"data.path={cfg.data.path}"]) if cfg.t2i.scorer else cfg
-    model, _ = load_retrieval(scorer_cfg, cfg.t2i.scorer or default_ckpt, ("net.", "match_head."))
-    return MatchScore(model, ("text", "image"))
+    ckpt = cfg.t2i.scorer or default_ckpt
+    if scorer_cfg.task == "retrieval":
+        model, _ = load_retrieval(scorer_cfg, ckpt, ("net.", "projections."))
+        return EmbeddingScorer(model, cfg.eval.batch_size)
+    model, _ = load_retrieval(scorer_cfg, ckpt, ("net.", "match_head."))
+    return MatchingScorer(model, cfg.eval.batch_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -256,7 +289,7 @@ def split_candidates(items: Items, rows: np.ndarray, count: int, seed: int) -> n
     return text_rows[caption_candidates(text_codes, own, count, np.random.default_rng(seed))]
 
 
-def evaluate_text_to_image(generate: ImageGenerator, score_cell, data, cfg: Config, split: str, limit: int = 0,
+def evaluate_text_to_image(generate: ImageGenerator, scorer, data, cfg: Config, split: str, limit: int = 0,
                            out_dir: Optional[Path] = None) -> dict:
     """Generate an image for each usable item of `split` (the first `limit`), score R-precision against the ground
     truth's, and with `out_dir` write the PNGs (t2i_<split>/<id>.png) and the contact sheet (t2i_<split>.png)."""
@@ -269,9 +302,7 @@ def evaluate_text_to_image(generate: ImageGenerator, score_cell, data, cfg: Conf
     candidates = split_candidates(items, usable, cfg.t2i.candidates, cfg.t2i.seed)
     ranks = {}
     for name, pixels in (("generated", images), ("ground_truth", truth)):
-        scores = match_scores(score_cell, items, candidates, pixel_region_inputs(pixels, data, cfg),
-                              cfg.eval.batch_size)
-        ranks[name] = own_caption_ranks(scores)
+        ranks[name] = own_caption_ranks(scorer(items, candidates, pixel_region_inputs(pixels, data, cfg)))
     ids = data.read_columns(split, ["id", "text"])
     image_codes = content_codes(items.subset(usable), ("image",))  # an image with two captions is shown once
     report = {"inputs": cfg.t2i.inputs, "items": len(usable), "candidates": candidates.shape[1],
