@@ -119,6 +119,7 @@ class ModelConfig:
     init_from: str = ""           # "minilm", a BERT-family .safetensors file (embeddings and encoder), or one of our
     #                               .ckpt files / a run directory (its newest): every parameter the model shares with it
     embed_dim: int = 256          # pooled single-modality embeddings (retrieval's first stage) are projected to this
+    projection_hidden: int = 0    # retrieval projections: 0 = one linear map; > 0 = an MLP with this hidden width
 
 
 @dataclass
@@ -203,6 +204,10 @@ class CaptionConfig:
     # (the pieces of the training captions and the special pieces, with the head's own output table: on the demo a
     # 4.6k softmax instead of 32.8k, and no dense 30k x hidden gradient to step)
     output_vocab: str = "full"
+    # what the decoder attends to: "encoder" (the cross-modal encoder's output, as the paper) or "encoder+inputs"
+    # (beside it, the image / audio input embeddings the encoder read: after a short pre-training the encoder's
+    # states of different images are much alike, while their input features still tell them apart)
+    memory: str = "encoder"
 
 
 @dataclass

@@ -257,3 +257,29 @@ def test_top_candidates_are_the_k_largest_in_order(k):
     values, indices = Top()(ms.Tensor(scores))
     np.testing.assert_allclose(values.asnumpy(), -np.sort(-scores, 1)[:, :k])
     np.testing.assert_array_equal(np.take_along_axis(scores, indices.asnumpy().astype(np.int64), 1), values.asnumpy())
+
+
+def test_encoder_plus_inputs_memory_appends_the_input_embeddings(random_model):
+    """caption.memory encoder+inputs: the decoder reads the encoder output, then the image and audio input
+    embeddings (the same cell as the encoder's input), masked as those segments; decoding still runs cached."""
+    model, inputs = random_model
+    wide = CaptionModel(ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2, max_positions=64,
+                                    dropout=0.0), DataDims(VOCAB, 12, 10, 8, 16), memory="encoder+inputs")
+    ms.load_param_into_net(wide, model.parameters_dict())
+    wide.set_train(False)
+    tensors = [ms.Tensor(x) for x in inputs]
+    for modalities, extra in ((("image",), 4), (("audio",), 16), (("image", "audio"), 20)):
+        plain, plain_mask = model.memory(modalities, *tensors)
+        states, mask = wide.memory(modalities, *tensors)
+        assert states.shape[1] == plain.shape[1] + extra and mask.shape[1] == states.shape[1]
+        np.testing.assert_allclose(states.asnumpy()[:, :plain.shape[1]], plain.asnumpy(), rtol=1e-5, atol=1e-5)
+    image_part = states.asnumpy()[:, plain.shape[1]:plain.shape[1] + 4]
+    np.testing.assert_allclose(image_part, model.net.embeddings["image"](tensors[2], tensors[3]).asnumpy(), rtol=1e-5,
+                               atol=1e-5)
+    cfg = GenerateConfig(max_len=6, batch_size=4, strategy="greedy")
+    symbols = text_symbols(SPECIALS, VOCAB)
+    assert Generator(wide, ("image", "audio"), cfg, symbols, 64, True)(inputs) == \
+        Generator(wide, ("image", "audio"), cfg, symbols, 64, False)(inputs)
+    with pytest.raises(ConfigError, match="caption.memory"):
+        CaptionModel(ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2), DataDims(VOCAB, 12,
+                     10, 8, 16), memory="inputs")

@@ -45,9 +45,13 @@ class CaptionModel(nn.Cell):
     """The OPT network (with its text decoder) and the decoder's output head. The head is the pre-training DTR head
     (`dtr_head`, the same task: text from the encoder output), so a pre-trained checkpoint initialises all of it."""
 
-    def __init__(self, model_cfg: ModelConfig, dims: DataDims, output_ids=None):
-        """`output_ids`: the pieces the decoder may emit (`output_pieces`); None: the whole vocabulary."""
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims, output_ids=None, memory: str = "encoder"):
+        """`output_ids`: the pieces the decoder may emit (`output_pieces`); None: the whole vocabulary. `memory`:
+        caption.memory."""
         super().__init__()
+        if memory not in MEMORIES:
+            raise ConfigError(f"caption.memory must be one of {', '.join(MEMORIES)}, got '{memory}'")
+        self.read_inputs = memory == "encoder+inputs"
         if model_cfg.decoder_layers < 1:
             raise ConfigError("text generation needs a text decoder: model.decoder_layers must be at least 1")
         self.net = OPT(model_cfg, dims)
@@ -56,9 +60,18 @@ class CaptionModel(nn.Cell):
         self.decoder_layers = model_cfg.decoder_layers
 
     def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
-        """The encoder output the decoder attends to: [CLS] and the segments of `modalities` (a constant tuple)."""
-        return self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                                    audio_mask)
+        """What the decoder attends to, and its mask: the encoder output over [CLS] and the segments of `modalities`
+        (a constant tuple), with caption.memory encoder+inputs followed by those segments' input embeddings."""
+        states, mask = self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
+                                            audio_feat, audio_mask)
+        if not self.read_inputs:
+            return states, mask
+        parts, masks = (states,), (mask,)
+        if "image" in modalities:
+            parts, masks = parts + (self.net.embeddings["image"](image_feat, image_boxes),), masks + (image_mask,)
+        if "audio" in modalities:
+            parts, masks = parts + (self.net.embeddings["audio"](audio_feat),), masks + (audio_mask,)
+        return ops.concat(parts, axis=1), ops.concat(masks, axis=1)
 
     def class_log_probs(self, hidden):
         """Decoder states [..., H] -> log-probabilities over the head's classes [N, K]."""
@@ -80,6 +93,7 @@ class CaptionModel(nn.Cell):
 
 
 OUTPUT_VOCABS = ("full", "train")
+MEMORIES = ("encoder", "encoder+inputs")
 
 
 def output_pieces(cfg: Config, data):
@@ -99,7 +113,8 @@ def load_trained(cfg: Config, ckpt):
     """(CaptionModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
     from src.train.checkpoint import load_weights
     data = open_prepared(cfg.data.path)
-    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_pieces(cfg, data))
+    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_pieces(cfg, data),
+                         cfg.caption.memory)
     load_weights(model, ckpt, ("net.", "dtr_head."))
     model.set_train(False)
     return model, data
@@ -108,8 +123,9 @@ def load_trained(cfg: Config, ckpt):
 class CaptionLoss(CaptionModel):
     """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss])."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources, output_ids=None):
-        super().__init__(model_cfg, dims, output_ids)
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources, output_ids=None,
+                 memory: str = "encoder"):
+        super().__init__(model_cfg, dims, output_ids, memory)
         # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
         self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
         self.weight = loss_cfg.caption
@@ -141,5 +157,5 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
     data, make_dataset, per_epoch = training_data(cfg.data, "caption", num_shards, shard_id, sources=indices)
     loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
-                           output_pieces(cfg, data))
+                           output_pieces(cfg, data), cfg.caption.memory)
     return loss_net, make_dataset, per_epoch

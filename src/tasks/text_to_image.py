@@ -5,9 +5,9 @@ dVAE decoder of stage 1 turns the codes into pixels.
 Evaluation (`eval.py --task t2i`) writes every generated image as a PNG and a contact sheet of generated images under
 their ground truth, and measures R-precision: each generated image must rank its own caption first among
 `t2i.candidates` captions of the split, scored by a retrieval model's embeddings (t2i.scorer; the cosine of the
-caption's and the image's) or, for a checkpoint without retrieval heads, its matching head on each pair. The image's region
-features are computed from the generated pixels exactly as the prepared data's were from the source images; the same
-is done with the ground-truth thumbnails, which bounds what the generator could reach at this resolution.
+caption's and the image's) or, for a checkpoint without retrieval heads, its matching head on each pair. The image's
+region features are computed from the generated pixels exactly as the prepared data's were from the source images;
+the same is done with the ground-truth thumbnails, which bounds what the generator could reach at this resolution.
 """
 from __future__ import annotations
 
