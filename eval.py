@@ -121,7 +121,7 @@ def evaluate_understanding(args, cfg, ckpt, split: str, report: dict, graphs=Non
         return retrieval_table(report["directions"])
     from src.tasks.classify import evaluate_probe, probe_table
     train_split = args.train_split or cfg.data.train_split
-    train = load_items(data, cfg.data, train_split, limit=cfg.eval.probe_train_samples)
+    train = load_items(data, cfg.data, train_split).sample(cfg.eval.probe_train_samples, cfg.train.seed)
     report.update(train_split=train_split, train_items=len(train))
     report["inputs"] = evaluate_probe(model.net if model is not None else None, train, items, cfg.eval,
                                       graphs=graphs)

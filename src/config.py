@@ -119,7 +119,6 @@ class ModelConfig:
     init_from: str = ""           # "minilm", a BERT-family .safetensors file (embeddings and encoder), or one of our
     #                               .ckpt files / a run directory (its newest): every parameter the model shares with it
     embed_dim: int = 256          # pooled single-modality embeddings (retrieval's first stage) are projected to this
-    projection_hidden: int = 0    # retrieval projections: 0 = one linear map; > 0 = an MLP with this hidden width
 
 
 @dataclass
@@ -185,7 +184,7 @@ class EvalConfig:
         "image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
         "text+audio->image", "image+audio->text"])  # also possible: image->text+audio, text->image+audio, ...
     probe_inputs: List[str] = field(default_factory=lambda: ["T", "I", "A", "TI", "TA", "IA", "TIA"])
-    probe_train_samples: int = 0  # training items whose features train the probe (0: all)
+    probe_train_samples: int = 0  # training items (a seeded random draw) whose features train the probe (0: all)
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer
     probe_lr: float = 0.01
     probe_weight_decay: float = 0.0001

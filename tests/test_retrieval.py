@@ -7,12 +7,13 @@ import numpy as np
 from mindspore import ops
 import pytest
 
-from src.config import ConfigError, EvalConfig
+from src.config import ConfigError, EvalConfig, ModelConfig
 from src.data.masking import RETRIEVAL_VIEWS, retrieval_views
 from src.data.pipeline import RETRIEVAL_COLUMNS
 from src.data.records import open_prepared
+from src.infer.items import Items
 from src.model.opt import OPT, DataDims
-from src.tasks.classify import parse_inputs, probe_scores, train_probe
+from src.tasks.classify import PooledStates, parse_inputs, probe_scores, train_probe
 from src.metrics.classification import mean_average_precision
 from src.tasks.pretrain import PretrainLoss
 from src.tasks.retrieval import RetrievalLoss, RetrievalModel, info_nce
@@ -135,6 +136,47 @@ def test_the_probe_learns_a_separable_problem():
     assert result["mAP"] > 97 and result["classes"] == 3
     shuffled = mean_average_precision(probe_scores(layer, x[400:]), labels[rng.permutation(200) + 400])
     assert shuffled["mAP"] < 70
+
+
+def test_probe_features_average_each_segment_apart():
+    """The probe's features of a combination: per modality, the mean encoder output over that segment's valid
+    positions (text with [CLS]), side by side; padding positions do not count."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    net = OPT(ModelConfig(hidden=16, layers=1, heads=2, intermediate=32, decoder_layers=0, dropout=0.0),
+              DataDims(30, 12, 10, 8, 6))
+    net.set_train(False)
+    rng = np.random.default_rng(0)
+    b = 3
+    text_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], np.float32)
+    audio_mask = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]], np.float32)
+    inputs = [rng.integers(3, 30, (b, 5)).astype(np.int32), text_mask,
+              rng.standard_normal((b, 4, 12)).astype(np.float32), rng.random((b, 4, 7)).astype(np.float32),
+              np.ones((b, 4), np.float32), rng.standard_normal((b, 6, 10)).astype(np.float32), audio_mask]
+    tensors = [ms.Tensor(x) for x in inputs]
+    states = net.encode_only(("text", "image", "audio"), *tensors)[0].asnumpy()
+    features = PooledStates(net, ("text", "image", "audio"))(*tensors).asnumpy()
+    assert features.shape == (b, 48)
+
+    def mean(part, mask):
+        return (part * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    expected = np.concatenate([mean(states[:, :5], text_mask), states[:, 5:9].mean(1),
+                               mean(states[:, 9:], audio_mask)], 1)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+    assert PooledStates(net, ("image",))(*tensors).shape == (b, 16)
+
+
+def test_probe_training_items_are_drawn_across_the_split():
+    """eval.probe_train_samples draws items from the whole split, not its first n: a split grouped by source (here
+    10 labels in blocks of 100 items) then still shows the probe every label."""
+    labels = np.eye(10, dtype=np.float32)[np.repeat(np.arange(10), 100)]
+    items = Items({"text_ids": np.arange(1000)[:, None]}, np.arange(1000), labels)
+    drawn = items.sample(100, seed=0)
+    assert len(drawn) == 100 and len(np.unique(drawn.index)) == 100 and np.all(np.diff(drawn.index) > 0)
+    assert drawn.labels.any(0).all()  # the first 100 items carry one label
+    np.testing.assert_array_equal(drawn.inputs["text_ids"][:, 0], drawn.index)
+    np.testing.assert_array_equal(items.sample(100, seed=0).index, drawn.index)
+    assert items.sample(0, seed=0) is items and items.sample(5000, seed=0) is items
 
 
 def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):

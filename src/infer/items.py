@@ -47,6 +47,14 @@ class Items:
     def subset(self, rows: np.ndarray) -> "Items":
         return Items({c: v[rows] for c, v in self.inputs.items()}, self.index[rows], self.labels[rows])
 
+    def sample(self, n: int, seed: int) -> "Items":
+        """`n` items drawn without replacement (seeded), kept in split order; all of them when n is 0 or covers the
+        split. Not the first n: prepared splits keep the manifest's order, grouped by source (the demo's first 500
+        training items carry 29 of its 170 labels)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
 
 def load_items(data, cfg: DataConfig, split: str, limit: int = 0) -> Items:
     """Every item of `split` (or its first `limit`) as padded inputs, in split order."""

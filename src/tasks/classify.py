@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn
+from mindspore import nn, ops
 
 from src.config import ConfigError, EvalConfig
 from src.infer.items import Items, modalities_of, run_batched
@@ -25,14 +25,25 @@ def parse_inputs(name: str) -> Tuple[str, ...]:
 
 
 class PooledStates(nn.Cell):
-    """Mean of the cross-modal encoder output over the valid positions of rows shown with `modalities`."""
+    """The cross-modal encoder output of rows shown with `modalities`, averaged over the valid positions of each
+    modality's segment, the averages side by side ([B, H x len(modalities)]; the text segment includes [CLS]).
+    Per segment, not over the whole sequence: there the 24 text positions weigh less than the 49 regions and 64
+    audio frames beside them, and text+image+audio probed below text alone (demo: 29.0 against 34.8 mAP)."""
 
     def __init__(self, net: OPT, modalities: Tuple[str, ...]):
         super().__init__(auto_prefix=False)
         self.net, self.modalities = net, modalities
 
-    def construct(self, *inputs):
-        return masked_mean(*self.net.encode_only(self.modalities, *inputs))
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+        states, mask = self.net.encode_only(self.modalities, text_ids, text_mask, image_feat, image_boxes,
+                                            image_mask, audio_feat, audio_mask)
+        start = text_ids.shape[1] if "text" in self.modalities else 1
+        means = (masked_mean(states[:, :start], mask[:, :start]),) if "text" in self.modalities else ()
+        for modality, length in (("image", image_feat.shape[1]), ("audio", audio_feat.shape[1])):
+            if modality in self.modalities:
+                means = means + (masked_mean(states[:, start:start + length], mask[:, start:start + length]),)
+                start = start + length
+        return ops.concat(means, axis=1)
 
 
 def probe_features(cell: PooledStates, items: Items, batch_size: int) -> np.ndarray:

@@ -37,11 +37,9 @@ class LinearHeads(nn.Cell):
     """One projection per modality (input widths `feature_dims`, text / image / audio) and the learnt logit scale.
     Parameter names are those of `RetrievalLoss` (projections.*, logit_scale): fitted heads load into it."""
 
-    def __init__(self, feature_dims: Sequence[int], embed_dim: int, eps: float, temperature: float,
-                 mlp_hidden: int = 0):
+    def __init__(self, feature_dims: Sequence[int], embed_dim: int, eps: float, temperature: float):
         super().__init__()
-        self.projections = nn.CellDict({m: Projection(d, embed_dim, eps, mlp_hidden)
-                                        for m, d in zip(MODALITIES, feature_dims)})
+        self.projections = nn.CellDict({m: Projection(d, embed_dim, eps) for m, d in zip(MODALITIES, feature_dims)})
         self.logit_scale = logit_scale_parameter(temperature)
         self.ce = CrossEntropy()
 
@@ -55,13 +53,13 @@ class LinearHeads(nn.Cell):
 
 
 def fit_heads(features: Sequence[np.ndarray], present: np.ndarray, content: np.ndarray, embed_dim: int, eps: float,
-              temperature: float, epochs: int, lr: float, seed: int = 0, mlp_hidden: int = 0) -> LinearHeads:
+              temperature: float, epochs: int, lr: float, seed: int = 0) -> LinearHeads:
     """Heads fitted to `features` (text, image, audio: [N, d_m] each), present [N, 3], content [N, 3] int (rows with
     the same value share that input) by Adam over shuffled batches of BATCH_SIZE rows, the last partial one dropped
     (every batch has one shape, so the step compiles once)."""
     n = len(present)
     batch = min(BATCH_SIZE, n)
-    heads = LinearHeads([f.shape[1] for f in features], embed_dim, eps, temperature, mlp_hidden)
+    heads = LinearHeads([f.shape[1] for f in features], embed_dim, eps, temperature)
     for m, f, has in zip(MODALITIES, features, present.T > 0):
         if has.any():
             heads.projections[m].set_statistics(f[has])
@@ -129,7 +127,7 @@ def fit_projections(loss_net: RetrievalModel, cfg: Config, log=print) -> None:
     loss_net.set_train(True)
     heads = fit_heads(features, items.present(), item_contents(items), cfg.model.embed_dim,
                       cfg.model.layer_norm_eps, cfg.loss.contrastive_temperature, cfg.loss.warm_start_epochs,
-                      cfg.eval.probe_lr, cfg.train.seed, cfg.model.projection_hidden)
+                      cfg.eval.probe_lr, cfg.train.seed)
     targets = loss_net.parameters_dict()
     for name, p in heads.parameters_and_names():  # the fixed statistics too
         if name.startswith(("projections.", "logit_scale")):
@@ -163,8 +161,7 @@ def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=
     text_model.set_train(False)
     train_x = frozen_input_features(train, text_model, cfg.eval.batch_size)
     heads = fit_heads(train_x, train.present(), item_contents(train), cfg.model.embed_dim, cfg.model.layer_norm_eps,
-                      cfg.loss.contrastive_temperature, cfg.eval.baseline_epochs, cfg.eval.probe_lr, cfg.train.seed,
-                      cfg.model.projection_hidden)
+                      cfg.loss.contrastive_temperature, cfg.eval.baseline_epochs, cfg.eval.probe_lr, cfg.train.seed)
     embeddings = head_embeddings(heads, frozen_input_features(test, text_model, cfg.eval.batch_size))
     log(f"frozen-feature baseline: heads fitted on {len(train)} training items "
         f"({time.perf_counter() - started:.0f} s)")

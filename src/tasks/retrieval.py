@@ -46,22 +46,17 @@ class Projection(nn.Cell):
     matter because pooled encoder states of different items are nearly parallel (cosine 0.998 after the demo
     pre-training): the shared part swamps the differences, and a per-row LayerNorm does not remove it. They are fixed,
     not batch statistics: a BatchNorm's moving statistics lag the weights during fine-tuning, so evaluation would
-    embed with numbers that training never used. With `mlp_hidden` > 0 the linear map is a two-layer MLP (GELU)."""
+    embed with numbers that training never used."""
 
-    def __init__(self, hidden: int, embed_dim: int, eps: float, mlp_hidden: int = 0):
+    def __init__(self, hidden: int, embed_dim: int, eps: float):
         super().__init__()
         self.mean = ms.Parameter(ms.Tensor(np.zeros(hidden, np.float32)), name="mean", requires_grad=False)
         self.inv_std = ms.Parameter(ms.Tensor(np.ones(hidden, np.float32)), name="inv_std", requires_grad=False)
         self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.hidden = nn.SequentialCell([nn.Dense(hidden, mlp_hidden), nn.GELU(approximate=False)]) \
-            if mlp_hidden > 0 else None
-        self.dense = nn.Dense(mlp_hidden or hidden, embed_dim)
+        self.dense = nn.Dense(hidden, embed_dim)
 
     def construct(self, x):
-        x = self.norm((x - self.mean) * self.inv_std)
-        if self.hidden is not None:
-            x = self.hidden(x)
-        return self.dense(x)
+        return self.dense(self.norm((x - self.mean) * self.inv_std))
 
     def set_statistics(self, features: np.ndarray) -> None:
         """Standardise by the mean and spread of `features` [N, hidden]."""
@@ -82,8 +77,7 @@ class RetrievalModel(nn.Cell):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
-        self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps,
-                                                      model_cfg.projection_hidden)
+        self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
                                         for m, width in embedding_widths(model_cfg.hidden, dims).items()})
 
     def embedding_inputs(self, modality, *inputs):
