@@ -38,7 +38,7 @@ stage "dVAE, stage 1 of the vision decoder (at most $DVAE_MINUTES minutes) -> $R
 "$PY" "$ROOT/train.py" --config "$ROOT/config/dvae_demo.yaml" --resume \
   --set "data.path=$DATA/prepared" "train.output_dir=$RUN/dvae" "train.max_minutes=$DVAE_MINUTES"
 "$PY" "$ROOT/eval.py" --task dvae --ckpt "$RUN/dvae"
-"$PY" -m src.data.codes --dvae "$RUN/dvae"   # pre-training reads them (DIR)
+"$PY" -m src.tasks.dvae_codes --dvae "$RUN/dvae"   # pre-training reads them (DIR)
 
 stage "pre-training (at most $MINUTES minutes) -> $RUN/pretrain"
 "$PY" "$ROOT/train.py" --config "$ROOT/config/pretrain_demo.yaml" --resume \

@@ -132,7 +132,7 @@ class LossConfig:
     mam_nce: float = 1.0
     match: float = 1.0
     dtr: float = 1.0
-    dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.data.codes)
+    dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.tasks.dvae_codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
     contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01

@@ -83,7 +83,7 @@ def coded(prepared, tmp_path_factory):
     """A copy of the tiny prepared set (some samples without an image), a 2-step dVAE run, its codes extracted."""
     import shutil
     import train as train_script
-    from src.data.codes import main as codes_main
+    from src.tasks.dvae_codes import main as codes_main
     root = tmp_path_factory.mktemp("coded")
     shutil.copytree(prepared, root / "prepared")
     run = root / "dvae"

@@ -125,5 +125,5 @@ def record_dvae(cfg: Config, data) -> None:
     given = cfg.dvae.checkpoint
     if given and Path(resolve_checkpoint(given)).resolve() != Path(source).resolve():
         raise ConfigError(f"dvae.checkpoint is {given}, but the codes in {data.root} came from {source}: extract "
-                          "the codes with that dVAE (python -m src.data.codes) or leave dvae.checkpoint empty")
+                          "the codes with that dVAE (python -m src.tasks.dvae_codes) or leave dvae.checkpoint empty")
     cfg.dvae.checkpoint = source
