@@ -117,11 +117,9 @@ class OPT(nn.Cell):
         mask = ops.concat((text_mask, image_mask, audio_mask), axis=1)
         return self.encoder(x, mask), mask
 
-    def encode_only(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                    audio_mask):
-        """`encode` over [CLS] and the segments of `modalities` (a constant tuple) only: absent segments are left out
-        of the sequence instead of masked, so an image+audio row costs 1 + Nv + Na positions. At the positions kept
-        it equals `encode` with the absent modalities masked out."""
+    def segments(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+        """The input embeddings and masks of [CLS] and the segments of `modalities` (a constant tuple), in sequence
+        order: ((text or [CLS] alone, image?, audio?), their masks)."""
         if "text" in modalities:
             parts, masks = (self.embeddings["text"](text_ids),), (text_mask,)
         else:  # [CLS] alone still heads the sequence
@@ -130,8 +128,20 @@ class OPT(nn.Cell):
             parts, masks = parts + (self.embeddings["image"](image_feat, image_boxes),), masks + (image_mask,)
         if "audio" in modalities:
             parts, masks = parts + (self.embeddings["audio"](audio_feat),), masks + (audio_mask,)
+        return parts, masks
+
+    def encode_segments(self, parts, masks):
+        """The encoder over `segments`' output: [B, L, hidden] states and their mask [B, L]."""
         mask = ops.concat(masks, axis=1)
         return self.encoder(ops.concat(parts, axis=1), mask), mask
+
+    def encode_only(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
+                    audio_mask):
+        """`encode` over [CLS] and the segments of `modalities` (a constant tuple) only: absent segments are left out
+        of the sequence instead of masked, so an image+audio row costs 1 + Nv + Na positions. At the positions kept
+        it equals `encode` with the absent modalities masked out."""
+        return self.encode_segments(*self.segments(modalities, text_ids, text_mask, image_feat, image_boxes,
+                                                   image_mask, audio_feat, audio_mask))
 
     def word_embedding_table(self) -> ms.Parameter:
         return self.embeddings["text"].word_embeddings.embedding_table

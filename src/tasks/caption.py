@@ -62,16 +62,13 @@ class CaptionModel(nn.Cell):
     def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
         """What the decoder attends to, and its mask: the encoder output over [CLS] and the segments of `modalities`
         (a constant tuple), with caption.memory encoder+inputs followed by those segments' input embeddings."""
-        states, mask = self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
-                                            audio_feat, audio_mask)
+        parts, masks = self.net.segments(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
+                                         audio_feat, audio_mask)
+        states, mask = self.net.encode_segments(parts, masks)
         if not self.read_inputs:
             return states, mask
-        parts, masks = (states,), (mask,)
-        if "image" in modalities:
-            parts, masks = parts + (self.net.embeddings["image"](image_feat, image_boxes),), masks + (image_mask,)
-        if "audio" in modalities:
-            parts, masks = parts + (self.net.embeddings["audio"](audio_feat),), masks + (audio_mask,)
-        return ops.concat(parts, axis=1), ops.concat(masks, axis=1)
+        # the segments after the first ([CLS] or text) are the image / audio input embeddings, computed once
+        return ops.concat((states,) + parts[1:], axis=1), ops.concat((mask,) + masks[1:], axis=1)
 
     def class_log_probs(self, hidden):
         """Decoder states [..., H] -> log-probabilities over the head's classes [N, K]."""

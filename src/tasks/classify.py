@@ -34,15 +34,15 @@ class PooledStates(nn.Cell):
         super().__init__(auto_prefix=False)
         self.net, self.modalities = net, modalities
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
-        states, mask = self.net.encode_only(self.modalities, text_ids, text_mask, image_feat, image_boxes,
-                                            image_mask, audio_feat, audio_mask)
-        start = text_ids.shape[1] if "text" in self.modalities else 1
-        means = (masked_mean(states[:, :start], mask[:, :start]),) if "text" in self.modalities else ()
-        for modality, length in (("image", image_feat.shape[1]), ("audio", audio_feat.shape[1])):
-            if modality in self.modalities:
-                means = means + (masked_mean(states[:, start:start + length], mask[:, start:start + length]),)
-                start = start + length
+    def construct(self, *inputs):
+        parts, masks = self.net.segments(self.modalities, *inputs)
+        states, _ = self.net.encode_segments(parts, masks)
+        means, start = (), 0
+        for i, mask in enumerate(masks):
+            length = mask.shape[1]
+            if i > 0 or "text" in self.modalities:  # not [CLS] alone
+                means = means + (masked_mean(states[:, start:start + length], mask),)
+            start = start + length
         return ops.concat(means, axis=1)
 
 
