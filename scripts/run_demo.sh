@@ -9,13 +9,20 @@
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
+# On a fresh clone it first makes .venv and installs requirements.txt and the pretrained weights into it
+# (scripts/setup_env.sh; a second start skips that); with PYTHON set it runs that interpreter as it is instead.
 # Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
-# train.max_steps), then evaluates again. Environment: PYTHON (default python), DATA (demo data directory, default
-# data/demo), MINUTES (pre-training time bound, default 9), RETRIEVAL_MINUTES and CAPTION_MINUTES (fine-tuning time
-# bounds, default 3 and 6), DVAE_MINUTES (default 3). The defaults keep the whole demo near 45 minutes on 2 CPU cores.
+# train.max_steps), then evaluates again. Environment: PYTHON (default: .venv's, set up as above), DATA (demo data
+# directory, default data/demo), MINUTES (pre-training time bound, default 9), RETRIEVAL_MINUTES and CAPTION_MINUTES
+# (fine-tuning time bounds, default 3 and 6), DVAE_MINUTES (default 3). The defaults keep the whole demo near 45
+# minutes on 2 CPU cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-python}"
+if [ -n "${PYTHON:-}" ]; then
+  PY="$PYTHON"
+else
+  . "$ROOT/scripts/setup_env.sh"
+fi
 DATA="${DATA:-$ROOT/data/demo}"
 RUN="${1:-$ROOT/runs/demo}"
 MINUTES="${MINUTES:-9}"
