@@ -16,15 +16,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from src.config import ConfigError
-from src.data.records import DatasetError
-from src.train.checkpoint import CheckpointError
+from src.cli import run_cli, task_list
+from src.tasks import registry
 
 
 def parse_args(argv=None):
-    from src.infer.export import FORMATS, TASKS
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=TASKS)
+    from src.infer.export import FORMATS
+    tasks = registry.registered()
+    names = registry.names("export")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="tasks:\n" + task_list(tasks, names))
+    p.add_argument("--task", required=True, choices=names)
     p.add_argument("--ckpt", required=True, help="a checkpoint file or a run directory")
     p.add_argument("--out", required=True, help="file prefix: PREFIX.<graph>.mindir and PREFIX.json are written")
     p.add_argument("--format", default="MINDIR", choices=list(FORMATS))
@@ -35,21 +37,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def export(args) -> int:
     import mindspore as ms
-    from src.infer.export import ExportError, export_task
-    from src.train.checkpoint import load_run_config, resolve_checkpoint
-    try:
-        overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
-        cfg = load_run_config(args.ckpt, args.config, overrides)
-        ms.set_context(mode=ms.GRAPH_MODE)
-        sidecar = export_task(cfg, resolve_checkpoint(args.ckpt), args.task, args.out, args.format)
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, ExportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from src.infer.export import export_graphs
+    ms.set_context(mode=ms.GRAPH_MODE)
+    task = registry.get(args.task, "export")
+    overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
+    cfg, graphs = registry.open_graphs(task, args.ckpt, None, args.config, overrides)
+    sidecar = export_graphs(cfg, graphs.checkpoint, task.name, graphs.graph_set, args.out, args.format)
     print(f"sidecar: {sidecar}")
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda: export(args))
 
 
 if __name__ == "__main__":

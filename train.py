@@ -12,10 +12,9 @@ import sys
 
 import mindspore as ms
 
-from src.config import ConfigError, load_config
-from src.data.records import DatasetError
-from src.tasks import TRAINABLE, task_module
-from src.train.checkpoint import CheckpointError
+from src.cli import run_cli
+from src.config import load_config
+from src.tasks import registry
 from src.train.distributed import init_data_parallel
 from src.train.trainer import fit, set_mode
 
@@ -29,32 +28,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def train(args) -> int:
+    cfg = load_config(args.config, args.set)
+    task = registry.training_module(cfg.task, where=args.config)
+    set_mode(cfg.train.mode, cfg.train.device)
+    ranks = init_data_parallel()
+    if ranks.distributed:  # the launchers find a dead rank's log by this line
+        print(f"rank {ranks.rank} of {ranks.size}: process {os.getpid()}", flush=True)
+    ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
+    loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
+    hook = task.after_checkpoint(cfg, loss_net) if hasattr(task, "after_checkpoint") and ranks.main else None
+    warm = task.warm_start(cfg, loss_net) if hasattr(task, "warm_start") else None
+    fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
+        after_checkpoint=hook, warm_start=warm)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.set)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if cfg.task not in TRAINABLE:
-        print(f"error: {args.config}: unknown task '{cfg.task}' (known: {', '.join(TRAINABLE)})", file=sys.stderr)
-        return 2
-    try:  # what a user can fix (config, data, checkpoint) is one line on stderr, not a traceback
-        set_mode(cfg.train.mode, cfg.train.device)
-        ranks = init_data_parallel()
-        if ranks.distributed:  # the launchers find a dead rank's log by this line
-            print(f"rank {ranks.rank} of {ranks.size}: process {os.getpid()}", flush=True)
-        ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
-        task = task_module(cfg.task)
-        loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
-        hook = task.after_checkpoint(cfg, loss_net) if hasattr(task, "after_checkpoint") and ranks.main else None
-        warm = task.warm_start(cfg, loss_net) if hasattr(task, "warm_start") else None
-        fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
-            after_checkpoint=hook, warm_start=warm)
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: train(args))
 
 
 if __name__ == "__main__":

@@ -259,7 +259,7 @@ class TextToImageConfig:
 
 @dataclass
 class Config:
-    task: str = "pretrain"        # what train.py trains: pretrain | retrieval | caption
+    task: str = "pretrain"        # what train.py trains: a task of src/tasks/ that trains (pretrain, retrieval, ...)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

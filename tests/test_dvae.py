@@ -130,7 +130,8 @@ def test_code_extraction_round_trip(coded):
 
 def test_dir_batches_carry_the_codes_of_real_images_only(coded):
     from src.data.codes import load_codes
-    from src.data.pipeline import DIR_COLUMNS, PRETRAIN_COLUMNS, create_dataset
+    from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS
+    from src.data.pipeline import create_dataset
     from src.data.records import open_prepared
     path, run = coded
     cfg = tiny_config(f"data.path={path}", "data.match_case_probs=[0.5,0.125,0.125,0.125,0.125]")

@@ -31,7 +31,7 @@ def write_run(path, cfg, model):
 def runs(prepared, tmp_path_factory):
     """Freshly initialised caption and retrieval models (no training needed to compare two ways of running them)."""
     from src.tasks.caption import CaptionModel
-    from src.tasks.retrieval import RetrievalModel
+    from src.model.retrieval import RetrievalModel
     root = tmp_path_factory.mktemp("runs")
     ms.set_seed(0)
     cfg = load_config(str(ROOT / "config" / "caption_tiny.yaml"), [f"data.path={prepared}", "model.dropout=0.0",

@@ -3,8 +3,9 @@ import pytest
 
 from src.config import ConfigError
 from src.data.masking import MATCH_CASES, TEXT, IMAGE, AUDIO
-from src.data.pipeline import (EVAL_COLUMNS, PRETRAIN_COLUMNS, Collator, corrupt, create_dataset, epoch_indices,
-                               steps_per_epoch)
+from src.data.objectives import PRETRAIN_COLUMNS, Pretrain, corrupt
+from src.data.padding import read_padded
+from src.data.pipeline import create_dataset, epoch_indices, steps_per_epoch
 from src.data.records import open_prepared
 
 
@@ -74,18 +75,21 @@ def test_same_seed_and_epoch_same_batches_and_exact_resume(prepared, tiny_cfg):
     assert any((x["text_ids"] != y["text_ids"]).any() for x, y in zip(one, other))
 
 
-def test_eval_batches_cover_split_once_with_padding_rows(prepared, tiny_cfg):
+def test_the_evaluation_reader_gives_every_sample_once_in_order(prepared, tiny_cfg):
     cfg = cfg_for(tiny_cfg, prepared, batch_size=3)
-    got = batches(create_dataset(str(prepared), cfg, training=False), EVAL_COLUMNS)
-    assert all(b["text_ids"].shape == (3, cfg.max_text_len) for b in got)
-    idx = np.concatenate([b["index"][b["row_valid"] > 0] for b in got])
-    assert sorted(idx.tolist()) == list(range(8)) and idx.tolist() == list(range(8))
-    assert got[-1]["row_valid"].tolist() == [1, 1, 0]
+    data = open_prepared(prepared)
+    got = read_padded(data, cfg, "val")
+    assert got["text_ids"].shape == (8, cfg.max_text_len) and got["index"].tolist() == list(range(8))
+    assert (got["row_valid"] == 1).all()
+    # the same padded inputs as the training pipeline's, before its corruption
+    first = read_padded(data, cfg, "val", limit=2)
+    assert first["index"].tolist() == [0, 1] and np.array_equal(first["image_feat"], got["image_feat"][:2])
 
 
 def synthetic_batch(col, b=64):
     """Row r carries r in its text ids, image features and audio features, so donors can be traced."""
     cfg = col.cfg
+    image_dim, audio_dim = 48, 32  # the tiny prepared set's
     lt, nv, na = cfg.max_text_len, cfg.max_regions, cfg.max_audio_tokens
     rows = np.arange(b)
     text = np.zeros((b, lt), np.int32)
@@ -93,10 +97,10 @@ def synthetic_batch(col, b=64):
     tmask = np.zeros((b, lt), np.float32)
     tmask[:, :7] = 1
     batch = {"index": rows, "text_ids": text, "text_mask": tmask,
-             "image_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, nv, col.image_dim)).astype(np.float32),
+             "image_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, nv, image_dim)).astype(np.float32),
              "image_boxes": np.ones((b, nv, 7), np.float32), "image_mask": np.ones((b, nv), np.float32),
              "mrc_ids": np.zeros((b, nv, 1), np.int32), "mrc_probs": np.ones((b, nv, 1), np.float32),
-             "audio_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, na, col.audio_dim)).astype(np.float32),
+             "audio_feat": np.broadcast_to(rows[:, None, None] + 1.0, (b, na, audio_dim)).astype(np.float32),
              "audio_mask": np.ones((b, na), np.float32)}
     batch["text_mask"][b - 4:, 1:] = 0  # four text-less rows: never matching rows
     batch["text_ids"][b - 4:, 1:] = 0
@@ -110,7 +114,7 @@ def source_row(feats, mask):
 
 
 def test_matching_labels_follow_the_swapped_modalities(prepared, tiny_cfg):
-    col = Collator(open_prepared(prepared), cfg_for(tiny_cfg, prepared), training=True)
+    col = Pretrain(open_prepared(prepared), cfg_for(tiny_cfg, prepared))
     for seed in range(5):
         out = corrupt(synthetic_batch(col), col, np.random.default_rng(seed))
         b = len(out["match_label"])
@@ -132,7 +136,7 @@ def test_matching_labels_follow_the_swapped_modalities(prepared, tiny_cfg):
 
 def test_modality_drop_removes_inputs_and_losses(prepared, tiny_cfg):
     cfg = cfg_for(tiny_cfg, prepared, modality_drop_prob=0.5, match_case_probs=[1, 0, 0, 0, 0])
-    col = Collator(open_prepared(prepared), cfg, training=True)
+    col = Pretrain(open_prepared(prepared), cfg)
     out = corrupt(synthetic_batch(col, 256), col, np.random.default_rng(0))
     text_kept = out["text_mask"][:, 1] > 0
     image_kept = out["image_mask"].any(1)
@@ -155,12 +159,11 @@ def test_modality_drop_removes_inputs_and_losses(prepared, tiny_cfg):
 
 def test_modality_drop_probabilities_per_modality(prepared, tiny_cfg):
     cfg = cfg_for(tiny_cfg, prepared, modality_drop_probs=[0.8, 0.0, 0.1], match_case_probs=[1, 0, 0, 0, 0])
-    col = Collator(open_prepared(prepared), cfg, training=True)
+    col = Pretrain(open_prepared(prepared), cfg)
     out = corrupt(synthetic_batch(col, 512), col, np.random.default_rng(0))
     text_dropped = (out["text_mask"][:-4, 1] == 0).mean()
     assert 0.7 < text_dropped < 0.9 and out["image_mask"].any(1).all()  # images are never dropped
     assert 0.03 < (~out["audio_mask"].any(1)).mean() < 0.2
     for bad in ([0.5, 0.5], [1.0, 0.0, 0.0]):
         with pytest.raises(ConfigError, match="modality_drop_probs"):
-            corrupt(synthetic_batch(col, 8), Collator(open_prepared(prepared), cfg_for(
-                tiny_cfg, prepared, modality_drop_probs=bad), training=True), np.random.default_rng(0))
+            Pretrain(open_prepared(prepared), cfg_for(tiny_cfg, prepared, modality_drop_probs=bad))

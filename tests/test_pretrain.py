@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.data.pipeline import PRETRAIN_COLUMNS, create_dataset
+from src.data.objectives import PRETRAIN_COLUMNS
+from src.data.pipeline import create_dataset
 from src.data.records import open_prepared
 from src.model.heads import contrastive_loss, gather_positions, matching_loss, regression_loss
 from src.model.opt import DataDims

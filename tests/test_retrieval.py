@@ -9,14 +9,15 @@ import pytest
 
 from src.config import ConfigError, EvalConfig, ModelConfig
 from src.data.masking import RETRIEVAL_VIEWS, retrieval_views
-from src.data.pipeline import RETRIEVAL_COLUMNS
+from src.data.objectives import RETRIEVAL_COLUMNS
 from src.data.records import open_prepared
 from src.infer.items import Items
 from src.model.opt import OPT, DataDims
 from src.tasks.classify import PooledStates, parse_inputs, probe_scores, train_probe
 from src.metrics.classification import mean_average_precision
 from src.tasks.pretrain import PretrainLoss
-from src.tasks.retrieval import RetrievalLoss, RetrievalModel, info_nce
+from src.model.retrieval import RetrievalModel, info_nce
+from src.tasks.retrieval import RetrievalLoss
 from src.tasks.retrieval_eval import parse_direction
 from src.train.checkpoint import CheckpointError, load_weights
 from tests.conftest import ROOT, tiny_config
@@ -237,7 +238,7 @@ def info_nce_reference(a, b, scale, allowed):
 
 
 def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared):
-    from src.tasks.retrieval import same_content
+    from src.model.retrieval import same_content
     cfg = tiny_config(*NO_DROPOUT)
     net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
     rng = np.random.default_rng(0)
@@ -263,7 +264,9 @@ def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared
 
 
 def test_the_pipeline_fingerprints_identical_inputs_alike(prepared):
-    from src.data.pipeline import READ_COLUMNS, Collator
+    from src.data.objectives import Retrieval
+    from src.data.padding import READ_COLUMNS
+    from src.data.pipeline import Collator
     from src.data.records import open_prepared as open_data
     import mindspore.dataset as ds
     data = open_data(prepared)
@@ -272,7 +275,7 @@ def test_the_pipeline_fingerprints_identical_inputs_alike(prepared):
         num_epochs=1, output_numpy=True))
     picked = [rows[0], rows[1], rows[0], rows[2]]  # row 0 twice
     columns = [[r[k] for r in picked] for k in range(len(READ_COLUMNS))]
-    batch = Collator(data, cfg.data, training=True, objective="retrieval")(*columns)
+    batch = Collator(data, cfg.data, 0, Retrieval(data, cfg.data))(*columns)
     content = dict(zip(RETRIEVAL_COLUMNS, batch))["content"]
     assert content.dtype == np.int32 and content.shape == (4, 3)
     assert (content[0] == content[2]).all()

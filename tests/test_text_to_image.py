@@ -12,8 +12,8 @@ import export as export_script
 import infer as infer_script
 from src.config import ConfigError
 from tests.conftest import ROOT
-from src.tasks.text_to_image import (caption_candidates, colour_agreement, first_of_each, image_generator,
-                                     load_trained, own_caption_ranks)
+from src.metrics.image import caption_candidates, colour_agreement, own_caption_ranks
+from src.tasks.text_to_image import first_of_each, image_generator, load_trained
 
 
 def run_config(run, *overrides):
@@ -109,7 +109,7 @@ def test_a_retrieval_run_scores_by_its_embeddings(dir_pretrained, coded, tmp_pat
     import train as train_script
     from src.infer.items import load_items
     from src.tasks.retrieval import load_trained as load_retrieval
-    from src.tasks.text_to_image import EmbeddingScorer, load_scorer
+    from src.tasks.t2i_scoring import EmbeddingScorer, load_scorer
     scorer_run = tmp_path / "retrieval"
     assert train_script.main(["--config", str(ROOT / "config" / "retrieval_tiny.yaml"), "--set",
                               f"data.path={coded[0]}", f"train.output_dir={scorer_run}", "train.max_steps=2"]) == 0

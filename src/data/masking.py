@@ -5,7 +5,7 @@
 - modality-level masking: each present modality dropped with probability p, never all of a row's modalities;
 - sample-level matching: the paper's 5 cases, built by taking modalities from other rows of the batch.
 
-Modalities are indexed in the order of `MODALITIES` = (text, image, audio) everywhere.
+Modalities are indexed in the order of `src.modality.MODALITIES` (text, image, audio) everywhere.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from typing import Tuple
 
 import numpy as np
 
-TEXT, IMAGE, AUDIO = 0, 1, 2
+from src.modality import AUDIO, IMAGE, TEXT
+
 # Matching labels. Each case lists which modalities are replaced by another row's.
 MATCH_CASES = (
     ("all match", ()),

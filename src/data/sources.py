@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
-MODALITIES = ("text", "image", "audio")
 FORMATS = ("manifest", "coco", "narratives")
 
 

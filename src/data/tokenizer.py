@@ -134,6 +134,12 @@ class Tokenizer:
         return out
 
 
+def prepared_tokenizer(data) -> Tokenizer:
+    """The tokenizer of a prepared dataset (src/data/records.py's PreparedData): its vocabulary and settings."""
+    text = data.meta["text"]
+    return Tokenizer(data.vocab_path, text.get("lower_case", True), text.get("chinese", "jieba"))
+
+
 @lru_cache(maxsize=1)
 def _jieba():
     import jieba

@@ -14,8 +14,8 @@ import numpy as np
 
 from src.config import DataConfig
 from src.data.content import fingerprints
-from src.data.pipeline import COLUMNS_OF, INPUT_COLUMNS, create_dataset, modalities_present
-from src.model.opt import MODALITIES
+from src.data.padding import modalities_present, read_padded
+from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
 
 
 @dataclass
@@ -58,15 +58,8 @@ class Items:
 
 def load_items(data, cfg: DataConfig, split: str, limit: int = 0) -> Items:
     """Every item of `split` (or its first `limit`) as padded inputs, in split order."""
-    parts: Dict[str, list] = {c: [] for c in INPUT_COLUMNS + ["index", "labels"]}
-    for batch in create_dataset(data, cfg, split, training=False).create_dict_iterator(num_epochs=1,
-                                                                                          output_numpy=True):
-        valid = batch["row_valid"] > 0
-        for c in parts:
-            parts[c].append(batch[c][valid])
-    arrays = {c: np.concatenate(v) for c, v in parts.items()}
-    items = Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
-    return items.subset(np.arange(min(limit, len(items)))) if limit > 0 else items
+    arrays = read_padded(data, cfg, split, limit)
+    return Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
 
 
 def fixed_batches(count: int, batch_size: int) -> Iterator[Tuple[int, np.ndarray]]:

@@ -83,19 +83,3 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
         raise ValueError(f"{path}: no encoder weight fits the model ({len(skipped)} skipped, e.g. "
                          f"{skipped[:2]}); check model.hidden/heads/intermediate against the checkpoint")
     return {"loaded": loaded, "skipped": skipped}
-
-
-def init_model(cell: ms.nn.Cell, init_from: str) -> List[str]:
-    """Start `cell` (whose OPT network is `cell.net`) from `model.init_from`: a BERT-family safetensors file for the
-    text embeddings and the encoder (the decoders' layers copy the encoder's where shapes allow), or one of our
-    checkpoints / run directories for every parameter the two models share. Returns the names of the parameters
-    loaded (the optimizer may treat the others, new heads, differently)."""
-    if not init_from:
-        return []
-    if init_from == "minilm" or init_from.endswith(".safetensors"):
-        report = load_bert_weights(cell, init_from, "net.embeddings.text", "net.encoder.layers",
-                                   ("net.text_decoder.layers",))
-        paths = dict(cell.parameters_and_names())
-        return [paths[name].name for name in report["loaded"]]
-    from src.train.checkpoint import load_weights
-    return load_weights(cell, init_from)

@@ -13,7 +13,6 @@ from src.config import ModelConfig
 from src.model.embeddings import AudioEmbedding, TextEmbedding, VisionEmbedding
 from src.model.layers import NEG, DecoderLayer, Encoder, causal_bias, padding_bias
 
-MODALITIES = ("text", "image", "audio")
 
 
 @dataclass
@@ -146,6 +145,27 @@ class OPT(nn.Cell):
     def word_embedding_table(self) -> ms.Parameter:
         return self.embeddings["text"].word_embeddings.embedding_table
 
+
+
+class DecoderCalls:
+    """What src/infer/generate.py calls on a generating network (a cell with `net`, an OPT): its text decoder's, or
+    with `draws_images` its vision decoder's, cache start, cached step and full pass."""
+    draws_images = False
+
+    def start_cache(self, memory, memory_mask, slots: int):
+        if self.draws_images:
+            return self.net.vision_decoder.start_cache(memory, memory_mask, slots)
+        return self.net.text_decoder.start_cache(memory, memory_mask, slots)
+
+    def decode_step(self, ids, position, self_cache, memory_cache, memory_bias):
+        if self.draws_images:
+            return self.net.vision_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+        return self.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
+
+    def decode(self, ids, memory, memory_mask):
+        if self.draws_images:
+            return self.net.vision_decoder(ids, memory, memory_mask)
+        return self.net.text_decoder(ids, memory, memory_mask)
 
 
 def masked_mean(states, mask):

@@ -18,15 +18,17 @@ from mindspore import nn, ops
 from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.pipeline import training_data
 from src.data.records import open_prepared
-from src.model.convert import init_model
+from src.infer.generate import Generator, text_symbols
+from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
+from src.modality import MODALITIES
 from src.model.heads import VocabHead, weighted_mean
-from src.model.opt import MODALITIES, OPT, DataDims
+from src.model.opt import OPT, DataDims, DecoderCalls
+from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
+from src.tasks.registry import Task, register
+from src.train.checkpoint import init_model
 
 LOSS_NAMES = ("caption",)
 # eval.py's generation tasks and the input set each one decodes from
-EVAL_INPUTS = {"caption": ("image",), "asr": ("audio",), "caption_ia": ("image", "audio")}
-
-
 def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[Tuple[str, ...], ...]:
     """["image", "image+audio"] -> (("image",), ("image", "audio")), modalities in the model's order."""
     if not names:
@@ -41,7 +43,7 @@ def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[
     return tuple(sources)
 
 
-class CaptionModel(nn.Cell):
+class CaptionModel(DecoderCalls, nn.Cell):
     """The OPT network (with its text decoder) and the decoder's output head. The head is the pre-training DTR head
     (`dtr_head`, the same task: text from the encoder output), so a pre-trained checkpoint initialises all of it."""
 
@@ -78,15 +80,6 @@ class CaptionModel(nn.Cell):
         """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V] (what decoding searches)."""
         return self.dtr_head.over_vocabulary(self.class_log_probs(hidden))
 
-    # the decoder, as src/infer/generate.py drives it
-    def start_cache(self, memory, memory_mask, slots: int):
-        return self.net.text_decoder.start_cache(memory, memory_mask, slots)
-
-    def decode_step(self, ids, position, self_cache, memory_cache, memory_bias):
-        return self.net.text_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
-
-    def decode(self, ids, memory, memory_mask):
-        return self.net.text_decoder(ids, memory, memory_mask)
 
 
 OUTPUT_VOCABS = ("full", "train")
@@ -156,3 +149,20 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
                            output_pieces(cfg, data), cfg.caption.memory)
     return loss_net, make_dataset, per_epoch
+
+
+def caption_graphs(cfg: Config, ckpt) -> GraphSet:
+    """`start_<inputs>` for image, audio and image+audio (encoder output -> the decoder's caches) and `step` (one
+    decoding step with the caches -> top-k candidates and the updated caches), with cfg.generate's settings."""
+    model, data = load_trained(cfg, ckpt)
+    text = data.meta["text"]
+    symbols = text_symbols(text["special_ids"], text["vocab_size"])
+    graphs = decoding_graphs(lambda m: Generator(model, m, cfg.generate, symbols, cfg.model.max_positions),
+                             EVAL_INPUTS.values())
+    return GraphSet(graphs, baked_decoding(cfg.generate, text["vocab_size"], cfg.model.decoder_layers))
+
+
+register(Task("caption", __name__, trains=True, graphs=caption_graphs, evaluate=evaluate_run, infer=describe,
+              infer_from=("caption",), help="image -> text: BLEU, CIDEr-D, WER, CER beside the nearest neighbour"))
+register(Task("asr", __name__, evaluate=evaluate_run, graphs_of="caption", help="audio -> text"))
+register(Task("caption_ia", __name__, evaluate=evaluate_run, graphs_of="caption", help="image+audio -> text"))

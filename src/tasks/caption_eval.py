@@ -5,20 +5,23 @@ a Chinese caption has both; a spoken caption has its own text). Scores are given
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from typing import Dict, List
 
 import numpy as np
 
-from src.config import Config
+from src.config import Config, ConfigError
 from src.data.records import DatasetError
-from src.data.tokenizer import Tokenizer, decoder_start_ids
+from src.data.tokenizer import decoder_start_ids, prepared_tokenizer
 from src.infer.generate import Generator, generate_rows, text_symbols
+from src.infer.file_inputs import file_inputs
 from src.infer.items import Items, content_codes, load_items
 from src.metrics.text import text_metrics
-from src.model.opt import MODALITIES
-from src.tasks.caption import EVAL_INPUTS
+from src.modality import MODALITIES
+
+EVAL_INPUTS = {"caption": ("image",), "asr": ("audio",), "caption_ia": ("image", "audio")}  # eval.py --task -> inputs
 
 
 def references(items: Items, texts: List[str], modalities) -> List[List[str]]:
@@ -31,16 +34,10 @@ def references(items: Items, texts: List[str], modalities) -> List[List[str]]:
     return [[texts[i]] + [texts[j] for j in by_code[code] if j != i] for i, code in enumerate(codes)]
 
 
-def tokenizer_of(data) -> Tokenizer:
-    text = data.meta["text"]
-    return Tokenizer(data.vocab_path, text.get("lower_case", True), text.get("chinese", "jieba"))
-
-
-def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: int = 0,
-                        use_cache: bool = True, graphs=None) -> Dict:
-    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` and score it;
-    with `graphs` (an export of the caption run) its exported start and step graphs decode instead of `model`.
-    Returns the report: metrics, metrics per language, decoding speed and every prediction."""
+def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit: int = 0) -> Dict:
+    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` with the start and
+    step cells of `graphs` (a caption checkpoint's or its export's) and score it. Returns the report: metrics,
+    metrics per language, decoding speed and every prediction."""
     modalities = EVAL_INPUTS[task]
     items = load_items(data, cfg.data, split)
     raw = data.read_columns(split, ["id", "text", "lang", "n_audio"])  # as written, not as word pieces
@@ -54,15 +51,14 @@ def evaluate_generation(model, data, cfg: Config, task: str, split: str, limit: 
     chosen = items.subset(usable)
 
     specials = data.meta["text"]["special_ids"]
-    generator = Generator(model, modalities, cfg.generate, text_symbols(specials, data.meta["text"]["vocab_size"]),
-                          cfg.model.max_positions, use_cache,
-                          graphs.generator_graphs(modalities, cfg.generate) if graphs is not None else None)
+    generator = Generator(None, modalities, cfg.generate, text_symbols(specials, data.meta["text"]["vocab_size"]),
+                          cfg.model.max_positions, graphs=graphs.generator_graphs(modalities, cfg.generate))
     chosen_langs = [langs[i] for i in usable]
     starts = decoder_start_ids(data.vocab_path, chosen_langs, specials["[CLS]"])  # decode in the item's language
     started = time.perf_counter()
     pieces = generate_rows(generator, len(chosen), lambda rows: chosen.compose({m: rows for m in modalities}), starts)
     seconds = time.perf_counter() - started
-    tokenizer = tokenizer_of(data)
+    tokenizer = prepared_tokenizer(data)
     predictions = [tokenizer.decode(p, lang) for p, lang in zip(pieces, chosen_langs)]
 
     chosen_refs = [refs[i] for i in usable]
@@ -144,3 +140,24 @@ def generation_table(report: Dict) -> List[str]:
         lines.append(f"{report['inputs']:<12}{lang:<9}{n:>6}{m['BLEU-1']:>8.1f}{m['BLEU-4']:>8.1f}"
                      f"{m['CIDEr']:>8.3f}{m['WER']:>8.1f}{m['CER']:>8.1f}{shown}")
     return lines
+
+
+def evaluate_run(run) -> List[str]:
+    """eval.py --task caption / asr / caption_ia."""
+    run.report.update(evaluate_generation(run.graphs, run.data(), run.cfg, run.task, run.split, run.args.limit))
+    return generation_table(run.report)
+
+
+def describe(args, graphs, cfg: Config) -> List[str]:
+    """infer.py on a caption run: the text generated from --image, --audio or both, in --lang."""
+    if args.text is not None or not (args.image or args.audio):
+        raise ConfigError("text generation reads --image, --audio or both (and no --text)")
+    modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
+    data = graphs.data(cfg)
+    inputs = file_inputs(data, cfg, args.image, args.audio)
+    text = data.meta["text"]
+    generator = Generator(None, modalities, dataclasses.replace(cfg.generate, batch_size=1),
+                          text_symbols(text["special_ids"], text["vocab_size"]), cfg.model.max_positions,
+                          graphs=graphs.generator_graphs(modalities, cfg.generate))
+    start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])
+    return [prepared_tokenizer(data).decode(generator(inputs, start)[0], args.lang)]

@@ -9,13 +9,13 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import ConfigError, EvalConfig
-from src.infer.items import Items, modalities_of, run_batched
+from src.config import Config, ConfigError, EvalConfig
+from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
+from src.infer.items import Items, load_items, modalities_of, run_batched
 from src.metrics.classification import mean_average_precision
+from src.modality import INPUT_COLUMNS, LETTERS
 from src.model.opt import OPT, masked_mean
-
-LETTERS = {"T": "text", "I": "image", "A": "audio"}
-
+from src.tasks.registry import Task, register
 
 def parse_inputs(name: str) -> Tuple[str, ...]:
     """'TA' -> ('text', 'audio')."""
@@ -89,15 +89,14 @@ def chance_map(labels: np.ndarray) -> float:
     return 100.0 * float(labels[:, present].mean(0).mean())
 
 
-def evaluate_probe(net: OPT, train: Items, test: Items, cfg: EvalConfig, log=print, graphs=None) -> Dict[str, dict]:
-    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs; with `graphs` (an export of the
-    pre-training run) its pooled_<inputs> graphs compute the features instead of `net`."""
+def evaluate_probe(graphs, train: Items, test: Items, cfg: EvalConfig, log=print) -> Dict[str, dict]:
+    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs, on the features of the
+    `pooled_<inputs>` cells of `graphs` (a pre-trained checkpoint's or its export's)."""
     if not test.labels.any():
         raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
     results = {}
     for name in cfg.probe_inputs:
-        # one cell per combination: it compiles once
-        cell = graphs[f"pooled_{name}"] if graphs is not None else PooledStates(net, parse_inputs(name))
+        cell = graphs[f"pooled_{name}"]  # one cell per combination: it compiles once
         train_x = probe_features(cell, train, cfg.batch_size)
         test_x = probe_features(cell, test, cfg.batch_size)
         layer = train_probe(train_x, train.labels, cfg)
@@ -111,3 +110,29 @@ def probe_table(results: Dict[str, dict]) -> List[str]:
     lines = [f"{'inputs':<6} {'mAP':>6} {'chance':>7} {'classes':>8}", "-" * 30]
     lines += [f"{k:<6} {r['mAP']:>6.2f} {r['chance_mAP']:>7.2f} {r['classes']:>8}" for k, r in results.items()]
     return lines
+
+
+def probe_graphs(cfg: Config, ckpt) -> GraphSet:
+    """`pooled_<INPUTS>` for each input set of eval.probe_inputs: the per-segment means of the cross-modal encoder
+    output (PooledStates) of a checkpoint's OPT network."""
+    from src.tasks.retrieval import load_trained
+    model, _ = load_trained(cfg, ckpt, ("net.",))
+    return GraphSet({f"pooled_{name}": Graph(PooledStates(model.net, parse_inputs(name)), INPUT_COLUMNS, ["features"],
+                                             lambda items: items.compose({"text": np.arange(VERIFY_ROWS)}))
+                     for name in cfg.eval.probe_inputs})
+
+
+def evaluate_run(run) -> List[str]:
+    """eval.py --task probe: a linear layer per input set, trained on eval.probe_train_samples items drawn from the
+    training split, mAP on the evaluated split."""
+    cfg, data = run.cfg, run.data()
+    test = load_items(data, cfg.data, run.split)
+    train_split = run.args.train_split or cfg.data.train_split
+    train = load_items(data, cfg.data, train_split).sample(cfg.eval.probe_train_samples, cfg.train.seed)
+    run.report.update(items=len(test), train_split=train_split, train_items=len(train))
+    run.report["inputs"] = evaluate_probe(run.graphs, train, test, cfg.eval, run.log)
+    return probe_table(run.report["inputs"])
+
+
+register(Task("probe", __name__, evaluate=evaluate_run, graphs_of="pretrain",
+              help="linear-probe mAP per input combination (a pre-training run, frozen)"))

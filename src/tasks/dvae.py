@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config
 from src.data.records import open_prepared
 from src.data.thumbnails import load_thumbnails, thumb_size, thumbnail_training_data
+from src.infer.graphs import Graph, GraphSet
 from src.infer.items import run_batched
+from src.infer.pictures import image_grid, write_png
 from src.model.dvae import DVAE
+from src.tasks.registry import Task, register
 
 LOSS_NAMES = ("recon", "kl")
 
@@ -75,32 +77,6 @@ def reconstruct(cell: Reconstruct, images: np.ndarray, batch_size: int = 64) -> 
     return run_batched(cell, len(images), min(batch_size, len(images)), lambda rows: (images[rows],))
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """An image in [0, 1] -> uint8 pixels."""
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def image_grid(rows) -> np.ndarray:
-    """Rows of images [N, S, S, 3] in [0, 1] -> one RGB uint8 picture, rows stacked, 2-pixel white gaps."""
-    gap = 2
-    n, s = rows[0].shape[:2]
-    sheet = np.full((len(rows) * (s + gap) + gap, n * (s + gap) + gap, 3), 255, np.uint8)
-    for r, images in enumerate(rows):
-        for i, image in enumerate(images):
-            y, x = gap + r * (s + gap), gap + i * (s + gap)
-            sheet[y:y + s, x:x + s] = to_uint8(image)
-    return sheet
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB picture under a temporary name, then rename."""
-    path = Path(path)
-    partial = path.with_name(f".partial-{path.name}")
-    if not cv2.imwrite(str(partial), np.ascontiguousarray(rgb[:, :, ::-1])):
-        raise OSError(f"cannot write {path}")
-    partial.replace(path)
-
-
 class ReconstructionSnapshots:
     """After each checkpoint: validation images over their reconstructions, as reconstructions_<step>.png."""
 
@@ -122,13 +98,14 @@ def after_checkpoint(cfg: Config, loss_net):
     return ReconstructionSnapshots(cfg, loss_net)
 
 
-def evaluate_reconstruction(model: DVAE, data, cfg: Config, split: str, limit: int = 0, out_dir: Path = None,
+def evaluate_reconstruction(cell, data, cfg: Config, split: str, limit: int = 0, out_dir: Path = None,
                             batch_size: int = 64) -> dict:
     """PSNR of the reconstructions (from argmax codes) of `split`'s thumbnails against the per-image mean-colour
-    baseline, and codebook usage; with `out_dir`, a grid of the first images over their reconstructions."""
+    baseline, and codebook usage, with `cell` (a Reconstruct); with `out_dir`, a grid of the first images over their
+    reconstructions."""
     from src.metrics.image import code_usage, mean_colour, psnr
     index, images = load_thumbnails(data, split, limit, cfg=cfg.data)
-    codes, rebuilt = reconstruct(Reconstruct(model), images, batch_size)
+    codes, rebuilt = reconstruct(cell, images, batch_size)
     ours, baseline = psnr(rebuilt, images), psnr(mean_colour(images), images)
     report = {"items": len(images), "psnr": float(np.mean(ours)), "baseline_psnr": float(np.mean(baseline)),
               "psnr_gain": float(np.mean(ours) - np.mean(baseline)), **code_usage(codes, cfg.dvae.codebook_size)}
@@ -146,3 +123,20 @@ def reconstruction_table(report: dict) -> list:
             f"| per-image mean colour | {report['baseline_psnr']:.2f} |",
             f"| gain | {report['psnr_gain']:+.2f} |",
             f"codes used: {report['codes_used']} of {report['codebook_size']} (perplexity {report['perplexity']:.1f})"]
+
+
+def dvae_graphs(cfg: Config, ckpt) -> GraphSet:
+    """`reconstruct`: images -> (argmax codes, the images decoded from them)."""
+    model, _ = load_trained(cfg, ckpt)
+    return GraphSet({"reconstruct": Graph(Reconstruct(model), ["images"], ["codes", "reconstructions"], None)})
+
+
+def evaluate_run(run) -> list:
+    """eval.py --task dvae: reconstruction PSNR against the mean colour, a grid beside the checkpoint."""
+    run.report.update(evaluate_reconstruction(run.graphs["reconstruct"], run.data(), run.cfg, run.split,
+                                              run.args.limit, out_dir=run.out_dir))
+    return reconstruction_table(run.report)
+
+
+register(Task("dvae", __name__, trains=True, graphs=dvae_graphs, exportable=False, evaluate=evaluate_run,
+              help="reconstruction PSNR vs the mean colour, codebook usage"))

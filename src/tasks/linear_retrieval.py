@@ -24,11 +24,12 @@ from mindspore import nn, ops
 from src.config import Config, ModelConfig
 from src.data.tokenizer import minilm_dir
 from src.infer.items import Items, content_codes, run_batched
-from src.model.convert import init_model
 from src.model.heads import CrossEntropy
-from src.model.opt import MODALITIES, DataDims
-from src.tasks.retrieval import (Projection, RetrievalModel, clamped_scale, l2_normalise, logit_scale_parameter,
-                                 same_content, tri_modal_info_nce)
+from src.modality import MODALITIES
+from src.model.opt import DataDims
+from src.model.retrieval import (Projection, RetrievalModel, clamped_scale, l2_normalise, logit_scale_parameter,
+                                  same_content, tri_modal_info_nce)
+from src.train.checkpoint import init_model
 
 BATCH_SIZE = 256  # rows per InfoNCE batch: many negatives, and on CPU a step still takes milliseconds
 
@@ -153,8 +154,11 @@ def frozen_input_features(items: Items, text_encoder: RetrievalModel, batch_size
 
 
 def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=print) -> Dict[str, np.ndarray]:
-    """Embeddings of `test` under heads fitted on `train`'s frozen input features (the retrieval baseline)."""
+    """Embeddings of `test` under heads fitted on `train`'s frozen input features (the retrieval baseline). Seeded
+    (train.seed): the heads' initial weights come from MindSpore's global random state, so without it the baseline
+    depended on what the process had built before (a checkpoint's network, or none for an export)."""
     started = time.perf_counter()
+    ms.set_seed(cfg.train.seed)
     dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
     text_model = RetrievalModel(minilm_model_config(cfg.model), dims)
     init_model(text_model, cfg.eval.baseline_text)

@@ -17,10 +17,13 @@ from src.data.pipeline import training_data
 from src.data.masking import MATCH_CASES
 from src.model.heads import (CrossEntropy, FeatureRegression, SoftTargetKL, VocabHead, contrastive_loss,
                              gather_positions, matching_loss, regression_loss, weighted_mean)
-from src.model.convert import init_model
+from src.modality import MASKED_LOSSES
 from src.model.opt import OPT, DataDims
+from src.tasks.classify import probe_graphs
+from src.tasks.registry import Task, register
+from src.train.checkpoint import init_model
 
-LOSS_NAMES = ("mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr", "dir")
+LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, mam_nce: per modality (src/modality.py)
 
 
 class PretrainLoss(nn.Cell):
@@ -127,3 +130,7 @@ def record_dvae(cfg: Config, data) -> None:
         raise ConfigError(f"dvae.checkpoint is {given}, but the codes in {data.root} came from {source}: extract "
                           "the codes with that dVAE (python -m src.tasks.dvae_codes) or leave dvae.checkpoint empty")
     cfg.dvae.checkpoint = source
+
+
+register(Task("pretrain", __name__, trains=True, graphs=probe_graphs,
+              help="every pretext loss in one train step; exports the linear probe's pooled features"))

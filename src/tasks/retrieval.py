@@ -12,96 +12,32 @@ pair then matches nowhere: "none match"; a triple gets the paper's case for the 
 """
 from __future__ import annotations
 
-import math
+import itertools
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn, ops
+from mindspore import ops
 
 from src.config import Config, LossConfig, ModelConfig
 from src.data.masking import MATCH_CASES
 from src.data.pipeline import training_data
 from src.data.records import open_prepared
-from src.model.convert import init_model
-from src.model.heads import CrossEntropy, matching_loss, weighted_mean
+from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
+from src.model.heads import CrossEntropy, matching_loss
 from src.model.layers import NEG
-from src.model.opt import MODALITIES, OPT, DataDims, masked_mean
+from src.modality import INPUT_COLUMNS, MODALITIES
+from src.model.opt import DataDims
+from src.model.retrieval import (MatchScore, PooledEmbeddings, RetrievalModel, clamped_scale, logit_scale_parameter,
+                                 same_content, tri_modal_info_nce)
+from src.tasks.registry import Task, register
+from src.tasks.retrieval_eval import evaluate_run
+from src.train.checkpoint import init_model
 
 LOSS_NAMES = ("match", "contrastive")
 # The matching label of a triple whose text / image / audio was swapped (see MATCH_CASES), and of a pair that does
 # not match.
 SWAPPED_CASE = (1, 3, 2)
 PAIR_MISMATCH = len(MATCH_CASES) - 1
-MAX_LOG_SCALE = math.log(100.0)
-
-
-def l2_normalise(x):
-    return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
-
-
-class Projection(nn.Cell):
-    """Pooled states -> embedding: standardised by fixed statistics, LayerNorm, then a linear map.
-
-    The statistics (`mean`, `inv_std`: 0 and 1 unless the warm start sets them to those of the training features)
-    matter because pooled encoder states of different items are nearly parallel (cosine 0.998 after the demo
-    pre-training): the shared part swamps the differences, and a per-row LayerNorm does not remove it. They are fixed,
-    not batch statistics: a BatchNorm's moving statistics lag the weights during fine-tuning, so evaluation would
-    embed with numbers that training never used."""
-
-    def __init__(self, hidden: int, embed_dim: int, eps: float):
-        super().__init__()
-        self.mean = ms.Parameter(ms.Tensor(np.zeros(hidden, np.float32)), name="mean", requires_grad=False)
-        self.inv_std = ms.Parameter(ms.Tensor(np.ones(hidden, np.float32)), name="inv_std", requires_grad=False)
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dense = nn.Dense(hidden, embed_dim)
-
-    def construct(self, x):
-        return self.dense(self.norm((x - self.mean) * self.inv_std))
-
-    def set_statistics(self, features: np.ndarray) -> None:
-        """Standardise by the mean and spread of `features` [N, hidden]."""
-        self.mean.set_data(ms.Tensor(features.mean(0).astype(np.float32)))
-        self.inv_std.set_data(ms.Tensor((1.0 / (features.std(0) + 1e-6)).astype(np.float32)))
-
-
-def embedding_widths(hidden: int, dims: DataDims) -> dict:
-    """Modality -> the width of what its projection reads (`RetrievalModel.embedding_inputs`)."""
-    return {"text": hidden, "image": hidden + dims.image_dim, "audio": hidden + dims.audio_dim}
-
-
-class RetrievalModel(nn.Cell):
-    """The OPT network with the matching head and one projection per modality. Parameter names (net.*, match_head.*)
-    are those of the pre-training cell, so a pre-trained checkpoint loads into it directly."""
-
-    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
-        super().__init__()
-        self.net = OPT(model_cfg, dims)
-        self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
-        self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
-                                        for m, width in embedding_widths(model_cfg.hidden, dims).items()})
-
-    def embedding_inputs(self, modality, *inputs):
-        """What the projection of `modality` reads: the cross-modal encoder's states over that modality alone,
-        mean-pooled, and for image and audio beside them the mean output of their single-modal encoder (the
-        EfficientNet regions, the Whisper frames; the text's is the encoder itself). The pooled states of a short
-        pre-training keep less of what tells two images apart than the features they were computed from (on the demo
-        a head over the input features alone retrieves better), so the fast score reads both."""
-        states, mask = self.net.encode_only((modality,), *inputs)
-        pooled = masked_mean(states, mask)
-        if modality == "image":
-            pooled = ops.concat((pooled, masked_mean(inputs[2], inputs[4])), axis=1)
-        elif modality == "audio":
-            pooled = ops.concat((pooled, masked_mean(inputs[5], inputs[6])), axis=1)
-        return pooled
-
-    def embed(self, modality, *inputs):
-        """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
-        return l2_normalise(self.projections[modality](self.embedding_inputs(modality, *inputs)))
-
-    def match_logits(self, modalities, *inputs):
-        """[B, 5] matching logits of the rows shown with `modalities` only."""
-        states, _ = self.net.encode_only(modalities, *inputs)
-        return self.match_head(states[:, 0])
 
 
 def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projections.")):
@@ -112,43 +48,6 @@ def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projection
     load_weights(model, ckpt, required)
     model.set_train(False)
     return model, data
-
-
-def logit_scale_parameter(temperature: float) -> ms.Parameter:
-    """CLIP's learnt temperature: a log-scale parameter starting at 1 / temperature; shape [1], since the optimizer's
-    updates are not 0-d."""
-    return ms.Parameter(ms.Tensor([math.log(1.0 / temperature)], ms.float32), name="logit_scale")
-
-
-def clamped_scale(log_scale):
-    """The logit scale, clamped at 100 (temperature 0.01) as in CLIP."""
-    return ops.exp(ops.minimum(log_scale, MAX_LOG_SCALE))
-
-
-def same_content(content, present):
-    """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
-    same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
-    equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
-    return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
-
-
-def info_nce(ce, embeddings, m, n, present, same, scale):
-    """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
-    of m or of n is neither positive nor negative."""
-    both = present[:, m] * present[:, n]
-    b = both.shape[0]
-    duplicates = ops.minimum(same[m] + same[n], 1.0)
-    blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
-    logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
-    own = ops.arange(0, b, dtype=ms.int32)
-    return (weighted_mean(ce(logits, own), both) + weighted_mean(ce(logits.T, own), both)) / 2.0
-
-
-def tri_modal_info_nce(ce, embeddings, present, same, scale):
-    """embeddings [3, B, D] unit length (text, image, audio), present [B, 3], same [3, B, B] (`same_content`) -> the
-    mean InfoNCE over the pairs T-I, T-A and I-A."""
-    return (info_nce(ce, embeddings, 0, 1, present, same, scale) + info_nce(ce, embeddings, 0, 2, present, same, scale)
-            + info_nce(ce, embeddings, 1, 2, present, same, scale)) / 3.0
 
 
 class RetrievalLoss(RetrievalModel):
@@ -230,3 +129,21 @@ def warm_start(cfg: Config, loss_net: RetrievalLoss):
         return None
     from src.tasks.linear_retrieval import fit_projections
     return lambda: fit_projections(loss_net, cfg)
+
+
+def retrieval_graphs(cfg: Config, ckpt) -> GraphSet:
+    """`embed` (unit-length text, image and audio embeddings) and `match_<modalities>` for every set of two or three
+    modalities (the cross-encoder's "all match" logit)."""
+    model, _ = load_trained(cfg, ckpt)
+
+    def example(items):
+        return items.compose({"text": np.arange(VERIFY_ROWS)})
+    graphs = {"embed": Graph(PooledEmbeddings(model), INPUT_COLUMNS, [f"{m}_embedding" for m in MODALITIES], example)}
+    for n in (2, 3):
+        for shown in itertools.combinations(MODALITIES, n):
+            graphs[match_graph(shown)] = Graph(MatchScore(model, shown), INPUT_COLUMNS, ["match_logit"], example)
+    return GraphSet(graphs)
+
+
+register(Task("retrieval", __name__, trains=True, graphs=retrieval_graphs, evaluate=evaluate_run,
+              help="R@1/5/10 and median rank in every direction (two-stage: embeddings, then cross-encoder rerank)"))

@@ -11,15 +11,12 @@ import time
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-from mindspore import nn
-
 from src.config import ConfigError, EvalConfig
-from src.infer.export import match_graph
-from src.infer.items import Items, content_codes, modalities_of, run_batched
+from src.infer.graphs import match_graph
+from src.infer.items import Items, content_codes, load_items, modalities_of, run_batched
 from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
-from src.model.opt import MODALITIES
-from src.tasks.retrieval import RetrievalModel
+from src.modality import MODALITIES
 
 
 def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
@@ -45,66 +42,28 @@ def correct_candidates(items: Items, query: Sequence[str], cand: Sequence[str]) 
     return (same_cand[:, None] == same_cand[None, :]) | (same_query[:, None] == same_query[None, :])
 
 
-class PooledEmbeddings(nn.Cell):
-    def __init__(self, model: RetrievalModel):
-        super().__init__(auto_prefix=False)
-        self.model = model
-
-    def construct(self, *inputs):
-        return tuple(self.model.embed(m, *inputs) for m in MODALITIES)
-
-
-class ModalityEmbedding(nn.Cell):
-    """Rows -> the unit-length embedding of one modality of each, encoded alone."""
-
-    def __init__(self, model: RetrievalModel, modality: str):
-        super().__init__(auto_prefix=False)
-        self.model, self.modality = model, modality
-
-    def construct(self, *inputs):
-        return self.model.embed(self.modality, *inputs)
-
-
-class MatchScore(nn.Cell):
-    """The cross-encoder score of rows shown with `modalities`: the "all match" logit."""
-
-    def __init__(self, model: RetrievalModel, modalities: Tuple[str, ...]):
-        super().__init__(auto_prefix=False)
-        self.model, self.modalities = model, modalities
-
-    def construct(self, *inputs):
-        return self.model.match_logits(self.modalities, *inputs)[:, 0]
-
-
 def side_embedding(embeddings: Dict[str, np.ndarray], modalities: Sequence[str], rows: np.ndarray) -> np.ndarray:
     """A query or candidate side: the normalised sum of its modalities' embeddings."""
     return normalise(sum(embeddings[m][rows] for m in modalities))
 
 
 class RetrievalEvaluator:
-    """Embeds the items once, then ranks candidates for any direction. With `graphs` (src/infer/export.py's
-    ExportedGraphs) the exported embedding and matching graphs run instead of `model`'s cells. With `baseline`
-    (modality -> embeddings of the items, e.g. `src.tasks.linear_retrieval.frozen_feature_embeddings`) each direction
-    also reports the recall of its cosine ranking."""
+    """Embeds the items once, then ranks candidates for any direction, with the `embed` and `match_<modalities>`
+    cells of `graphs` (a checkpoint's or an export's, src/infer/graphs.py). With `baseline` (modality -> embeddings of
+    the items, e.g. `src.tasks.linear_retrieval.frozen_feature_embeddings`) each direction also reports the recall of
+    its cosine ranking."""
 
-    def __init__(self, model: RetrievalModel, items: Items, cfg: EvalConfig, graphs=None,
-                 baseline: Dict[str, np.ndarray] = None):
-        self.model, self.items, self.cfg, self.graphs, self.baseline = model, items, cfg, graphs, baseline
-        self.scorers: Dict[Tuple[str, ...], nn.Cell] = {}
+    def __init__(self, graphs, items: Items, cfg: EvalConfig, baseline: Dict[str, np.ndarray] = None):
+        self.graphs, self.items, self.cfg, self.baseline = graphs, items, cfg, baseline
         started = time.perf_counter()
-        embedder = graphs["embed"] if graphs is not None else PooledEmbeddings(model)
-        embedded = run_batched(embedder, len(items), cfg.batch_size, lambda rows: items.compose({"text": rows}))
+        embedded = run_batched(graphs["embed"], len(items), cfg.batch_size, lambda rows: items.compose({"text": rows}))
         self.embedding_seconds = time.perf_counter() - started
         self.embeddings = dict(zip(MODALITIES, embedded))
         self.present = items.present()
 
     def pair_scorer(self, query: Sequence[str], cand: Sequence[str], query_rows: np.ndarray, cand_rows: np.ndarray):
         """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
-        shown = modalities_of(query + cand)
-        if shown not in self.scorers:
-            self.scorers[shown] = self.graphs[match_graph(shown)] if self.graphs is not None else \
-                MatchScore(self.model, shown)
-        cell = self.scorers[shown]
+        cell = self.graphs[match_graph(modalities_of(query + cand))]
 
         def score_pairs(q: np.ndarray, c: np.ndarray) -> np.ndarray:
             sources = {**{m: query_rows[q] for m in query}, **{m: cand_rows[c] for m in cand}}
@@ -159,3 +118,23 @@ def retrieval_table(results: Dict[str, dict]) -> List[str]:
                      f"{t['median_rank']:>6.1f} | {f['R@1']:>7.1f} {f['R@10']:>8.1f} | {base}{c['R@1']:>10.1f} "
                      f"{c['R@10']:>6.1f} {c['median_rank']:>6.1f}")
     return lines
+
+
+def evaluate_run(run) -> List[str]:
+    """eval.py --task retrieval: every direction of cfg.eval.directions, beside the frozen-feature baseline when
+    eval.baseline_text names one."""
+    cfg, data = run.cfg, run.data()
+    items = load_items(data, cfg.data, run.split)
+    run.report["items"] = len(items)
+    baseline = None
+    if cfg.eval.baseline_text:
+        from src.tasks.linear_retrieval import frozen_feature_embeddings
+        train = load_items(data, cfg.data, run.args.train_split or cfg.data.train_split)
+        baseline = frozen_feature_embeddings(cfg, data, train, items)
+    evaluator = RetrievalEvaluator(run.graphs, items, cfg.eval, baseline)
+    run.report["embedding_seconds"] = evaluator.embedding_seconds
+    directions = run.report["directions"] = {}
+    for direction in cfg.eval.directions:
+        r = directions[direction] = evaluator.evaluate(direction, full=run.args.full)
+        run.log(f"{direction}: R@1 {r['two_stage']['R@1']:.1f} ({r['seconds']:.0f} s)")
+    return retrieval_table(directions)

@@ -12,23 +12,27 @@ the same is done with the ground-truth thumbnails, which bounds what the generat
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
-from mindspore import nn, ops
 
-from src.config import Config, ConfigError, GenerateConfig, ModelConfig, PrepareConfig, from_dict
-from src.data.extractors import IMAGE_EXTRACTORS, image_feature_dim, image_regions_batch
-from src.data.pipeline import as_stored, standardize
-from src.data.records import DatasetError, open_prepared
+from src.config import Config, ConfigError, GenerateConfig
+from src.data.records import DatasetError
+from src.infer.file_inputs import file_inputs
 from src.infer.generate import Generator, Symbols, generate_rows
+from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, baked_decoding, decoding_graphs
 from src.infer.items import Items, content_codes, load_items, run_batched
-from src.model.opt import MODALITIES, OPT, DataDims
-from src.tasks.dvae import image_grid, to_uint8, write_png
+from src.infer.pictures import to_uint8, write_images, write_png
+from src.metrics.image import caption_candidates, colour_agreement, own_caption_ranks
+from src.modality import MODALITIES
+from src.model.opt import DataDims
+from src.model.text_to_image import CodesToImages, TextToImageModel
+from src.tasks.dvae import load_trained as load_dvae
+from src.tasks.registry import Task, register
+from src.tasks.t2i_scoring import load_scorer, pixel_region_inputs
 
 INPUT_SETS = {"text": ("text",), "text+audio": ("text", "audio")}
 
@@ -37,49 +41,6 @@ def input_set(cfg: Config) -> tuple:
     if cfg.t2i.inputs not in INPUT_SETS:
         raise ConfigError(f"t2i.inputs '{cfg.t2i.inputs}' is unknown (known: {', '.join(INPUT_SETS)})")
     return INPUT_SETS[cfg.t2i.inputs]
-
-
-class TextToImageModel(nn.Cell):
-    """The OPT network with its vision decoder and the DIR head over the codebook, named as in the pre-training cell
-    (net.*, dir_head.*) so a checkpoint pre-trained with DIR loads into it directly."""
-
-    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
-        super().__init__()
-        if model_cfg.vision_decoder_layers < 1 or dims.codebook_size < 1:
-            raise ConfigError("text-to-image needs a vision decoder: model.vision_decoder_layers >= 1 and a codebook")
-        self.net = OPT(model_cfg, dims)
-        self.dir_head = nn.Dense(model_cfg.hidden, dims.codebook_size)
-        self.decoder_layers = model_cfg.vision_decoder_layers
-
-    def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
-        """The encoder output the decoder attends to: [CLS] and the segments of `modalities` (a constant tuple)."""
-        return self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                                    audio_mask)
-
-    def log_probs(self, hidden):
-        """Decoder states [..., H] -> log-probabilities over the codebook [N, codebook]."""
-        return ops.log_softmax(self.dir_head(hidden.reshape(-1, hidden.shape[-1])), axis=-1)
-
-    # the decoder, as src/infer/generate.py drives it
-    def start_cache(self, memory, memory_mask, slots: int):
-        return self.net.vision_decoder.start_cache(memory, memory_mask, slots)
-
-    def decode_step(self, ids, position, self_cache, memory_cache, memory_bias):
-        return self.net.vision_decoder.step(ids, position, self_cache, memory_cache, memory_bias)
-
-    def decode(self, ids, memory, memory_mask):
-        return self.net.vision_decoder(ids, memory, memory_mask)
-
-
-class CodesToImages(nn.Cell):
-    """codes [B, grid^2] -> images [B, S, S, 3] in [0, 1], by the frozen dVAE decoder."""
-
-    def __init__(self, dvae):
-        super().__init__(auto_prefix=False)
-        self.dvae = dvae
-
-    def construct(self, codes):
-        return ops.clamp(self.dvae.decode_codes(codes), 0.0, 1.0)
 
 
 def image_symbols(codebook_size: int) -> Symbols:
@@ -114,7 +75,6 @@ def image_generator(model: TextToImageModel, dvae, cfg: Config, modalities, use_
 
 def load_trained(cfg: Config, ckpt):
     """(TextToImageModel with the checkpoint's weights, the frozen dVAE named by dvae.checkpoint, the prepared data)."""
-    from src.tasks import dvae as dvae_task
     from src.train.checkpoint import load_run_config, load_weights, resolve_checkpoint
     if cfg.loss.dir <= 0 or cfg.model.vision_decoder_layers < 1:
         raise ConfigError(f"{ckpt}: trained without DIR (loss.dir {cfg.loss.dir}, model.vision_decoder_layers "
@@ -127,7 +87,7 @@ def load_trained(cfg: Config, ckpt):
     if dvae_cfg.dvae.codebook_size != cfg.dvae.codebook_size:
         raise ConfigError(f"dvae.checkpoint {cfg.dvae.checkpoint} has a codebook of {dvae_cfg.dvae.codebook_size} "
                           f"codes, but {ckpt} predicts {cfg.dvae.codebook_size}")
-    dvae, data = dvae_task.load_trained(dvae_cfg, resolve_checkpoint(cfg.dvae.checkpoint))
+    dvae, data = load_dvae(dvae_cfg, resolve_checkpoint(cfg.dvae.checkpoint))
     dims = dataclasses.replace(DataDims.from_prepared(data, cfg.data.max_audio_tokens),
                                codebook_size=cfg.dvae.codebook_size)
     model = TextToImageModel(cfg.model, dims)
@@ -136,128 +96,28 @@ def load_trained(cfg: Config, ckpt):
     return model, dvae, data
 
 
-def load_generator(cfg: Config, modalities, ckpt=None, exported=None):
-    """(ImageGenerator, prepared data) from a checkpoint, or from `exported` (a t2i export's ExportedGraphs)."""
-    if exported is not None:
-        return exported.image_generator(modalities, cfg), open_prepared(cfg.data.path)
-    model, dvae, data = load_trained(cfg, ckpt)
-    return image_generator(model, dvae, cfg, modalities), data
+def t2i_graphs(cfg: Config, ckpt) -> GraphSet:
+    """The vision decoder's `start_text`, `start_text_audio` and `step` (t2i.top_k baked in; temperature, top_p
+    and seed apply outside the graph) and `decode`, the frozen dVAE decoder: codes [B, grid^2] -> images."""
+    model, dvae, _ = load_trained(cfg, ckpt)
+    graphs = decoding_graphs(lambda m: image_generator(model, dvae, cfg, m).generator, INPUT_SETS.values())
+    codes = dvae.grid ** 2
+
+    def example_codes(items):
+        return (np.arange(VERIFY_ROWS * codes, dtype=np.int32).reshape(VERIFY_ROWS, -1) % cfg.dvae.codebook_size,)
+    graphs["decode"] = Graph(CodesToImages(dvae), ["codes"], ["images"], example_codes)
+    return GraphSet(graphs, baked_decoding(sampling_config(cfg, codes), cfg.dvae.codebook_size,
+                                           cfg.model.vision_decoder_layers, section="t2i", codes_per_image=codes,
+                                           dvae_checkpoint=cfg.dvae.checkpoint))
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Pixels -> the encoder's image inputs, and R-precision
-# ----------------------------------------------------------------------------------------------------------------------
-def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
-    """Images [N, S, S, 3] in [0, 1] -> (image_feat, image_boxes, image_mask) padded and standardised as the pipeline
-    does it, with the image extractor of the prepared data's settings."""
-    prep = from_dict(PrepareConfig, data.meta["prepare"], where=str(data.root)).image
-    extractor = (data.meta["image"].get("extractor") or {}).get("name")
-    if extractor not in IMAGE_EXTRACTORS or data.image_dim != image_feature_dim(prep):
-        raise DatasetError(f"{data.root}: its image features are {data.image_dim}-d precomputed regions; generated "
-                           "pixels can only be scored through an extractor that preparation runs "
-                           f"({', '.join(IMAGE_EXTRACTORS)})")
-    n, nv = len(images), cfg.data.max_regions
-    feat = np.zeros((n, nv, data.image_dim), np.float32)
-    boxes = np.zeros((n, nv, 7), np.float32)
-    mask = np.zeros((n, nv), np.float32)
-    stats = data.standardizer("image")
-    for start in range(0, n, 32):
-        chunk = [to_uint8(image) for image in images[start:start + 32]]
-        for i, regions in enumerate(image_regions_batch(chunk, prep), start):
-            r = min(len(regions.features), nv)
-            feat[i, :r] = standardize(as_stored(regions.features[:r]), stats)
-            boxes[i, :r], mask[i, :r] = regions.boxes[:r], 1.0
-    return feat, boxes, mask
-
-
-def caption_candidates(text_codes: np.ndarray, rows: np.ndarray, count: int, rng) -> np.ndarray:
-    """[len(rows), count] item indices: each row itself, then count - 1 items with a different caption (text_codes
-    equal means the same caption), drawn without replacement. `count` is cut to what every row can have."""
-    distinct = len(np.unique(text_codes))
-    count = min(count, distinct)
-    out = np.empty((len(rows), count), np.int64)
-    for i, row in enumerate(rows):
-        others = np.flatnonzero(text_codes != text_codes[row])
-        out[i, 0] = row
-        out[i, 1:] = rng.choice(others, count - 1, replace=False)
-    return out
-
-
-def own_caption_ranks(scores: np.ndarray) -> np.ndarray:
-    """scores [N, C], column 0 the own caption's: its rank (0 = first; ties count against it)."""
-    return (scores[:, 1:] >= scores[:, :1]).sum(1)
-
-
-def colour_agreement(generated: np.ndarray, truth: np.ndarray, same_image: np.ndarray) -> float:
-    """How often a generated image's mean colour is nearer its own ground truth's than another item's (pairs of items
-    with different images; 0.5 is chance): a coarse check that the caption steers the picture."""
-    g, t = generated.mean((1, 2)), truth.mean((1, 2))
-    distance = np.linalg.norm(g[:, None] - t[None], axis=-1)  # [generated, truth]
-    nearer = distance < np.diag(distance)[:, None]  # another truth nearer than the own one
-    tied = distance == np.diag(distance)[:, None]
-    other = ~same_image
-    return float(1.0 - ((nearer + 0.5 * tied) * other).sum() / max(other.sum(), 1))
-
-
-def first_of_each(codes: np.ndarray) -> np.ndarray:
-    """Positions of the first occurrence of each distinct value, in order."""
-    return np.sort(np.unique(codes, return_index=True)[1])
-
-
-def pair_inputs(items: Items, text_rows: np.ndarray, image_inputs: tuple, image_rows: np.ndarray) -> tuple:
-    """Model inputs pairing the captions of items `text_rows` with the images `image_rows` of `image_inputs`
-    (image_feat, image_boxes, image_mask); the audio is item 0's, never shown to the encoder."""
-    audio = (items.inputs["audio_feat"][:1], items.inputs["audio_mask"][:1])
-    return (items.inputs["text_ids"][text_rows], items.inputs["text_mask"][text_rows],
-            *(x[image_rows] for x in image_inputs), *(np.repeat(a, len(text_rows), 0) for a in audio))
-
-
-class MatchingScorer:
-    """(caption, image) scores by the cross-encoder: the matching head's "all match" logit over each pair, one
-    encoder pass per pair (the score of a checkpoint without retrieval projections, e.g. a pre-training run)."""
-
-    def __init__(self, model, batch_size: int):
-        from src.tasks.retrieval_eval import MatchScore
-        self.cell, self.batch_size = MatchScore(model, ("text", "image")), batch_size
-
-    def __call__(self, items: Items, candidates: np.ndarray, image_inputs: tuple) -> np.ndarray:
-        """[N, C] scores of image i (image_inputs row i) with the caption of item candidates[i, c]."""
-        n, c = candidates.shape
-        return run_batched(self.cell, n * c, self.batch_size,
-                           lambda pairs: pair_inputs(items, candidates.reshape(-1)[pairs], image_inputs,
-                                                     pairs // c))[0].reshape(n, c)
-
-
-class EmbeddingScorer:
-    """(caption, image) scores by a retrieval model's first stage: the cosine of the caption's and the image's
-    embeddings, each computed once (as R-precision is usually measured, with a retrieval model's embeddings)."""
-
-    def __init__(self, model, batch_size: int):
-        from src.tasks.retrieval_eval import ModalityEmbedding
-        self.cells = {m: ModalityEmbedding(model, m) for m in ("text", "image")}
-        self.batch_size = batch_size
-
-    def __call__(self, items: Items, candidates: np.ndarray, image_inputs: tuple) -> np.ndarray:
-        captions, where = np.unique(candidates, return_inverse=True)
-        text = run_batched(self.cells["text"], len(captions), self.batch_size,
-                           lambda rows: pair_inputs(items, captions[rows], image_inputs, rows * 0))[0]
-        image = run_batched(self.cells["image"], len(candidates), self.batch_size,
-                            lambda rows: pair_inputs(items, rows * 0, image_inputs, rows))[0]
-        return np.einsum("nd,ncd->nc", image, text[where.reshape(candidates.shape)])
-
-
-def load_scorer(cfg: Config, default_ckpt):
-    """The scorer of (caption, image) pairs: t2i.scorer's model, else `default_ckpt`'s, each with its own model
-    config; a retrieval run scores by its embeddings (EmbeddingScorer), any other by its matching head."""
-    from src.tasks.retrieval import load_trained as load_retrieval
-    from src.train.checkpoint import load_run_config
-    scorer_cfg = load_run_config(cfg.t2i.scorer, overrides=[f"data.path={cfg.data.path}"]) if cfg.t2i.scorer else cfg
-    ckpt = cfg.t2i.scorer or default_ckpt
-    if scorer_cfg.task == "retrieval":
-        model, _ = load_retrieval(scorer_cfg, ckpt, ("net.", "projections."))
-        return EmbeddingScorer(model, cfg.eval.batch_size)
-    model, _ = load_retrieval(scorer_cfg, ckpt, ("net.", "match_head."))
-    return MatchingScorer(model, cfg.eval.batch_size)
+def graph_image_generator(graphs, modalities, cfg: Config) -> ImageGenerator:
+    """Text-to-image on the start, step and decode cells of `graphs` (a checkpoint's or its export's), with cfg's t2i
+    sampling settings."""
+    gen_cfg = sampling_config(cfg, graphs.decoding["codes_per_image"])
+    generator = Generator(None, modalities, gen_cfg, image_symbols(cfg.dvae.codebook_size), cfg.model.max_positions,
+                          graphs=graphs.generator_graphs(modalities, gen_cfg))
+    return ImageGenerator(generator, graphs["decode"])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -277,6 +137,11 @@ def evaluation_items(data, cfg: Config, split: str, modalities, limit: int = 0):
     usable = usable[:limit] if limit > 0 else usable
     position = {int(s): i for i, s in enumerate(index)}
     return items, usable, thumbs[[position[int(items.index[r])] for r in usable]]
+
+
+def first_of_each(codes: np.ndarray) -> np.ndarray:
+    """Positions of the first occurrence of each distinct value, in order."""
+    return np.sort(np.unique(codes, return_index=True)[1])
 
 
 def split_candidates(items: Items, rows: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -322,30 +187,6 @@ def evaluate_text_to_image(generate: ImageGenerator, scorer, data, cfg: Config, 
     return report
 
 
-def write_images(out_dir: Path, split: str, images: np.ndarray, ids, truth: np.ndarray, generated: np.ndarray
-                 ) -> dict:
-    """Each generated image as <id>.png in t2i_<split>/ (built under a temporary name, then renamed) and the contact
-    sheet t2i_<split>.png: rows of up to 8 ground-truth images, each over the image generated from its caption."""
-    folder = out_dir / f"t2i_{split}"
-    partial = out_dir / f".partial-t2i_{split}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for sid, image in zip(ids, images):
-        write_png(partial / f"{safe_name(sid)}.png", to_uint8(image))
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    rows = []
-    for start in range(0, len(truth), 8):
-        rows += [truth[start:start + 8], generated[start:start + 8]]
-    sheet = out_dir / f"t2i_{split}.png"
-    write_png(sheet, image_grid(rows))
-    return {"sheet": str(sheet), "images_dir": str(folder)}
-
-
-def safe_name(sample_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample_id))
-
-
 def t2i_table(report: dict) -> list:
     return ["| images | R-precision (own caption first) |", "|---|---|",
             f"| generated from {report['inputs']} | {100 * report['r_precision']:.1f}% |",
@@ -355,3 +196,37 @@ def t2i_table(report: dict) -> list:
             "(chance 50%)",
             f"{report['items']} images in {report['seconds']:.1f} s ({report['images_per_second']:.1f} images/s), "
             f"{report['codes_used']} of {report['codebook_size']} codes used"]
+
+
+def evaluate_run(run) -> List[str]:
+    """eval.py --task t2i: generate from the split's captions, R-precision against the ground truth's, PNGs and a
+    contact sheet beside the checkpoint (or the export)."""
+    cfg = run.cfg
+    generate = graph_image_generator(run.graphs, input_set(cfg), cfg)
+    run.report.update(evaluate_text_to_image(generate, load_scorer(cfg, run.graphs.checkpoint), run.data(), cfg,
+                                             run.split, run.args.limit, run.out_dir))
+    run.log(f"contact sheet: {run.report['sheet']}")
+    return t2i_table(run.report)
+
+
+def draw(args, graphs, cfg: Config) -> List[str]:
+    """infer.py --text: the PNGs drawn for the caption (and --audio), --count samples of it."""
+    if args.image:
+        raise ConfigError("text-to-image reads --text and optionally --audio, not --image")
+    if not (args.text or "").strip() or args.count < 1:
+        raise ConfigError("text-to-image needs a --text that is not empty, and --count at least 1")
+    cfg = dataclasses.replace(cfg, t2i=dataclasses.replace(cfg.t2i, batch_size=1))
+    generate = graph_image_generator(graphs, ("text", "audio") if args.audio else ("text",), cfg)
+    inputs = file_inputs(graphs.data(cfg), cfg, audio=args.audio, text=args.text, lang=args.lang)
+    _, images = generate(args.count, lambda rows: tuple(x[np.zeros(len(rows), np.int64)] for x in inputs))
+    out = Path(args.out)
+    paths = [out] if args.count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}")
+                                          for i in range(args.count)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, image in zip(paths, images):
+        write_png(path, to_uint8(image))
+    return [str(p) for p in paths]
+
+
+register(Task("t2i", __name__, graphs=t2i_graphs, evaluate=evaluate_run, infer=draw, infer_from=("pretrain", "t2i"),
+              help="text -> image from a pre-training run with DIR: PNGs, contact sheet, R-precision"))

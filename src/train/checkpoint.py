@@ -12,6 +12,7 @@ from typing import List, Optional, Tuple
 import mindspore as ms
 
 from src.config import ConfigError, load_config
+from src.model.convert import load_bert_weights
 
 POSITION = ("step", "epoch", "batch")
 SCHEDULE = "learning_rate"  # the optimizer's per-step learning-rate tables (learning_rate, learning_rate_group_<i>)
@@ -130,3 +131,18 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
         raise CheckpointError(f"{path}: {len(not_loaded)} parameters of this model are not in the checkpoint "
                               f"({shown}); was it written with a different config?")
     return position
+
+
+def init_model(cell: ms.nn.Cell, init_from: str) -> List[str]:
+    """Start `cell` (whose OPT network is `cell.net`) from `model.init_from`: a BERT-family safetensors file for the
+    text embeddings and the encoder (the decoders' layers copy the encoder's where shapes allow), or one of our
+    checkpoints / run directories for every parameter the two models share. Returns the names of the parameters
+    loaded (the optimizer may treat the others, new heads, differently)."""
+    if not init_from:
+        return []
+    if init_from == "minilm" or init_from.endswith(".safetensors"):
+        report = load_bert_weights(cell, init_from, "net.embeddings.text", "net.encoder.layers",
+                                   ("net.text_decoder.layers",))
+        paths = dict(cell.parameters_and_names())
+        return [paths[name].name for name in report["loaded"]]
+    return load_weights(cell, init_from)

@@ -1,0 +1,44 @@
+"""What the entry points (train.py, eval.py, export.py, infer.py) share: what a user can fix (a config, a path, a
+dataset, a checkpoint, an input file, an export) is answered with one line on stderr and exit status 2, not a
+traceback."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from src.config import ConfigError
+from src.data.errors import FeatureError
+from src.data.records import DatasetError
+from src.infer.graphs import ExportError
+from src.train.checkpoint import CheckpointError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError)
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """body()'s exit status, or 2 with `error: <message>` on stderr for a user's error."""
+    try:
+        return body() or 0
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def add_source_args(parser, what: str) -> None:
+    """--ckpt / --mindir / --config / --set, as eval.py and infer.py read them."""
+    parser.add_argument("--ckpt", default=None, help=f"a {what} checkpoint file or its run directory")
+    parser.add_argument("--mindir", default=None, help="instead of --ckpt: the sidecar (PREFIX.json) of export.py's "
+                                                       "graphs; they run in place of the Python network")
+    parser.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the "
+                                                       "run's config.yaml)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+
+
+def check_source_args(parser, args) -> None:
+    if (args.ckpt is None) == (args.mindir is None):
+        parser.error("give one of --ckpt and --mindir")
+
+
+def task_list(tasks: dict, names) -> str:
+    """Lines naming each task and what it does, for an entry point's --help."""
+    return "\n".join(f"  {name:<11} {tasks[name].help}" for name in names)

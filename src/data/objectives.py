@@ -1,0 +1,169 @@
+"""What each training objective adds to a padded batch, by name (`training_data(cfg, objective)`). An objective is
+a class: built once per epoch from the prepared data and the data config, called on each padded batch with that
+batch's random generator, it returns the batch's columns; `columns` names them in the order the task's loss cell
+takes them. A task with another objective registers it here from its own module (`register_objective`).
+
+Which losses see which rows in pre-training (the pre-training cell relies on this):
+- every row gets token-level masking, so a masked input is no hint of a matching positive;
+- rows chosen as matching negatives (cases 1-4) carry only the matching loss: their token-level, DTR and DIR weights
+  are 0 and no modality is dropped;
+- the other rows may lose modalities; their matching weight is 1 only when all three modalities are present and kept;
+- a dropped modality carries no token-level loss; DTR reconstructs the text even when it was dropped (its weight
+  depends only on the row having text).
+
+Retrieval fine-tuning corrupts nothing: each row gets a fingerprint of each of its inputs (`src/data/content.py`:
+rows with the same image, caption or recording are no negatives of each other), a view (the modalities its matching
+rows show) and the modality its hard negative swaps; the negative itself is mined in the train step
+(`src/tasks/retrieval.py`), where the embeddings are. Text generation corrupts nothing either: each row gets the input
+set its decoder reads (`sources`, tuples of modality indices) and a weight.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from src.config import ConfigError, DataConfig
+from src.data.content import fingerprints
+from src.data.masking import (caption_views, choose_positions, drop_modalities, mask_features, mask_text,
+                              matching_cases, matching_donors, max_predictions, retrieval_views)
+from src.data.padding import modalities_present
+from src.data.records import PreparedData
+from src.modality import AUDIO, COLUMNS_OF, IMAGE, INPUT_COLUMNS, MODALITIES, SPECS, TEXT, mask_budget
+
+PRETRAIN_COLUMNS = INPUT_COLUMNS + [
+    "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
+    "mvm_positions", "mvm_weights", "mvm_targets", "mrc_target_ids", "mrc_target_probs",
+    "mam_positions", "mam_weights", "mam_targets",
+    "match_label", "match_weight", "dtr_weight"]
+DIR_COLUMNS = ["image_codes", "dir_weight"]  # appended to PRETRAIN_COLUMNS when the data's dVAE codes are used
+RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "content", "view", "swap"]
+CAPTION_COLUMNS = INPUT_COLUMNS + ["view", "row_weight", "decoder_start"]
+
+
+class Pretrain:
+    """Matching negatives, modality drops and token masks; with `codes` (the split's dVAE codes [samples, grid^2],
+    -1 for samples without an image) the DIR targets."""
+
+    def __init__(self, data: PreparedData, cfg: DataConfig, codes: Optional[np.ndarray] = None):
+        self.cfg, self.codes = cfg, codes
+        self.columns = PRETRAIN_COLUMNS + (DIR_COLUMNS if codes is not None else [])
+        ids = data.meta["text"]["special_ids"]
+        self.pad, self.mask = ids["[PAD]"], ids["[MASK]"]
+        self.replacement_ids = np.setdiff1d(np.arange(data.meta["text"]["vocab_size"]), list(ids.values()))
+        self.slots = tuple(max_predictions(mask_budget(m, cfg), cfg.token_mask_prob) for m in MODALITIES)
+        self.drop_probs = drop_probs(cfg)
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        out = corrupt(batch, self, rng)
+        if self.codes is None:
+            return out
+        codes = self.codes[batch["index"]]
+        has_codes = codes[:, 0] >= 0
+        out["image_codes"] = np.where(has_codes[:, None], codes, 0).astype(np.int32)
+        # the image is reconstructed from whatever the encoder was shown (even with the image dropped), except on
+        # matching negatives (their inputs are another sample's)
+        out["dir_weight"] = (has_codes & (out["match_label"] == 0)).astype(np.float32)
+        return out
+
+
+class Retrieval:
+    """Per row: which modalities it has, a fingerprint of each input, a matching view and the modality to swap."""
+    columns = RETRIEVAL_COLUMNS
+
+    def __init__(self, data: PreparedData, cfg: DataConfig):
+        pass
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        batch["present"] = modalities_present(batch).astype(np.float32)
+        batch["content"] = np.stack([fingerprints([batch[c] for c in COLUMNS_OF[m]], np.int32) for m in MODALITIES],
+                                    1)
+        batch["view"], batch["swap"] = retrieval_views(batch["present"] > 0, rng)
+        return batch
+
+
+class Caption:
+    """Per row: the input set its decoder reads (one of `sources`), its weight and the decoder's start piece (its
+    language; `starts` [samples])."""
+    columns = CAPTION_COLUMNS
+
+    def __init__(self, data: PreparedData, cfg: DataConfig, sources=((IMAGE,),), starts: np.ndarray = None):
+        self.sources, self.starts = sources, starts
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        batch["view"], batch["row_weight"] = caption_views(modalities_present(batch), self.sources, rng)
+        batch["decoder_start"] = self.starts[batch["index"]]
+        return batch
+
+
+OBJECTIVES: Dict[str, type] = {"pretrain": Pretrain, "retrieval": Retrieval, "caption": Caption}
+
+
+def register_objective(name: str, objective: type) -> None:
+    OBJECTIVES[name] = objective
+
+
+def make_objective(name: str, data: PreparedData, cfg: DataConfig, **options):
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown training objective '{name}' (known: {', '.join(OBJECTIVES)})")
+    return OBJECTIVES[name](data, cfg, **options)
+
+
+def drop_probs(cfg: DataConfig) -> np.ndarray:
+    """[3] the probability that modality-level masking drops text, image, audio."""
+    if not cfg.modality_drop_probs:
+        return np.full(len(MODALITIES), cfg.modality_drop_prob)
+    probs = np.asarray(cfg.modality_drop_probs, np.float64)
+    if probs.shape != (len(MODALITIES),) or ((probs < 0) | (probs >= 1)).any():
+        raise ConfigError(f"data.modality_drop_probs must be 3 probabilities in [0, 1) (text, image, audio), "
+                          f"got {cfg.modality_drop_probs}")
+    return probs
+
+
+def corrupt(b: dict, objective: Pretrain, rng: np.random.Generator) -> dict:
+    """Matching negatives, modality drops and token masks for one padded batch (see the module doc for which row
+    carries which loss)."""
+    cfg = objective.cfg
+    present = modalities_present(b)
+    donors, cases = matching_donors(matching_cases(present.all(1), cfg.match_case_probs, rng), rng)
+    for modality, spec in SPECS.items():  # a modality's columns (and the image's MRC targets) come from its donor
+        donor = donors[:, MODALITIES.index(modality)]
+        for key in spec.columns + (("mrc_ids", "mrc_probs") if modality == "image" else ()):
+            b[key] = b[key][donor]
+    negative = cases > 0
+    keep = np.where(negative[:, None], present, drop_modalities(present, objective.drop_probs, rng))
+    token_rows = (~negative).astype(np.float32)
+
+    out = {"text_target_ids": b["text_ids"].copy(), "image_boxes": b["image_boxes"],
+           "match_label": np.maximum(cases, 0).astype(np.int32),
+           "match_weight": ((cases >= 0) & keep.all(1)).astype(np.float32),
+           "dtr_weight": (present[:, TEXT] & ~negative).astype(np.float32)}
+
+    words = b["text_mask"].copy()
+    words[:, 0] = 0.0
+    words[np.arange(len(words)), (b["text_mask"].sum(1) - 1).astype(int)] = 0.0  # [SEP] is never a target
+    pos, w = choose_positions(words > 0, cfg.token_mask_prob, objective.slots[TEXT], rng)
+    out["text_ids"], out["mlm_targets"] = mask_text(b["text_ids"], pos, w, rng, objective.mask,
+                                                    objective.replacement_ids)
+    out["mlm_positions"], out["mlm_weights"] = pos, w * (token_rows * keep[:, TEXT])[:, None]
+
+    pos, w = choose_positions(b["image_mask"] > 0, cfg.token_mask_prob, objective.slots[IMAGE], rng)
+    out["image_feat"], out["mvm_targets"] = mask_features(b["image_feat"], pos, w)
+    out["mrc_target_ids"] = np.take_along_axis(b["mrc_ids"], pos[:, :, None], 1).astype(np.int32)
+    out["mrc_target_probs"] = np.take_along_axis(b["mrc_probs"], pos[:, :, None], 1).astype(np.float32)
+    out["mvm_positions"], out["mvm_weights"] = pos, w * (token_rows * keep[:, IMAGE])[:, None]
+
+    pos, w = choose_positions(b["audio_mask"] > 0, cfg.token_mask_prob, objective.slots[AUDIO], rng)
+    out["audio_feat"], out["mam_targets"] = mask_features(b["audio_feat"], pos, w)
+    out["mam_positions"], out["mam_weights"] = pos, w * (token_rows * keep[:, AUDIO])[:, None]
+
+    # a dropped modality disappears from the encoder input entirely
+    text_mask = b["text_mask"] * keep[:, TEXT:TEXT + 1]
+    text_mask[:, 0] = 1.0
+    out["text_mask"] = text_mask
+    out["text_ids"] = np.where(text_mask > 0, out["text_ids"], objective.pad).astype(np.int32)
+    out["image_mask"] = b["image_mask"] * keep[:, IMAGE:IMAGE + 1]
+    out["audio_mask"] = b["audio_mask"] * keep[:, AUDIO:AUDIO + 1]
+    out["image_feat"] *= out["image_mask"][:, :, None]
+    out["audio_feat"] *= out["audio_mask"][:, :, None]
+    return out

@@ -1,0 +1,202 @@
+"""The inference cells of a trained network, by name: one interface whether they come from a checkpoint or from the
+graphs `export.py` wrote, so evaluation and inference have one code path.
+
+A task names its cells as its export names its graph files (`embed`, `match_text_image`, `pooled_TIA`,
+`start_image`, `step`, `decode`, ...); its `graphs(cfg, ckpt)` builds them (a `GraphSet`). `CheckpointGraphs` builds
+them from a checkpoint when first asked; `ExportedGraphs` loads the exported MINDIR files. Both answer
+`graphs[name]` (a callable cell), `.config()`, `.checkpoint`, `.decoding` (the settings baked into a decoder's step)
+and `.generator_graphs(modalities, cfg)` (what `src.infer.generate.Generator` runs).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from src.config import Config, apply_overrides, from_dict, to_dict
+from src.data.records import open_prepared
+from src.infer.generate import candidates_per_step
+from src.modality import INPUT_COLUMNS
+
+VERIFY_ROWS = 3  # rows an export runs through both the network and the written graph
+
+
+class ExportError(ValueError):
+    """A sidecar or graph that cannot serve the requested run; the message names the file."""
+
+
+@dataclass
+class Graph:
+    """One inference cell with the names of its inputs and outputs; example(items) gives inputs to trace and check
+    it with (the first VERIFY_ROWS items of the evaluation split)."""
+    cell: nn.Cell
+    inputs: List[str]
+    outputs: List[str]
+    example: Callable
+
+
+@dataclass
+class GraphSet:
+    """A task's cells by name, and for a decoder the settings its step graph bakes in (the export's sidecar
+    records them)."""
+    graphs: Dict[str, Graph]
+    decoding: Optional[dict] = None
+    extra: dict = field(default_factory=dict)
+
+
+def match_graph(modalities) -> str:
+    return "match_" + "_".join(modalities)
+
+
+def start_graph(modalities) -> str:
+    return "start_" + "_".join(modalities)
+
+
+def cache_names(layers: int) -> List[str]:
+    """StartCell's flat outputs (StepCell's cache inputs), in order."""
+    names = ["memory_bias"]
+    for kind in ("memory", "self"):
+        names += [f"{kind}_{kv}_{i}" for i in range(layers) for kv in ("keys", "values")]
+    return names
+
+
+def decoding_graphs(make_generator, input_sets: Sequence[tuple]) -> Dict[str, Graph]:
+    """`start_<inputs>` for each input set and the shared `step`, of the Generator make_generator(modalities)."""
+    graphs = {}
+    for modalities in input_sets:
+        gen = make_generator(modalities)
+        graphs[start_graph(modalities)] = Graph(gen.start, INPUT_COLUMNS + ["row_index"], cache_names(gen.layers),
+                                                lambda items, g=gen: start_inputs(g, items))
+
+    def step_example(items, g=gen):
+        inputs = start_inputs(g, items)
+        state = [o.asnumpy() for o in g.start(*(ms.Tensor(x) for x in inputs))]
+        rows = len(inputs[-1])
+        return (np.full((rows, 1), g.start_id, np.int32), np.array(0, np.int32), np.arange(rows, dtype=np.int32),
+                *state)
+
+    names = cache_names(gen.layers)
+    graphs["step"] = Graph(gen.step_cell, ["ids", "position", "parents"] + names,
+                           ["top_log_probs", "top_ids"] + names[1 + 2 * gen.layers:], step_example)
+    return graphs
+
+
+def start_inputs(gen, items) -> tuple:
+    """The model inputs of the first VERIFY_ROWS items, and each beam's row."""
+    inputs = items.compose({"text": np.arange(VERIFY_ROWS)})
+    return inputs + (np.repeat(np.arange(VERIFY_ROWS), gen.width).astype(np.int32),)
+
+
+class Graphs:
+    """What both providers share: the decoder graphs for `Generator`, checked against the settings baked in."""
+    decoding: Optional[dict]
+    where: str
+
+    def __getitem__(self, name: str):
+        raise NotImplementedError
+
+    def generator_graphs(self, modalities, cfg) -> tuple:
+        """(start, step, decoder layers) for Generator; the decoding settings baked into `step` must be cfg's."""
+        baked = self.decoding
+        k = candidates_per_step(cfg, baked["symbols"])
+        differ = [key for key in ("strategy", "beam_size", "max_len", "top_k") if baked[key] != getattr(cfg, key)]
+        if differ or k != baked["candidates_per_step"]:
+            section = baked.get("section", "generate")
+            shown = ", ".join(f"{section}.{key} {getattr(cfg, key)} (exported: {baked[key]})" for key in differ)
+            raise ExportError(f"{self.where}: the step graph was exported for other decoding settings: {shown}; "
+                              "export again with them (export.py --set ...)")
+        return self[start_graph(modalities)], self["step"], baked["decoder_layers"]
+
+    def data(self, cfg: Config):
+        return open_prepared(cfg.data.path)
+
+
+class CheckpointGraphs(Graphs):
+    """A checkpoint's cells, built by build(cfg, ckpt) -> GraphSet on first use."""
+
+    def __init__(self, cfg: Config, ckpt: Path, build: Callable[[Config, Path], GraphSet]):
+        self.cfg, self.checkpoint, self.build = cfg, Path(ckpt), build
+        self.where = str(ckpt)
+        self.out_dir = self.checkpoint.parent
+        self.source = {"checkpoint": str(ckpt)}
+        self._set: Optional[GraphSet] = None
+
+    @property
+    def graph_set(self) -> GraphSet:
+        if self._set is None:
+            self._set = self.build(self.cfg, self.checkpoint)
+        return self._set
+
+    @property
+    def decoding(self) -> Optional[dict]:
+        return self.graph_set.decoding
+
+    def __getitem__(self, name: str) -> nn.Cell:
+        graphs = self.graph_set.graphs
+        if name not in graphs:
+            raise ExportError(f"{self.where}: its network has no cell '{name}' (has: {', '.join(graphs)})")
+        return graphs[name].cell
+
+
+class ExportedGraphs(Graphs):
+    """The graphs of a sidecar, loaded on first use: graphs["embed"] is an nn.GraphCell."""
+
+    def __init__(self, sidecar_path: str, overrides=()):
+        path = Path(sidecar_path)
+        if path.is_file() and path.suffix != ".json":
+            path = path.with_suffix(".json")
+        if not path.is_file():
+            raise FileNotFoundError(f"export sidecar not found: {sidecar_path} (export.py writes PREFIX.json)")
+        self.path, self.where, self.out_dir = path, str(path), path.parent
+        self.source = {"mindir": str(path)}
+        try:
+            self.meta = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ExportError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if self.meta.get("format") != "MINDIR":
+            raise ExportError(f"{path}: {self.meta.get('format')} graphs run on Ascend through its own runtime; "
+                              "eval.py and infer.py run MINDIR")
+        self.cells: Dict[str, nn.GraphCell] = {}
+        self.cfg = self.config(overrides)
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    @property
+    def checkpoint(self) -> str:
+        return self.meta["checkpoint"]
+
+    @property
+    def decoding(self) -> Optional[dict]:
+        return self.meta.get("generate")
+
+    def config(self, overrides=()) -> Config:
+        """The exported run's config, with `key=value` overrides."""
+        return apply_overrides(from_dict(Config, self.meta["config"], where=str(self.path)), list(overrides))
+
+    def __getitem__(self, name: str) -> nn.GraphCell:
+        if name not in self.meta["graphs"]:
+            raise ExportError(f"{self.path}: no graph '{name}' (has: {', '.join(self.meta['graphs'])})")
+        if name not in self.cells:
+            file = self.path.parent / self.meta["graphs"][name]["file"]
+            if not file.is_file():
+                raise FileNotFoundError(f"{file} (listed in {self.path}) not found")
+            self.cells[name] = nn.GraphCell(ms.load(str(file)))
+        return self.cells[name]
+
+    def require(self, task: str, needed_by: str) -> None:
+        if self.task != task:
+            raise ExportError(f"{self.path}: exported for task '{self.task}', but {needed_by} needs a '{task}' "
+                              "export")
+
+
+def baked_decoding(gen_cfg, symbols: int, layers: int, section: str = "generate", **extra) -> dict:
+    """The decoding settings a step graph is built with (its top-k width is fixed in the graph)."""
+    return {**to_dict(gen_cfg), "candidates_per_step": candidates_per_step(gen_cfg, symbols), "symbols": symbols,
+            "decoder_layers": layers, "section": section, **extra}

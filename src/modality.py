@@ -1,0 +1,52 @@
+"""The modalities, as data: one spec per modality that the data pipeline, masking, the items loader, the model and
+retrieval read (as ImageBind keys its parts by modality). The order of SPECS is the order of the joint sequence, of
+every [.., 3] array (present, view, swap, content) and of the input columns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    letter: str                    # its letter in the linear probe's input sets (eval.probe_inputs: TIA)
+    columns: Tuple[str, ...]       # its model input columns; the last is its mask [B, L]
+    stored: Tuple[str, ...]        # the shard columns it is read from; the last is its length
+    budget: str                    # the data config field that bounds its sequence length
+    reserved: int                  # positions of that budget that are never masked ([CLS] and [SEP] for text)
+    feature_dim: Optional[str]     # the prepared data's width of its features (None: word pieces)
+    masked_losses: Tuple[str, ...] # the pre-training losses over its masked positions
+    mask_prefix: str               # pre-training columns <prefix>_positions / _weights / _targets
+
+    @property
+    def mask(self) -> str:
+        return self.columns[-1]
+
+
+SPECS = {
+    "text": Modality("text", "T", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, None,
+                     ("mlm",), "mlm"),
+    "image": Modality("image", "I", ("image_feat", "image_boxes", "image_mask"),
+                      ("image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions"), "max_regions", 0,
+                      "image_dim", ("mvfr", "mrc"), "mvm"),
+    "audio": Modality("audio", "A", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
+                      "audio_dim", ("mafr", "mam_nce"), "mam"),
+}
+MODALITIES = tuple(SPECS)
+TEXT, IMAGE, AUDIO = (MODALITIES.index(m) for m in ("text", "image", "audio"))
+COLUMNS_OF = {m: spec.columns for m, spec in SPECS.items()}
+INPUT_COLUMNS = [c for spec in SPECS.values() for c in spec.columns]
+LETTERS = {spec.letter: m for m, spec in SPECS.items()}
+MASKED_LOSSES = tuple(loss for spec in SPECS.values() for loss in spec.masked_losses)
+
+
+def input_index(column: str) -> int:
+    """The position of an input column in INPUT_COLUMNS (the model's positional inputs)."""
+    return INPUT_COLUMNS.index(column)
+
+
+def mask_budget(modality: str, data_cfg) -> int:
+    """How many positions of `modality` masking may choose from: its budget less the reserved ones."""
+    spec = SPECS[modality]
+    return getattr(data_cfg, spec.budget) - spec.reserved

@@ -1,0 +1,160 @@
+"""The retrieval network: the OPT network with the 5-way matching head and one projection per modality, and the
+inference cells over it (every modality's embedding, one modality's embedding, the cross-encoder's match score).
+Training is in `src/tasks/retrieval.py`, evaluation in `src/tasks/retrieval_eval.py`."""
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import ModelConfig
+from src.data.masking import MATCH_CASES
+from src.modality import MODALITIES, SPECS, input_index
+from src.model.heads import weighted_mean
+from src.model.layers import NEG
+from src.model.opt import OPT, DataDims, masked_mean
+
+MAX_LOG_SCALE = math.log(100.0)
+IMAGE_FEAT, IMAGE_MASK, AUDIO_FEAT, AUDIO_MASK = (input_index(c) for c in ("image_feat", "image_mask", "audio_feat",
+                                                                           "audio_mask"))
+
+
+def l2_normalise(x):
+    return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
+
+
+class Projection(nn.Cell):
+    """Pooled states -> embedding: standardised by fixed statistics, LayerNorm, then a linear map.
+
+    The statistics (`mean`, `inv_std`: 0 and 1 unless the warm start sets them to those of the training features)
+    matter because pooled encoder states of different items are nearly parallel (cosine 0.998 after the demo
+    pre-training): the shared part swamps the differences, and a per-row LayerNorm does not remove it. They are fixed,
+    not batch statistics: a BatchNorm's moving statistics lag the weights during fine-tuning, so evaluation would
+    embed with numbers that training never used."""
+
+    def __init__(self, hidden: int, embed_dim: int, eps: float):
+        super().__init__()
+        self.mean = ms.Parameter(ms.Tensor(np.zeros(hidden, np.float32)), name="mean", requires_grad=False)
+        self.inv_std = ms.Parameter(ms.Tensor(np.ones(hidden, np.float32)), name="inv_std", requires_grad=False)
+        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.dense = nn.Dense(hidden, embed_dim)
+
+    def construct(self, x):
+        return self.dense(self.norm((x - self.mean) * self.inv_std))
+
+    def set_statistics(self, features: np.ndarray) -> None:
+        """Standardise by the mean and spread of `features` [N, hidden]."""
+        self.mean.set_data(ms.Tensor(features.mean(0).astype(np.float32)))
+        self.inv_std.set_data(ms.Tensor((1.0 / (features.std(0) + 1e-6)).astype(np.float32)))
+
+
+def embedding_widths(hidden: int, dims: DataDims) -> dict:
+    """Modality -> the width of what its projection reads (`RetrievalModel.embedding_inputs`): the pooled states,
+    and beside them its input features' when it has features (the modality spec's feature_dim)."""
+    return {m: hidden + (getattr(dims, spec.feature_dim) if spec.feature_dim else 0) for m, spec in SPECS.items()}
+
+
+class RetrievalModel(nn.Cell):
+    """The OPT network with the matching head and one projection per modality. Parameter names (net.*, match_head.*)
+    are those of the pre-training cell, so a pre-trained checkpoint loads into it directly."""
+
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims):
+        super().__init__()
+        self.net = OPT(model_cfg, dims)
+        self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
+        self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
+                                        for m, width in embedding_widths(model_cfg.hidden, dims).items()})
+
+    def embedding_inputs(self, modality, *inputs):
+        """What the projection of `modality` reads: the cross-modal encoder's states over that modality alone,
+        mean-pooled, and for image and audio beside them the mean output of their single-modal encoder (the
+        EfficientNet regions, the Whisper frames; the text's is the encoder itself). The pooled states of a short
+        pre-training keep less of what tells two images apart than the features they were computed from (on the demo
+        a head over the input features alone retrieves better), so the fast score reads both."""
+        states, mask = self.net.encode_only((modality,), *inputs)
+        pooled = masked_mean(states, mask)
+        if modality == "image":
+            pooled = ops.concat((pooled, masked_mean(inputs[IMAGE_FEAT], inputs[IMAGE_MASK])), axis=1)
+        elif modality == "audio":
+            pooled = ops.concat((pooled, masked_mean(inputs[AUDIO_FEAT], inputs[AUDIO_MASK])), axis=1)
+        return pooled
+
+    def embed(self, modality, *inputs):
+        """Unit-length [B, embed_dim] embedding of one modality of each row, encoded alone."""
+        return l2_normalise(self.projections[modality](self.embedding_inputs(modality, *inputs)))
+
+    def match_logits(self, modalities, *inputs):
+        """[B, 5] matching logits of the rows shown with `modalities` only."""
+        states, _ = self.net.encode_only(modalities, *inputs)
+        return self.match_head(states[:, 0])
+
+
+def logit_scale_parameter(temperature: float) -> ms.Parameter:
+    """CLIP's learnt temperature: a log-scale parameter starting at 1 / temperature; shape [1], since the optimizer's
+    updates are not 0-d."""
+    return ms.Parameter(ms.Tensor([math.log(1.0 / temperature)], ms.float32), name="logit_scale")
+
+
+def clamped_scale(log_scale):
+    """The logit scale, clamped at 100 (temperature 0.01) as in CLIP."""
+    return ops.exp(ops.minimum(log_scale, MAX_LOG_SCALE))
+
+
+def same_content(content, present):
+    """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
+    same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
+    equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
+    return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
+
+
+def info_nce(ce, embeddings, m, n, present, same, scale):
+    """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
+    of m or of n is neither positive nor negative."""
+    both = present[:, m] * present[:, n]
+    b = both.shape[0]
+    duplicates = ops.minimum(same[m] + same[n], 1.0)
+    blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
+    logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
+    own = ops.arange(0, b, dtype=ms.int32)
+    return (weighted_mean(ce(logits, own), both) + weighted_mean(ce(logits.T, own), both)) / 2.0
+
+
+def tri_modal_info_nce(ce, embeddings, present, same, scale):
+    """embeddings [3, B, D] unit length (text, image, audio), present [B, 3], same [3, B, B] (`same_content`) -> the
+    mean InfoNCE over the pairs T-I, T-A and I-A."""
+    return (info_nce(ce, embeddings, 0, 1, present, same, scale) + info_nce(ce, embeddings, 0, 2, present, same, scale)
+            + info_nce(ce, embeddings, 1, 2, present, same, scale)) / 3.0
+
+
+class PooledEmbeddings(nn.Cell):
+    def __init__(self, model: RetrievalModel):
+        super().__init__(auto_prefix=False)
+        self.model = model
+
+    def construct(self, *inputs):
+        return tuple(self.model.embed(m, *inputs) for m in MODALITIES)
+
+
+class ModalityEmbedding(nn.Cell):
+    """Rows -> the unit-length embedding of one modality of each, encoded alone."""
+
+    def __init__(self, model: RetrievalModel, modality: str):
+        super().__init__(auto_prefix=False)
+        self.model, self.modality = model, modality
+
+    def construct(self, *inputs):
+        return self.model.embed(self.modality, *inputs)
+
+
+class MatchScore(nn.Cell):
+    """The cross-encoder score of rows shown with `modalities`: the "all match" logit."""
+
+    def __init__(self, model: RetrievalModel, modalities: Tuple[str, ...]):
+        super().__init__(auto_prefix=False)
+        self.model, self.modalities = model, modalities
+
+    def construct(self, *inputs):
+        return self.model.match_logits(self.modalities, *inputs)[:, 0]
