@@ -18,20 +18,15 @@ t2i.scorer=runs/demo/retrieval); it decodes with the dVAE the pre-training's cod
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from src.cli import add_source_args, check_source_args, run_cli, task_list
+from src.cli import add_source_args, check_source_args, entry_point, task_parser
 from src.tasks import registry
 
 
 def parse_args(argv=None):
-    tasks = registry.registered()
-    names = registry.names("evaluate")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="tasks:\n" + task_list(tasks, names))
-    p.add_argument("--task", required=True, choices=names)
+    p = task_parser(__doc__, "evaluate")
     add_source_args(p, "trained")
     p.add_argument("--data", default=None, help="a prepared dataset (default: the config's data.path)")
     p.add_argument("--split", default=None, help="the split to evaluate (default: the config's data.eval_split)")
@@ -69,6 +64,7 @@ def write_report(args, report: dict) -> None:
     from src.data.records import write_json_atomic
     beside = Path(report.get("checkpoint") or report["mindir"]).parent
     out = Path(args.out) if args.out else beside / f"eval_{args.task}_{report['split']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     predictions = report.pop("predictions", None)
     if predictions is not None:
         listing = out.with_name(f"predictions_{args.task}_{report['split']}.json")
@@ -79,9 +75,7 @@ def write_report(args, report: dict) -> None:
     print(f"results: {out}")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: write_report(args, evaluate(args)))
+main = entry_point(parse_args, lambda args: write_report(args, evaluate(args)))
 
 
 if __name__ == "__main__":

@@ -13,20 +13,15 @@ Run them with `eval.py --mindir exports/<task>.json`, `infer.py --mindir exports
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from src.cli import run_cli, task_list
+from src.cli import entry_point, task_parser
 from src.tasks import registry
 
 
 def parse_args(argv=None):
     from src.infer.export import FORMATS
-    tasks = registry.registered()
-    names = registry.names("export")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="tasks:\n" + task_list(tasks, names))
-    p.add_argument("--task", required=True, choices=names)
+    p = task_parser(__doc__, "export")
     p.add_argument("--ckpt", required=True, help="a checkpoint file or a run directory")
     p.add_argument("--out", required=True, help="file prefix: PREFIX.<graph>.mindir and PREFIX.json are written")
     p.add_argument("--format", default="MINDIR", choices=list(FORMATS))
@@ -37,7 +32,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def export(args) -> int:
+def export(args) -> None:
     import mindspore as ms
     from src.infer.export import export_graphs
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -46,12 +41,9 @@ def export(args) -> int:
     cfg, graphs = registry.open_graphs(task, args.ckpt, None, args.config, overrides)
     sidecar = export_graphs(cfg, graphs.checkpoint, task.name, graphs.graph_set, args.out, args.format)
     print(f"sidecar: {sidecar}")
-    return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: export(args))
+main = entry_point(parse_args, export)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,15 @@ PATH_{N-1}.png, N samples of the same caption.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from src.cli import add_source_args, check_source_args, run_cli, task_list
+from src.cli import add_source_args, check_source_args, entry_point, task_parser
 from src.config import ConfigError
 from src.tasks import registry
 
 
 def parse_args(argv=None):
-    tasks = registry.registered()
-    names = registry.names("infer")
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="tasks:\n" + task_list(tasks, names))
-    p.add_argument("--task", default=None, choices=names, help="default: the one for the run's or export's task")
+    p = task_parser(__doc__, "infer", required=False, help="default: the one for the run's or export's task")
     add_source_args(p, "trained")
     p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
@@ -54,7 +49,7 @@ def source_task(args) -> str:
     return load_run_config(args.ckpt, args.config, args.set).task
 
 
-def infer(args) -> int:
+def infer(args) -> None:
     import mindspore as ms
     ms.set_context(mode=ms.GRAPH_MODE)
     name = args.task or registry.infer_task(source_task(args))
@@ -66,12 +61,9 @@ def infer(args) -> int:
                                        needed_by=f"infer.py --task {name}")
     for line in task.infer(args, graphs, cfg):
         print(line)
-    return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: infer(args))
+main = entry_point(parse_args, infer)
 
 
 if __name__ == "__main__":

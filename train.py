@@ -12,7 +12,7 @@ import sys
 
 import mindspore as ms
 
-from src.cli import run_cli
+from src.cli import entry_point
 from src.config import load_config
 from src.tasks import registry
 from src.train.distributed import init_data_parallel
@@ -28,7 +28,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def train(args) -> int:
+def train(args) -> None:
     cfg = load_config(args.config, args.set)
     task = registry.training_module(cfg.task, where=args.config)
     set_mode(cfg.train.mode, cfg.train.device)
@@ -41,12 +41,9 @@ def train(args) -> int:
     warm = task.warm_start(cfg, loss_net) if hasattr(task, "warm_start") else None
     fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
         after_checkpoint=hook, warm_start=warm)
-    return 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: train(args))
+main = entry_point(parse_args, train)
 
 
 if __name__ == "__main__":

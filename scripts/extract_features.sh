@@ -5,11 +5,6 @@
 #
 #   bash scripts/extract_features.sh MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
 #        [--split NAME] [--image-dir DIR] [--audio-dir DIR] [--config YAML] [--set key=value ...]
-set -euo pipefail
-if [ $# -lt 2 ]; then
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+need_args 2 "$@"
 exec "${PYTHON:-python}" -m src.data.extract "$@"

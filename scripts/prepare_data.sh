@@ -7,11 +7,6 @@
 # Default: stop at the first bad sample (naming the line, the file and the problem) and write nothing.
 # --on-error skip: skip bad samples, list them in OUT_DIR/meta.json and print the count.
 # --like TRAIN_DIR: reuse the tokenizer, feature settings, labels and region codebook of an earlier prepared set.
-set -euo pipefail
-if [ $# -lt 2 ]; then
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+need_args 2 "$@"
 exec "${PYTHON:-python}" -m src.data.prepare "$@"

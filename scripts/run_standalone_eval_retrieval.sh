@@ -6,12 +6,8 @@
 #
 # CKPT: a retrieval checkpoint or run directory. DATA: a prepared dataset to evaluate instead of the run's own
 # (prepare it with --like the training set). Options go to eval.py, e.g. --split val --full --set eval.rerank_k=32.
-set -euo pipefail
-if [ $# -lt 1 ]; then
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+need_args 1 "$@"
 CKPT="$1"
 shift
 DATA_ARGS=()
@@ -19,6 +15,4 @@ if [ $# -ge 1 ] && [[ "$1" != -* ]]; then
   DATA_ARGS=(--data "$1")
   shift
 fi
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export GLOG_v="${GLOG_v:-3}"
 exec "${PYTHON:-python}" "$ROOT/eval.py" --task retrieval --ckpt "$CKPT" "${DATA_ARGS[@]}" "$@"

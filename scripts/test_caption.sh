@@ -6,12 +6,8 @@
 #
 # CKPT: a caption checkpoint or run directory. TASK: caption (image), asr (audio), caption_ia (image+audio); default
 # all three. Options after -- go to eval.py, e.g. -- --split val --limit 100 --set generate.strategy=greedy.
-set -euo pipefail
-if [ $# -lt 1 ]; then
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
-  exit 2
-fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+need_args 1 "$@"
 CKPT="$1"
 shift
 TASKS=()
@@ -21,8 +17,6 @@ while [ $# -ge 1 ] && [ "$1" != "--" ]; do
 done
 [ $# -ge 1 ] && shift  # the --
 [ ${#TASKS[@]} -gt 0 ] || TASKS=(caption asr caption_ia)
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export GLOG_v="${GLOG_v:-3}"
 for task in "${TASKS[@]}"; do
   "${PYTHON:-python}" "$ROOT/eval.py" --task "$task" --ckpt "$CKPT" "$@"
 done

@@ -3,6 +3,7 @@ dataset, a checkpoint, an input file, an export) is answered with one line on st
 traceback."""
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable
 
@@ -39,6 +40,21 @@ def check_source_args(parser, args) -> None:
         parser.error("give one of --ckpt and --mindir")
 
 
-def task_list(tasks: dict, names) -> str:
-    """Lines naming each task and what it does, for an entry point's --help."""
-    return "\n".join(f"  {name:<11} {tasks[name].help}" for name in names)
+def task_parser(doc: str, role: str, required: bool = True, help: str = None) -> argparse.ArgumentParser:
+    """An entry point's parser whose --task is one of the registered tasks that offer `role` (train, evaluate,
+    export, infer), each listed with what it does under --help."""
+    from src.tasks import registry
+    tasks, names = registry.registered(), registry.names(role)
+    listing = "\n".join(f"  {name:<11} {tasks[name].help}" for name in names)
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="tasks:\n" + listing)
+    parser.add_argument("--task", required=required, default=None, choices=names, help=help)
+    return parser
+
+
+def entry_point(parse_args: Callable, body: Callable) -> Callable[..., int]:
+    """main(argv=None) -> exit status: parse the arguments, then run body(args); a user's error is one line."""
+    def main(argv=None) -> int:
+        args = parse_args(argv)
+        return run_cli(lambda: body(args))
+    return main

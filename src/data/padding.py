@@ -77,18 +77,17 @@ class Padder:
 
 
 def read_padded(data: PreparedData, cfg: DataConfig, split: str, limit: int = 0) -> Dict[str, np.ndarray]:
-    """Every sample of `split` (or its first `limit`), in split order, as padded arrays: the evaluation reader (no
-    batching, no masking, no shuffling)."""
+    """Every sample of `split` (or the first `limit`) as padded arrays, in the order of its shards (the `index`
+    column gives each one's position in the split): the evaluation reader (no batching, no masking, no shuffling)."""
     import mindspore.dataset as ds
-    count = data.count(split) if limit <= 0 else min(limit, data.count(split))
-    rows = [None] * count
     reader = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, shuffle=False)
+    rows = []
     for row in reader.create_tuple_iterator(num_epochs=1, output_numpy=True):
-        position = int(row[0])
-        if position < count:
-            rows[position] = row
+        if 0 < limit <= len(rows):
+            break
+        rows.append(row)
     columns = [[row[k] for row in rows] for k in range(len(READ_COLUMNS))]
-    return Padder(data, cfg)(count, *columns)
+    return Padder(data, cfg)(len(rows), *columns)
 
 
 def as_stored(features: np.ndarray) -> np.ndarray:

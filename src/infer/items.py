@@ -48,7 +48,7 @@ class Items:
         return Items({c: v[rows] for c, v in self.inputs.items()}, self.index[rows], self.labels[rows])
 
     def sample(self, n: int, seed: int) -> "Items":
-        """`n` items drawn without replacement (seeded), kept in split order; all of them when n is 0 or covers the
+        """`n` items drawn without replacement (seeded), kept in their order; all of them when n is 0 or covers the
         split. Not the first n: prepared splits keep the manifest's order, grouped by source (the demo's first 500
         training items carry 29 of its 170 labels)."""
         if n <= 0 or n >= len(self):
@@ -57,7 +57,7 @@ class Items:
 
 
 def load_items(data, cfg: DataConfig, split: str, limit: int = 0) -> Items:
-    """Every item of `split` (or its first `limit`) as padded inputs, in split order."""
+    """Every item of `split` (or its first `limit`) as padded inputs, in the order of its shards (`read_padded`)."""
     arrays = read_padded(data, cfg, split, limit)
     return Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
 

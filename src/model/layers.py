@@ -1,6 +1,6 @@
 """Transformer building blocks: multi-head attention, BERT encoder layer (post-LN), decoder layer with cross-attention.
 
-Classic `nn.*` / `ops.*` only: most `mint.*` ops are missing on CPU in graph mode (DESIGN.md). Masks are additive
+Classic `nn.*` / `ops.*` only: most `mint.*` ops are missing on CPU in graph mode (MindSpore 2.10). Masks are additive
 biases ([B, 1, Lq, Lk], 0 where attention is allowed, -10000 elsewhere), built once per forward pass.
 """
 from __future__ import annotations

@@ -139,14 +139,17 @@ class PooledEmbeddings(nn.Cell):
 
 
 class ModalityEmbedding(nn.Cell):
-    """Rows -> the unit-length embedding of one modality of each, encoded alone."""
+    """Rows -> one modality of each, encoded alone: its unit-length embedding, or with `projected=False` what its
+    projection reads (`RetrievalModel.embedding_inputs`)."""
 
-    def __init__(self, model: RetrievalModel, modality: str):
+    def __init__(self, model: RetrievalModel, modality: str, projected: bool = True):
         super().__init__(auto_prefix=False)
-        self.model, self.modality = model, modality
+        self.model, self.modality, self.projected = model, modality, projected
 
     def construct(self, *inputs):
-        return self.model.embed(self.modality, *inputs)
+        if self.projected:
+            return self.model.embed(self.modality, *inputs)
+        return self.model.embedding_inputs(self.modality, *inputs)
 
 
 class MatchScore(nn.Cell):

@@ -18,6 +18,7 @@ from src.data.thumbnails import load_thumbnails, thumb_size, thumbnail_training_
 from src.infer.graphs import Graph, GraphSet
 from src.infer.items import run_batched
 from src.infer.pictures import image_grid, write_png
+from src.metrics.tables import markdown_table
 from src.model.dvae import DVAE
 from src.tasks.registry import Task, register
 
@@ -118,11 +119,10 @@ def evaluate_reconstruction(cell, data, cfg: Config, split: str, limit: int = 0,
 
 
 def reconstruction_table(report: dict) -> list:
-    return ["| reconstruction | PSNR (dB) |", "|---|---|",
-            f"| dVAE (argmax codes) | {report['psnr']:.2f} |",
-            f"| per-image mean colour | {report['baseline_psnr']:.2f} |",
-            f"| gain | {report['psnr_gain']:+.2f} |",
-            f"codes used: {report['codes_used']} of {report['codebook_size']} (perplexity {report['perplexity']:.1f})"]
+    rows = [("dVAE (argmax codes)", f"{report['psnr']:.2f}"),
+            ("per-image mean colour", f"{report['baseline_psnr']:.2f}"), ("gain", f"{report['psnr_gain']:+.2f}")]
+    return markdown_table(("reconstruction", "PSNR (dB)"), rows) + [
+        f"codes used: {report['codes_used']} of {report['codebook_size']} (perplexity {report['perplexity']:.1f})"]
 
 
 def dvae_graphs(cfg: Config, ckpt) -> GraphSet:

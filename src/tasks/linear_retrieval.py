@@ -27,8 +27,8 @@ from src.infer.items import Items, content_codes, run_batched
 from src.model.heads import CrossEntropy
 from src.modality import MODALITIES
 from src.model.opt import DataDims
-from src.model.retrieval import (Projection, RetrievalModel, clamped_scale, l2_normalise, logit_scale_parameter,
-                                  same_content, tri_modal_info_nce)
+from src.model.retrieval import (ModalityEmbedding, Projection, RetrievalModel, clamped_scale, l2_normalise,
+                                 logit_scale_parameter, same_content, tri_modal_info_nce)
 from src.train.checkpoint import init_model
 
 BATCH_SIZE = 256  # rows per InfoNCE batch: many negatives, and on CPU a step still takes milliseconds
@@ -88,24 +88,13 @@ def head_embeddings(heads: LinearHeads, features: Sequence[np.ndarray]) -> Dict[
     return {m: heads.embed(m, ms.Tensor(f.astype(np.float32))).asnumpy() for m, f in zip(MODALITIES, features)}
 
 
-class EmbeddingInputs(nn.Cell):
-    """Rows -> what the projection of `modality` reads (`RetrievalModel.embedding_inputs`)."""
-
-    def __init__(self, model: RetrievalModel, modality: str):
-        super().__init__(auto_prefix=False)
-        self.model, self.modality = model, modality
-
-    def construct(self, *inputs):
-        return self.model.embedding_inputs(self.modality, *inputs)
-
-
 def embedding_features(model: RetrievalModel, items: Items, batch_size: int, modalities: Sequence[str] = MODALITIES):
     """[N, width] projection inputs of each of `modalities` of `items` under `model` (in inference mode). Each
     distinct input is encoded once (on the demo an image has two captions, and a caption often two items)."""
     out = []
     for m in modalities:
         _, first, inverse = np.unique(content_codes(items, (m,)), return_index=True, return_inverse=True)
-        pooled = run_batched(EmbeddingInputs(model, m), len(first), batch_size,
+        pooled = run_batched(ModalityEmbedding(model, m, projected=False), len(first), batch_size,
                              lambda rows: items.compose({m: first[rows]}))[0]  # noqa: B023 (run_batched calls it now)
         out.append(pooled[inverse])
     return tuple(out)

@@ -27,6 +27,7 @@ from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, baked_decoding, decod
 from src.infer.items import Items, content_codes, load_items, run_batched
 from src.infer.pictures import to_uint8, write_images, write_png
 from src.metrics.image import caption_candidates, colour_agreement, own_caption_ranks
+from src.metrics.tables import markdown_table
 from src.modality import MODALITIES
 from src.model.opt import DataDims
 from src.model.text_to_image import CodesToImages, TextToImageModel
@@ -188,14 +189,13 @@ def evaluate_text_to_image(generate: ImageGenerator, scorer, data, cfg: Config, 
 
 
 def t2i_table(report: dict) -> list:
-    return ["| images | R-precision (own caption first) |", "|---|---|",
-            f"| generated from {report['inputs']} | {100 * report['r_precision']:.1f}% |",
-            f"| ground truth (64 px thumbnails) | {100 * report['r_precision_ground_truth']:.1f}% |",
-            f"| chance (1 of {report['candidates']}) | {100 * report['chance']:.1f}% |",
-            f"mean colour nearer the own ground truth than another's: {100 * report['colour_agreement']:.1f}% "
-            "(chance 50%)",
-            f"{report['items']} images in {report['seconds']:.1f} s ({report['images_per_second']:.1f} images/s), "
-            f"{report['codes_used']} of {report['codebook_size']} codes used"]
+    rows = [(f"generated from {report['inputs']}", f"{100 * report['r_precision']:.1f}%"),
+            ("ground truth (64 px thumbnails)", f"{100 * report['r_precision_ground_truth']:.1f}%"),
+            (f"chance (1 of {report['candidates']})", f"{100 * report['chance']:.1f}%")]
+    return markdown_table(("images", "R-precision (own caption first)"), rows) + [
+        f"mean colour nearer the own ground truth than another's: {100 * report['colour_agreement']:.1f}% (chance 50%)",
+        f"{report['items']} images in {report['seconds']:.1f} s ({report['images_per_second']:.1f} images/s), "
+        f"{report['codes_used']} of {report['codebook_size']} codes used"]
 
 
 def evaluate_run(run) -> List[str]:
