@@ -29,7 +29,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$maker" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
 fi
+_torch_index() {  # PyTorch's CPU wheels (torch==...+cpu), when that index answers; else the configured indexes only
+  local url="https://download.pytorch.org/whl/cpu"
+  if "$VENV/bin/python" -c "import urllib.request as u; u.urlopen('$url/torch/', timeout=5)" 2>/dev/null; then
+    echo "--extra-index-url=$url"
+  fi
+}
+
 _install_once base -r "$ROOT/requirements.txt" &&
   _install_once weights --no-deps -r "$ROOT/requirements-nodeps.txt" &&
-  if [ "${1:-}" = "test" ]; then _install_once test -r "$ROOT/requirements-test.txt"; fi
+  if [ "${1:-}" = "test" ]; then _install_once test $(_torch_index) -r "$ROOT/requirements-test.txt"; fi
 PY="$VENV/bin/python"
