@@ -10,7 +10,7 @@ and `.generator_graphs(modalities, cfg)` (what `src.infer.generate.Generator` ru
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -46,7 +46,6 @@ class GraphSet:
     records them)."""
     graphs: Dict[str, Graph]
     decoding: Optional[dict] = None
-    extra: dict = field(default_factory=dict)
 
 
 def match_graph(modalities) -> str:
