@@ -78,6 +78,8 @@ class PrepareConfig:
     extract_batch: int = 256      # samples whose files go through the pretrained networks together (the images in
     #                               runs of 16, the clips grouped by length so that few encoder shapes compile)
     seed: int = 0
+    answer_min_count: int = 9     # VQA: answers given at least this often (as multiple_choice_answer) form the answer
+    #                               vocabulary (9 over VQA v2 train+val gives the usual 3,129)
 
 
 @dataclass

@@ -53,6 +53,9 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
                      on_error: str = "fail", image_dir: Optional[str] = None, audio_dir: Optional[str] = None,
                      log=print) -> dict:
     """Write OUT_DIR (see the module doc) and return its features.json record."""
+    if fmt == "vqa":
+        raise ValueError("feature extraction writes a manifest, which has no place for VQA answers: prepare the VQA "
+                         "files directly (scripts/prepare_data.sh --format vqa)")
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []

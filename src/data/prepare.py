@@ -1,7 +1,8 @@
 """Raw files (or precomputed features) -> MindRecord shards + meta.json. The entry behind scripts/prepare_data.sh.
 
-    python -m src.data.prepare MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
-                               [--like TRAIN_DIR] [--config config/x.yaml] [--set prepare.shards=8]
+    python -m src.data.prepare SOURCE OUT_DIR [--format manifest|coco|narratives|vqa] [--on-error fail|skip]
+                               [--annotations VQA_ANNOTATIONS] [--like TRAIN_DIR] [--config config/x.yaml]
+                               [--set prepare.shards=8]
 
 Steps: read and check every entry of the source, fit the MRC codebook on training regions (unless reusing one), extract
 features in worker processes, tokenise, write shards into a temporary directory, and rename it into place at the end.
@@ -32,7 +33,8 @@ from src.data.image import (Regions, fit_codebook, grid_regions, load_npz_region
                             thumbnail)
 from src.data.records import (FEATURES_RECORD, FORMAT_VERSION, META, DatasetError, SplitWriter, encode_features,
                               open_prepared, write_json_atomic)
-from src.data.sources import Problem, Sample, read_source
+from src.data.sources import READERS, Problem, Sample, read_source
+from src.data.vqa import vocabulary_of, write_answers
 from src.data.tokenizer import Tokenizer, resolve_vocab
 
 
@@ -182,6 +184,7 @@ class Settings:
     image_dim: Optional[int] = None
     audio_dim: Optional[int] = None
     standardize: Optional[dict] = None           # {"image"|"audio": {"mean": [...], "std": [...]}} of the reference
+    answers: Optional[List[str]] = None          # VQA answer vocabulary of the reference (None: from the questions)
     like: Optional[str] = None
 
 
@@ -193,13 +196,15 @@ def settings_like(ref_dir: str) -> Settings:
     standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") if ref.meta[m].get("standardize")}
     return Settings(prep, ref.vocab_path, labels=list(ref.labels), codebook=codebook, mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
+                    answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
                     like=str(Path(ref_dir).resolve()))
 
 
 def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
             like: Optional[str] = None, on_error: str = "fail", image_dir: Optional[str] = None,
-            audio_dir: Optional[str] = None, log=print) -> dict:
-    """Prepare `source` into `out_dir` and return its meta; an up-to-date `out_dir` is reused as it is."""
+            audio_dir: Optional[str] = None, annotations: Optional[str] = None, log=print) -> dict:
+    """Prepare `source` into `out_dir` and return its meta; an up-to-date `out_dir` is reused as it is.
+    `annotations`: the answers of a VQA questions file (fmt 'vqa')."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
     settings = settings_like(like) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
@@ -207,13 +212,14 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
-    for entry in read_source(source, fmt, split, image_dir, audio_dir):
+    for entry in read_source(source, fmt, split, image_dir, audio_dir, annotations):
         (problems if isinstance(entry, Problem) else samples).append(entry)
     samples = _drop_unknown_labels(samples, problems, settings.labels)
     _stop_or_report(problems, on_error, log)
 
     out = Path(out_dir)
-    fingerprint = _fingerprint(source, fmt, split, samples, settings, on_error)
+    fingerprint = _fingerprint([source] + ([annotations] if annotations else []), fmt, split, samples, settings,
+                               on_error)
     if _up_to_date(out, fingerprint, log):
         return json.loads((out / META).read_text(encoding="utf-8"))
     _remove_partials(out, log)
@@ -276,6 +282,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     modalities = {sp: {"text": 0, "image": 0, "audio": 0} for sp in planned}
     moments = {"image": FeatureMoments(), "audio": FeatureMoments()}
     fit_split = "train" if "train" in planned else None  # standardisation statistics come from the training split
+    questions: Dict[str, list] = {sp: [] for sp in planned}  # VQA: each split's questions in index order
     progress = _progress(len(samples))
     for sample, result in zip(samples, extract_all(samples, cfg)):
         progress.update(1)
@@ -302,6 +309,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
             shards = max(1, min(cfg.shards, planned[sample.split]))
             writers[sample.split] = SplitWriter(tmp / sample.split / "data.mindrecord", shards)
         writers[sample.split].add(row)
+        questions[sample.split].append(sample.question)
         for m in modalities[sample.split]:
             modalities[sample.split][m] += int(row[f"n_{'regions' if m == 'image' else m}"] > 0)
     progress.close()
@@ -312,7 +320,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         splits[name] = {"count": w.count, "files": [f for f in files if not f.endswith(".db")],
                         "modalities": modalities[name]}
         sizes.update({f: (tmp / f).stat().st_size for f in files})
-    for extra in ("vocab.txt", "codebook.npy"):
+    vqa = _write_answers(samples, questions, settings, tmp)
+    for extra in ["vocab.txt", "codebook.npy"] + (list(vqa["files"].values()) if vqa else []):
         if (tmp / extra).exists():
             sizes[extra] = (tmp / extra).stat().st_size
     if not splits:
@@ -336,11 +345,26 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
                  "special_ids": {t: tokenizer.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")},
                  "lower_case": cfg.text.lower_case, "chinese": cfg.text.chinese, "max_tokens": cfg.text.max_tokens},
-        "labels": labels, "splits": splits, "file_sizes": sizes,
+        "labels": labels, "splits": splits, "file_sizes": sizes, **({"vqa": vqa} if vqa else {}),
         "counts": {"read": len(samples) + len(problems), "written": sum(w.count for w in writers.values()),
                    "skipped": len(problems), **stats},
         "skipped": [dataclasses.asdict(p) for p in problems],
     }
+
+
+def _write_answers(samples: List[Sample], questions: Dict[str, list], settings: Settings, tmp: Path) -> Optional[dict]:
+    """The VQA answers of every split written (src/data/vqa.py), and meta.json's "vqa"; None for a set without
+    questions."""
+    if not any(q is not None for qs in questions.values() for q in qs):
+        return None
+    if any(q is None for qs in questions.values() for q in qs):
+        raise PrepareError("a VQA set mixes questions with samples that are not questions")
+    min_count = settings.prepare.answer_min_count
+    vocabulary = settings.answers if settings.answers is not None else vocabulary_of(samples, min_count)
+    if not vocabulary:
+        raise PrepareError(f"no answer is given at least prepare.answer_min_count={min_count} times: the answer "
+                           "vocabulary is empty")
+    return write_answers(tmp, {sp: qs for sp, qs in questions.items() if qs}, vocabulary, min_count)
 
 
 class FeatureMoments:
@@ -475,9 +499,11 @@ def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict,
 # ----------------------------------------------------------------------------------------------------------------------
 # Output directory handling: reuse, interrupted runs, atomic replacement
 # ----------------------------------------------------------------------------------------------------------------------
-def _fingerprint(source: str, fmt: str, split: str, samples: List[Sample], settings: Settings, on_error: str) -> str:
+def _fingerprint(sources: List[str], fmt: str, split: str, samples: List[Sample], settings: Settings,
+                 on_error: str) -> str:
     h = hashlib.sha256()
-    h.update(Path(source).read_bytes())
+    for source in sources:
+        h.update(Path(source).read_bytes())
     h.update(json.dumps([fmt, split, on_error, dataclasses.asdict(settings.prepare), settings.like,
                          hashlib.sha256(Path(settings.vocab_path).read_bytes()).hexdigest()]).encode())
     for s in samples:
@@ -534,13 +560,16 @@ def _progress(total: int):
 def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
     """The command line shared by preparation and feature extraction: a source, an output folder, how to read it."""
     ap = argparse.ArgumentParser(prog=prog, description=description)
-    ap.add_argument("source", help="manifest JSONL, COCO captions JSON or Localized Narratives JSONL")
+    ap.add_argument("source", help="manifest JSONL, COCO captions JSON, Localized Narratives JSONL or VQA "
+                                   "questions JSON")
     ap.add_argument("out_dir")
-    ap.add_argument("--format", default="manifest", choices=["manifest", "coco", "narratives"])
+    ap.add_argument("--format", default="manifest", choices=sorted(READERS))
     ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
     ap.add_argument("--on-error", default="fail", choices=["fail", "skip"])
-    ap.add_argument("--image-dir", default=None, help="COCO / narratives image folder")
-    ap.add_argument("--audio-dir", default=None, help="narratives audio folder")
+    ap.add_argument("--image-dir", default=None, help="COCO / narratives / VQA image folder (VQA: or a JSON Lines "
+                                                      "manifest of {image_id, image})")
+    ap.add_argument("--audio-dir", default=None, help="narratives audio folder; VQA: spoken questions, "
+                                                      "<question_id>.wav")
     ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. prepare.shards=8 (repeatable)")
@@ -549,13 +578,15 @@ def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     ap = source_arguments("scripts/prepare_data.sh", __doc__.split("\n")[0])
-    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, labels and codebook of this "
-                                                 "prepared dataset (for evaluation sets)")
+    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, labels, answers and codebook of "
+                                                 "this prepared dataset (for evaluation sets)")
+    ap.add_argument("--annotations", default=None, help="VQA: the annotations JSON of the questions (none for a test "
+                                                        "split)")
     args = ap.parse_args(argv)
     try:
         cfg: Config = load_config(args.config, args.overrides)
         meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
-                       args.image_dir, args.audio_dir)
+                       args.image_dir, args.audio_dir, args.annotations)
     except (ConfigError, PrepareError, DatasetError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-FORMATS = ("manifest", "coco", "narratives")
 
 
 @dataclass
@@ -24,6 +23,17 @@ class Sample:
     lang: str = "en"
     labels: List[str] = field(default_factory=list)
     split: str = "train"
+    question: Optional["Question"] = None  # a VQA question's ids and human answers (src/data/vqa.py)
+
+
+@dataclass
+class Question:
+    """What a VQA sample carries beside its inputs (the question text is the sample's text)."""
+    question_id: int
+    image_id: int
+    answers: List[str] = field(default_factory=list)  # the human answers as written (none in a test split)
+    answer_type: str = ""
+    multiple_choice_answer: str = ""
 
 
 @dataclass
@@ -45,23 +55,30 @@ class Problem:
 Entry = Union[Sample, Problem]
 
 
+# format -> reader(path, split, image_dir, audio_dir, annotations); src/data/vqa.py adds "vqa" (src/data/prepare.py
+# imports it)
+READERS: Dict[str, Callable[..., Iterator[Entry]]] = {
+    "manifest": lambda path, split, image_dir, audio_dir, annotations: read_manifest(path, split),
+    "coco": lambda path, split, image_dir, audio_dir, annotations: read_coco(path, split, image_dir),
+    "narratives": lambda path, split, image_dir, audio_dir, annotations: read_narratives(path, split, image_dir,
+                                                                                         audio_dir),
+}
+
+
 def read_source(path: str, fmt: str = "manifest", split: str = "train", image_dir: Optional[str] = None,
-                audio_dir: Optional[str] = None) -> Iterator[Entry]:
-    """Every entry of a source file, checked: ids unique, files present, captions non-empty."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(FORMATS)})")
+                audio_dir: Optional[str] = None, annotations: Optional[str] = None) -> Iterator[Entry]:
+    """Every entry of a source file, checked: ids unique, files present, captions non-empty. `annotations`: the
+    answers file of a VQA questions file (format vqa)."""
+    if fmt not in READERS:
+        raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(READERS)})")
     if not Path(path).is_file():
         raise FileNotFoundError(f"source file not found: {path}")
-    if fmt == "manifest":
-        entries = read_manifest(path, split)
-    elif fmt == "coco":
-        entries = read_coco(path, split, image_dir)
-    else:
-        entries = read_narratives(path, split, image_dir, audio_dir)
-    return _checked(entries)
+    if annotations and fmt != "vqa":
+        raise ValueError(f"an annotations file is read with format vqa only (this source's format: {fmt})")
+    return checked(READERS[fmt](path, split, image_dir, audio_dir, annotations))
 
 
-def _json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
+def json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
     """(where, line number, object) for every non-blank line that is a JSON object, else a Problem."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -82,7 +99,7 @@ def _json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
 def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
     """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"}; paths relative to the manifest."""
     base = Path(path).resolve().parent
-    for item in _json_lines(path):
+    for item in json_lines(path):
         yield item if isinstance(item, Problem) else _manifest_sample(item[2], item[0], base, split)
 
 
@@ -133,7 +150,7 @@ def read_narratives(path: str, split: str = "train", image_dir: Optional[str] = 
     base = Path(path).resolve().parent
     images = Path(image_dir).resolve() if image_dir else base / "images"
     audios = Path(audio_dir).resolve() if audio_dir else base / "audio"
-    for item in _json_lines(path):
+    for item in json_lines(path):
         if isinstance(item, Problem):
             yield item
             continue
@@ -162,7 +179,7 @@ def _resolve(base: Path, rel: Optional[str]) -> Optional[str]:
     return str((base / rel).resolve()) if rel else None
 
 
-def _checked(entries: Iterator[Entry]) -> Iterator[Entry]:
+def checked(entries: Iterator[Entry]) -> Iterator[Entry]:
     """Turn samples with a duplicate id, no modality, an empty caption or a missing file into problems."""
     first_seen = {}
     for e in entries:
