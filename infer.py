@@ -9,6 +9,8 @@ DIR. --task picks what runs (every task registered in src/tasks/ that infers); b
     python infer.py --mindir exports/caption.json --image photo.png       # on the graphs export.py wrote
     python infer.py --ckpt runs/demo/pretrain --text "smiling face with heart eyes" --out face.png [--count 4]
     python infer.py --ckpt runs/demo/pretrain --text "..." --audio speech.wav --out face.png [--set t2i.top_k=16]
+    python infer.py --ckpt runs/demo/vqa --image photo.png --question "which group is this emoji in?"
+    python infer.py --ckpt runs/demo/vqa --image photo.png --audio question.wav   # a spoken question
 
 Features are extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio
 longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much; so is a caption
@@ -30,13 +32,16 @@ def parse_args(argv=None):
     p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
     p.add_argument("--text", default=None, help="text-to-image: the caption to draw")
+    p.add_argument("--question", default=None, help="VQA: the question about --image (or --audio, a recording of "
+                                                    "it, or both)")
     p.add_argument("--lang", default="en", help="the language of the caption to generate, or of --text (en, zh, ...)")
     p.add_argument("--out", default="generated.png", help="text-to-image: the PNG to write")
     p.add_argument("--count", type=int, default=1, help="text-to-image: images to sample from the caption")
     args = p.parse_args(argv)
     check_source_args(p, args)
     if not (args.image or args.audio or args.text is not None):
-        p.error("give an input: --image, --audio or both (text generation), or --text (text-to-image)")
+        p.error("give an input: --image, --audio or both (text generation), --text (text-to-image), or --image with "
+                "--question and/or --audio (VQA)")
     return args
 
 

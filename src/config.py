@@ -142,6 +142,7 @@ class LossConfig:
     warm_start_epochs: int = 0    # retrieval: epochs fitting the projections to their inputs under the frozen encoder
     #                               over the training items before fine-tuning (LP-FT; 0: off)
     caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
+    vqa: float = 1.0              # VQA: binary cross-entropy of the answer head against the soft answer scores
     label_smoothing: float = 0.1  # of that cross-entropy
 
 
@@ -260,6 +261,15 @@ class TextToImageConfig:
 
 
 @dataclass
+class VQAConfig:
+    """Visual question answering (`task: vqa`): the question forms each training row shows one of (the image always),
+    and those eval.py answers and scores."""
+    inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
+    eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
+    top_k: int = 5                # infer.py: the answers listed with their probabilities
+
+
+@dataclass
 class Config:
     task: str = "pretrain"        # what train.py trains: a task of src/tasks/ that trains (pretrain, retrieval, ...)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
@@ -272,6 +282,7 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     dvae: DVAEConfig = field(default_factory=DVAEConfig)
     t2i: TextToImageConfig = field(default_factory=TextToImageConfig)
+    vqa: VQAConfig = field(default_factory=VQAConfig)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

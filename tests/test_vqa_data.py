@@ -1,6 +1,7 @@
 """VQA v2 data: the official normalisation and accuracy, the reader of the published files, preparation's answers."""
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,7 +11,7 @@ from src.data.records import open_prepared
 from src.data.sources import Problem, Sample, read_source
 from src.data.vqa import image_index, load_answers
 from src.metrics.vqa import accuracy_table, majority_answers, majority_predictions, question_accuracy, vqa_accuracy
-from tests.conftest import tiny_config, write_image, write_tone
+from tests.conftest import tiny_config, write_tone
 
 QUIET = dict(log=lambda *a: None)
 
@@ -84,6 +85,13 @@ def test_accuracy_per_answer_type_and_majority_baselines():
 COLOURS = ["red", "blue", "green"]
 
 
+def write_colour(path, colour, seed):
+    """An image of one colour (the answer to "what colour is it?"), with noise."""
+    bgr = {"red": (40, 40, 220), "blue": (220, 60, 40), "green": (60, 200, 60)}[colour]
+    noise = np.random.default_rng(seed).integers(-30, 30, (40, 48, 3))
+    cv2.imwrite(str(path), np.clip(np.array(bgr) + noise, 0, 255).astype(np.uint8))
+
+
 def make_vqa(root, images=8, val_images=2, spoken=True):
     """A VQA v2-format set: per image a yes/no, a number and an "other" question with ten disagreeing answers each;
     COCO file names; spoken questions as tones. Returns {split: (questions, annotations)} paths and folders."""
@@ -93,8 +101,8 @@ def make_vqa(root, images=8, val_images=2, spoken=True):
     for split, ids in (("train", range(images - val_images)), ("val", range(images - val_images, images))):
         questions, annotations = [], []
         for image_id in ids:
-            write_image(root / "images" / f"COCO_{split}2014_{image_id:012d}.jpg", image_id)
             colour = COLOURS[image_id % 3]
+            write_colour(root / "images" / f"COCO_{split}2014_{image_id:012d}.jpg", colour, image_id)
             for k, (text, answers, kind) in enumerate([
                     (f"is it {colour}?", ["yes"] * 9 + ["no"], "yes/no"),
                     ("how many parts?", ["2"] * 6 + ["two"] * 3 + ["3"], "number"),

@@ -75,18 +75,17 @@ def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shar
 
 
 def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0, sources=((IMAGE,),),
-                  dvae=None):
+                  dvae=None, **options):
     """What a trainable task needs from its data: (prepared data, make_dataset(epoch, start_batch), batches per
     epoch for this rank). `sources`: the input sets of the caption objective; `dvae` (a DVAEConfig): pre-training
-    with DIR reads the data's stored codes, checked against it."""
+    with DIR reads the data's stored codes, checked against it; `options` go to the objective as they are."""
     from src.config import ConfigError
     if not cfg.path:
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.path)
     warn_audio_cut(data, cfg.train_split, cfg.max_audio_tokens)
-    options = {}
     if objective == "caption":
-        options = {"sources": sources, "starts": decoder_starts(data, cfg.train_split)}
+        options.update(sources=sources, starts=decoder_starts(data, cfg.train_split))
     if dvae is not None:
         from src.data.codes import load_codes
         options["codes"] = load_codes(data, cfg.train_split, dvae)

@@ -172,6 +172,7 @@ class Answers:
     question_ids: np.ndarray      # [n] int64
     answer_types: np.ndarray      # [n] str ("" when unknown)
     human: np.ndarray             # [n, k] str: the human answers as written ("" pads; none in a test split)
+    multiple_choice: np.ndarray   # [n] str: the annotation's multiple_choice_answer (the baselines count these)
     target_ids: np.ndarray        # [n, t] int32 answer ids (-1 pads)
     target_scores: np.ndarray     # [n, t] float32 soft scores
 
@@ -209,6 +210,7 @@ def write_answers(root: Path, questions: Dict[str, List[Question]], vocabulary: 
         target_scores = np.stack([t[1] for t in targets]).astype(np.float32)
         np.savez(root / DIRECTORY / f"{split}.npz", question_ids=np.array([q.question_id for q in qs], np.int64),
                  answer_types=np.array([q.answer_type for q in qs], dtype=str), human=human,
+                 multiple_choice=np.array([q.multiple_choice_answer for q in qs], dtype=str),
                  target_ids=target_ids, target_scores=target_scores)
         answered = [q for q in qs if q.answers]
         # the share of questions whose best human answer is in the vocabulary: the accuracy a classifier can reach
@@ -226,7 +228,8 @@ def load_answers(data: PreparedData, split: str) -> Answers:
     if split not in info["files"]:
         raise DatasetError(f"{data.root}: no VQA answers for split '{split}'")
     with np.load(data.root / info["files"][split]) as f:
-        answers = Answers(f["question_ids"], f["answer_types"], f["human"], f["target_ids"], f["target_scores"])
+        answers = Answers(f["question_ids"], f["answer_types"], f["human"], f["multiple_choice"], f["target_ids"],
+                          f["target_scores"])
     if len(answers.question_ids) != data.count(split):
         raise DatasetError(f"{data.root / info['files'][split]} has {len(answers.question_ids)} rows for "
                            f"{data.count(split)} samples: prepare the data again")

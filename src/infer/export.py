@@ -67,10 +67,12 @@ def export_graphs(cfg: Config, ckpt: Path, task: str, graph_set: GraphSet, prefi
     if file_format not in FORMATS:
         raise ConfigError(f"export: format must be MINDIR or AIR, got '{file_format}'")
     data = open_prepared(cfg.data.path)
-    items = load_items(data, cfg.data, cfg.data.eval_split, limit=VERIFY_ROWS)
+    # the rows each graph is checked on: the evaluation split's, or the training split's in a set prepared without one
+    split = cfg.data.eval_split if cfg.data.eval_split in data.splits else cfg.data.train_split
+    items = load_items(data, cfg.data, split, limit=VERIFY_ROWS)
     if len(items) < VERIFY_ROWS:
-        raise ConfigError(f"export: {cfg.data.path} [{cfg.data.eval_split}] has {len(items)} items; the export "
-                          f"checks its graphs on {VERIFY_ROWS}")
+        raise ConfigError(f"export: {cfg.data.path} [{split}] has {len(items)} items; the export checks its graphs "
+                          f"on {VERIFY_ROWS}")
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     graphs = {name: write_graph(prefix, name, graph, graph.example(items), file_format, log)

@@ -141,8 +141,19 @@ def contrastive_loss(pred, target, weights, temperature: float):
     return weighted_mean(-own, w)
 
 
+def binary_cross_entropy(logits, targets):
+    """Element-wise BCE of logits against targets in [0, 1], in the form that neither overflows nor loses precision:
+    max(x, 0) - x t + log(1 + exp(-|x|))."""
+    return ops.maximum(logits, 0.0) - logits * targets + ops.log(1.0 + ops.exp(-ops.abs(logits)))
+
+
 def matching_loss(logits, labels, weights):
     """5-way sample-level matching with BCE against the one-hot label (paper eq. 11)."""
     onehot = ops.one_hot(labels, logits.shape[-1], ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32))
-    bce = ops.maximum(logits, 0.0) - logits * onehot + ops.log(1.0 + ops.exp(-ops.abs(logits)))
-    return weighted_mean(bce.mean(-1), weights)
+    return weighted_mean(binary_cross_entropy(logits, onehot).mean(-1), weights)
+
+
+def soft_bce(logits, targets, weights):
+    """VQA: BCE of every class against its soft target [B, C], summed over the classes, averaged over the weighted
+    rows."""
+    return weighted_mean(binary_cross_entropy(logits, targets).sum(-1), weights)

@@ -1,0 +1,153 @@
+"""Visual question answering: the question (text, a recording of it, or both) and the image go through the
+cross-modal encoder; an answer head on [CLS] scores every answer of the vocabulary (src/data/vqa.py), trained with
+binary cross-entropy against the soft scores min(1, humans who gave it / 3), as UNITER does.
+
+One fine-tuned model answers written and spoken questions: each training row shows its question in one of the forms
+of `vqa.inputs` (drawn per row by the pipeline), the image always. Evaluation (src/tasks/vqa_eval.py) answers the
+split in every form of `vqa.eval_inputs` and scores it with the official VQA accuracy.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from src.config import Config, LossConfig, ModelConfig
+from src.data.objectives import register_objective
+from src.data.padding import modalities_present
+from src.data.pipeline import training_data
+from src.data.records import PreparedData, open_prepared
+from src.data.vqa import answer_vocabulary_of, load_answers
+from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
+from src.modality import INPUT_COLUMNS, MODALITIES
+from src.model.heads import soft_bce
+from src.model.opt import OPT, DataDims
+from src.tasks.registry import Task, register
+from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
+from src.train.checkpoint import init_model
+
+LOSS_NAMES = ("vqa",)
+VQA_COLUMNS = INPUT_COLUMNS + ["view", "row_weight", "targets"]
+
+
+def question_views(present: np.ndarray, forms: Sequence[Tuple[int, ...]], rng: np.random.Generator):
+    """Per row, the modalities it shows: one of `forms` (tuples of modality indices) that the row has, drawn
+    uniformly. present [B, 3] bool -> (view [B, 3] float32, weight [B] float32: 0 for a row with no usable form)."""
+    view = np.zeros(present.shape, np.float32)
+    weight = np.zeros(len(present), np.float32)
+    for i, has in enumerate(present):
+        options = [f for f in forms if has[list(f)].all()]
+        if options:
+            view[i, list(options[rng.integers(len(options))])] = 1.0
+            weight[i] = 1.0
+    return view, weight
+
+
+class VQAObjective:
+    """Per row: the question form it shows, and its soft answer scores [B, answers] (the split's stored answers)."""
+    columns = VQA_COLUMNS
+
+    def __init__(self, data: PreparedData, cfg, forms: Sequence[str] = tuple(FORMS)):
+        self.forms = tuple(tuple(MODALITIES.index(m) for m in FORMS[f]) for f in forms)
+        self.answers = load_answers(data, cfg.train_split)
+        self.num_answers = len(answer_vocabulary_of(data))
+
+    def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+        batch["view"], batch["row_weight"] = question_views(modalities_present(batch), self.forms, rng)
+        batch["targets"] = self.answers.dense(batch["index"], self.num_answers)
+        return batch
+
+
+register_objective("vqa", VQAObjective)
+
+
+class AnswerHead(nn.Cell):
+    """UNITER's VQA head: Linear(H, 2H), GELU, LayerNorm, Linear(2H, answers). The output bias starts at the log-odds
+    of 1 / answers, so the untrained head predicts a small probability for every answer (not one half: the summed
+    binary cross-entropy over thousands of answers would start in the thousands and the first steps would only
+    push every answer down)."""
+
+    def __init__(self, hidden: int, answers: int, eps: float):
+        super().__init__()
+        self.dense = nn.Dense(hidden, 2 * hidden)
+        self.act = nn.GELU(approximate=False)
+        self.norm = nn.LayerNorm((2 * hidden,), epsilon=eps)
+        prior = float(np.log(1.0 / max(answers, 2)) - np.log1p(-1.0 / max(answers, 2)))
+        self.out = nn.Dense(2 * hidden, answers, bias_init=ms.common.initializer.Constant(prior))
+
+    def construct(self, x):
+        return self.out(self.norm(self.act(self.dense(x))))
+
+
+class VQAModel(nn.Cell):
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims, answers: int):
+        super().__init__()
+        self.net = OPT(model_cfg, dims)
+        self.answer_head = AnswerHead(model_cfg.hidden, answers, model_cfg.layer_norm_eps)
+
+
+class AnswerScores(nn.Cell):
+    """Model inputs -> answer logits [B, answers] from [CLS] over the segments of `modalities` (absent segments are
+    left out of the sequence)."""
+
+    def __init__(self, model: VQAModel, modalities: Tuple[str, ...]):
+        super().__init__(auto_prefix=False)
+        self.model, self.modalities = model, modalities
+
+    def construct(self, *inputs):
+        states, _ = self.model.net.encode_only(self.modalities, *inputs)
+        return self.model.answer_head(states[:, 0])
+
+
+class VQALoss(VQAModel):
+    """Batch columns (VQA_COLUMNS) -> (weighted loss, [vqa loss]): binary cross-entropy of every answer against its
+    soft score, summed over the answers and averaged over the rows (UNITER's scale)."""
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, answers: int):
+        super().__init__(model_cfg, dims, answers)
+        self.weight = loss_cfg.vqa
+        self.initialised = tuple(init_model(self, model_cfg.init_from))
+
+    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
+                  row_weight, targets):
+        # a question form without text keeps [CLS] alone at the head of the sequence
+        text_shown = ops.concat((text_mask[:, :1], text_mask[:, 1:] * view[:, 0:1]), axis=1)
+        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_mask * view[:, 1:2],
+                                    audio_feat, audio_mask * view[:, 2:3])
+        loss = soft_bce(self.answer_head(states[:, 0]), targets, row_weight)
+        return loss * self.weight, ops.stack((loss,))
+
+
+def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
+    """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
+    forms = parse_forms(cfg.vqa.inputs, "vqa.inputs")
+    data, make_dataset, per_epoch = training_data(cfg.data, "vqa", num_shards, shard_id, forms=forms)
+    loss_net = VQALoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+                       len(answer_vocabulary_of(data)))
+    return loss_net, make_dataset, per_epoch
+
+
+def load_trained(cfg: Config, ckpt):
+    """(VQAModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
+    from src.train.checkpoint import load_weights
+    data = open_prepared(cfg.data.path)
+    model = VQAModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+                     len(answer_vocabulary_of(data)))
+    load_weights(model, ckpt, ("net.", "answer_head."))
+    model.set_train(False)
+    return model, data
+
+
+def vqa_graphs(cfg: Config, ckpt) -> GraphSet:
+    """`answer_<form>` for every question form of vqa.eval_inputs: model inputs -> answer logits."""
+    model, _ = load_trained(cfg, ckpt)
+    return GraphSet({answer_graph(form): Graph(AnswerScores(model, FORMS[form]), INPUT_COLUMNS, ["answer_logits"],
+                                               lambda items: items.compose({"text": np.arange(VERIFY_ROWS)}))
+                     for form in parse_forms(cfg.vqa.eval_inputs, "vqa.eval_inputs")})
+
+
+register(Task("vqa", __name__, trains=True, graphs=vqa_graphs, evaluate=evaluate_run, infer=answer,
+              infer_from=("vqa",), help="VQA accuracy per answer type, for text, spoken and both question forms, "
+                                        "beside the majority answers"))
