@@ -5,7 +5,8 @@
 #
 # Installs the Debian packages it reads from (emoji font and names, clip art, speech synthesis), renders the images,
 # speaks every caption, writes OUT_DIR/raw/manifest.jsonl, extends the MiniLM vocab with the Chinese captions, and
-# prepares OUT_DIR/prepared (train and val splits). Every step reuses what an earlier run finished.
+# prepares OUT_DIR/prepared (train and val splits); then the VQA set (scripts/prepare_demo_vqa.sh). Every step reuses
+# what an earlier run finished.
 # Environment: CLIPART (clip-art drawings, default 1200), EMOJI (first N emoji, default all), PYTHON.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,4 +27,5 @@ fi
 "$PY" -m src.data.tokenizer build-vocab "$OUT/raw/corpus_zh.txt" --base minilm --lang zh --out "$OUT/raw/vocab.txt"
 bash "$ROOT/scripts/prepare_data.sh" "$OUT/raw/manifest.jsonl" "$OUT/prepared" \
   --config "$ROOT/config/pretrain_demo.yaml" --set "prepare.text.vocab=$OUT/raw/vocab.txt"
+PYTHON="$PY" bash "$ROOT/scripts/prepare_demo_vqa.sh" "$OUT"
 echo "demo data ready: $OUT/prepared"

@@ -4,8 +4,10 @@
 # losses including DIR in one train step) for a bounded time and show the losses falling; fine-tune it for retrieval
 # and evaluate every retrieval direction on the validation split; linear-probe the pre-trained model; fine-tune the
 # text decoder and decode the validation split from image, audio and image+audio; caption one file; generate images
-# from the validation captions (text-to-image: contact sheet, R-precision) and from one caption; export the
-# retrieval, caption and text-to-image models as MINDIR graphs, then caption the file and draw the caption from them.
+# from the validation captions (text-to-image: contact sheet, R-precision) and from one caption; fine-tune it for VQA
+# on the demo's VQA v2-format set and answer the validation questions written, spoken and both; export the
+# retrieval, caption, text-to-image and VQA models as MINDIR graphs, then caption the file, draw the caption and
+# answer a question from them.
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
@@ -14,8 +16,8 @@
 # Running it again continues runs cut short by their time bounds from their newest checkpoints (up to
 # train.max_steps), then evaluates again. Environment: PYTHON (default: .venv's, set up as above), DATA (demo data
 # directory, default data/demo), MINUTES (pre-training time bound, default 9), RETRIEVAL_MINUTES and CAPTION_MINUTES
-# (fine-tuning time bounds, default 3 and 6), DVAE_MINUTES (default 3). The defaults keep the whole demo near 45
-# minutes on 2 CPU cores.
+# (fine-tuning time bounds, default 3 and 6), DVAE_MINUTES (default 3), VQA_MINUTES (default 4). The defaults keep
+# the whole demo near 50 minutes on 2 CPU cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -n "${PYTHON:-}" ]; then
@@ -29,6 +31,7 @@ MINUTES="${MINUTES:-9}"
 RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-3}"
 CAPTION_MINUTES="${CAPTION_MINUTES:-6}"
 DVAE_MINUTES="${DVAE_MINUTES:-3}"
+VQA_MINUTES="${VQA_MINUTES:-4}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 START=$SECONDS
@@ -84,12 +87,30 @@ stage "text-to-image from the validation captions (vision decoder + dVAE; R-prec
 "$PY" "$ROOT/eval.py" --task t2i --ckpt "$RUN/pretrain" --limit 100 --set "t2i.scorer=$RUN/retrieval"
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/pretrain" --text "face with tears of joy" --out "$RUN/t2i_face_with_tears_of_joy.png"
 
-stage "export: MINDIR graphs of the retrieval, caption and text-to-image models -> $RUN/exports, then one caption"
-echo "   and one image from the graphs"
+if [ ! -f "$DATA/vqa/val/meta.json" ]; then
+  stage "demo VQA set: four questions per image, ten answers each, every question spoken -> $DATA/vqa"
+  PYTHON="$PY" bash "$ROOT/scripts/prepare_demo_vqa.sh" "$DATA"
+fi
+stage "VQA fine-tuning (at most $VQA_MINUTES minutes) -> $RUN/vqa"
+"$PY" "$ROOT/train.py" --config "$ROOT/config/vqa_demo.yaml" --resume \
+  --set "data.path=$DATA/vqa/train" "model.init_from=$RUN/pretrain" "train.output_dir=$RUN/vqa" \
+  "train.max_minutes=$VQA_MINUTES"
+"$PY" "$ROOT/scripts/show_losses.py" "$RUN/vqa/train_log.jsonl"
+
+stage "VQA on the validation questions: written, spoken, both; beside the majority answers"
+"$PY" "$ROOT/eval.py" --task vqa --ckpt "$RUN/vqa" --data "$DATA/vqa/val"
+"$PY" "$ROOT/infer.py" --ckpt "$RUN/vqa" --image "$DATA/raw/images/emoji0007.png" \
+  --question "which group is this emoji in?"
+
+stage "export: MINDIR graphs of the retrieval, caption, text-to-image and VQA models -> $RUN/exports, then one"
+echo "   caption, one image and one answer from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
 "$PY" "$ROOT/export.py" --task caption --ckpt "$RUN/caption" --out "$RUN/exports/caption"
 "$PY" "$ROOT/export.py" --task t2i --ckpt "$RUN/pretrain" --out "$RUN/exports/t2i"
+"$PY" "$ROOT/export.py" --task vqa --ckpt "$RUN/vqa" --out "$RUN/exports/vqa"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption.json" --image "$DATA/raw/images/emoji0007.png"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/t2i.json" --text "face with tears of joy" \
   --out "$RUN/exports/face_with_tears_of_joy.png"
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/vqa.json" --image "$DATA/raw/images/emoji0007.png" \
+  --question "which group is this emoji in?"
 stage "done"

@@ -266,6 +266,8 @@ class VQAConfig:
     and those eval.py answers and scores."""
     inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
     eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
+    pooling: str = "cls+segments" # what the answer head reads: cls (UNITER's) | cls+segments ([CLS] and each segment's
+    #                               mean state: MiniLM's [CLS] does not depend on the text, README, VQA)
     top_k: int = 5                # infer.py: the answers listed with their probabilities
 
 

@@ -270,3 +270,27 @@ def test_cli_reports_errors_and_skips(tmp_path, capsys):
     assert "1 samples skipped" in capsys.readouterr().out
     assert main([str(manifest), str(tmp_path / "o2"), "--config", tiny, "--set", "prepare.shardz=2"]) == 1
     assert "unknown key 'shardz'" in capsys.readouterr().err
+
+
+def test_an_input_shared_by_samples_goes_through_the_network_once(tmp_path, tiny_cfg, monkeypatch):
+    """Identical recordings (a question asked about many pictures) and one image file (a picture with several
+    questions) are computed once, whatever their file names; every sample still gets its features."""
+    import src.data.prepare as prep
+    write_tone(tmp_path / "a.wav", 300)
+    (tmp_path / "b.wav").write_bytes((tmp_path / "a.wav").read_bytes())
+    write_tone(tmp_path / "c.wav", 500)
+    make_manifest(tmp_path, n=2, val=0, partial=False)
+    image = str((tmp_path / "img" / "0.png").resolve())
+    samples = [Sample(id=str(i), where="test", image=image, audio=str(tmp_path / f"{w}.wav"))
+               for i, w in enumerate("abcab")]
+    calls = []
+
+    def fake_tokens(waves, cfg):
+        calls.append(len(waves))
+        return [np.full((3, 4), float(len(w)), np.float32) for w in waves]
+    monkeypatch.setattr(prep, "audio_tokens_batch", fake_tokens)
+    cfg = dataclasses.replace(tiny_cfg.prepare, audio=dataclasses.replace(tiny_cfg.prepare.audio, extractor="fake"))
+    out = list(prep.extract_all(samples, cfg))
+    assert calls == [2]  # a.wav and b.wav are one recording
+    assert all(r[1] is not None and r[0] is not None for r in out)
+    np.testing.assert_array_equal(out[0][1], out[1][1])

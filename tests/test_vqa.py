@@ -53,7 +53,7 @@ def test_soft_bce_by_hand_and_the_head_starts_at_the_prior():
     by_hand = -(targets[0] * np.log(p) + (1 - targets[0]) * np.log(1 - p)).sum()
     got = soft_bce(ms.Tensor(logits), ms.Tensor(targets), ms.Tensor(weights)).asnumpy()
     assert got == pytest.approx(by_hand, rel=1e-5)
-    head = AnswerHead(8, 50, 1e-12)
+    head = AnswerHead(16, 8, 50, 1e-12)
     assert 1 / (1 + np.exp(-head.out.bias.asnumpy())) == pytest.approx(np.full(50, 1 / 50), rel=1e-5)
 
 

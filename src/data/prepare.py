@@ -116,9 +116,10 @@ def _decoded_all(samples: List[Sample], cfg: PrepareConfig):
 
 def extract_all(samples: List[Sample], cfg: PrepareConfig):
     """(image Regions or None, audio tokens or None, seconds of audio cut) or a Problem per sample, in input order.
-    The pretrained networks see batches of `cfg.extract_batch`; an image file shared by neighbouring samples (one
-    picture, captions in two languages) is computed once."""
-    seen: "OrderedDict[str, Regions]" = OrderedDict()
+    The pretrained networks see batches of `cfg.extract_batch`; an input shared by neighbouring samples (one picture
+    with captions in two languages or with several questions, one recording of a question asked about many pictures)
+    is computed once."""
+    seen = {"image": OrderedDict(), "audio": OrderedDict()}
     pending: list = []
     for sample, decoded in zip(samples, _decoded_all(samples, cfg)):
         pending.append((sample, decoded))
@@ -128,30 +129,49 @@ def extract_all(samples: List[Sample], cfg: PrepareConfig):
     yield from _run_networks(pending, cfg, seen)
 
 
-def _run_networks(pending: list, cfg: PrepareConfig, seen: "OrderedDict[str, Regions]"):
+# recent network outputs kept per modality (at least a batch's worth: a batch's inputs are never evicted while used)
+RECENT = {"image": 256, "audio": 2048}
+
+
+def _run_networks(pending: list, cfg: PrepareConfig, seen: dict):
+    """The networks over a batch's decoded inputs, each distinct input once: an image by its path, a recording by
+    the digest of its samples. `seen` keeps recent outputs by those keys."""
     todo = [(s, d) for s, d in pending if isinstance(d, Decoded)]
-    images = [(s, d) for s, d in todo if d.pixels is not None and s.image not in seen]
-    for (s, d), regions in zip(images, _batched(image_regions_batch, [d.pixels for _, d in images], cfg.image)):
-        seen[s.image] = regions
-        if len(seen) > 256:
-            seen.popitem(last=False)
-    clips = [(s, d) for s, d in todo if d.wave is not None]
-    for (s, d), tokens in zip(clips, _batched(audio_tokens_batch, [d.wave for _, d in clips], cfg.audio)):
-        d.tokens, d.wave = tokens, None
+    image_keys = {id(d): s.image for s, d in todo if d.pixels is not None}
+    audio_keys = {id(d): hashlib.sha1(d.wave.tobytes()).hexdigest() for s, d in todo if d.wave is not None}
+    _compute(seen["image"], image_keys, {s.image: d.pixels for s, d in todo if d.pixels is not None},
+             image_regions_batch, cfg.image, max(RECENT["image"], cfg.extract_batch))
+    _compute(seen["audio"], audio_keys, {audio_keys[id(d)]: d.wave for s, d in todo if d.wave is not None},
+             audio_tokens_batch, cfg.audio, max(RECENT["audio"], cfg.extract_batch))
     for s, d in pending:
         if not isinstance(d, Decoded):
             yield d
             continue
         if d.pixels is not None:
-            d.regions = seen[s.image]
+            d.regions = seen["image"][image_keys[id(d)]]
             if isinstance(d.regions, FeatureError):
                 yield Problem(s.where, s.id, str(d.regions), file=s.image)
                 continue
             d.regions = dataclasses.replace(d.regions, thumb=d.thumb)
+        if d.wave is not None:
+            d.tokens, d.wave = seen["audio"][audio_keys[id(d)]], None
         if isinstance(d.tokens, FeatureError):
             yield Problem(s.where, s.id, str(d.tokens), file=s.audio)
             continue
         yield d.regions, d.tokens, d.cut
+
+
+def _compute(cache: OrderedDict, keys: dict, inputs: dict, run, cfg, keep: int) -> None:
+    """Fill `cache` with run()'s output for every input of `inputs` (key -> input) it lacks; the keys this batch
+    uses are refreshed first, so that trimming the cache to `keep` entries never drops one of them."""
+    for key in set(keys.values()):
+        if key in cache:
+            cache.move_to_end(key)
+    new = {k: x for k, x in inputs.items() if k not in cache}
+    for key, out in zip(new, _batched(run, list(new.values()), cfg)):
+        cache[key] = out
+    while len(cache) > keep:
+        cache.popitem(last=False)
 
 
 def _batched(run, inputs: list, cfg) -> list:

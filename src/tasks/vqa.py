@@ -14,7 +14,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config, LossConfig, ModelConfig
+from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.objectives import register_objective
 from src.data.padding import modalities_present
 from src.data.pipeline import training_data
@@ -23,7 +23,7 @@ from src.data.vqa import answer_vocabulary_of, load_answers
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.modality import INPUT_COLUMNS, MODALITIES
 from src.model.heads import soft_bce
-from src.model.opt import OPT, DataDims
+from src.model.opt import OPT, DataDims, masked_mean
 from src.tasks.registry import Task, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
 from src.train.checkpoint import init_model
@@ -64,14 +64,14 @@ register_objective("vqa", VQAObjective)
 
 
 class AnswerHead(nn.Cell):
-    """UNITER's VQA head: Linear(H, 2H), GELU, LayerNorm, Linear(2H, answers). The output bias starts at the log-odds
-    of 1 / answers, so the untrained head predicts a small probability for every answer (not one half: the summed
-    binary cross-entropy over thousands of answers would start in the thousands and the first steps would only
+    """UNITER's VQA head: Linear(input, 2H), GELU, LayerNorm, Linear(2H, answers). The output bias starts at the
+    log-odds of 1 / answers, so the untrained head predicts a small probability for every answer (not one half: the
+    summed binary cross-entropy over thousands of answers would start in the thousands and the first steps would only
     push every answer down)."""
 
-    def __init__(self, hidden: int, answers: int, eps: float):
+    def __init__(self, width: int, hidden: int, answers: int, eps: float):
         super().__init__()
-        self.dense = nn.Dense(hidden, 2 * hidden)
+        self.dense = nn.Dense(width, 2 * hidden)
         self.act = nn.GELU(approximate=False)
         self.norm = nn.LayerNorm((2 * hidden,), epsilon=eps)
         prior = float(np.log(1.0 / max(answers, 2)) - np.log1p(-1.0 / max(answers, 2)))
@@ -81,11 +81,45 @@ class AnswerHead(nn.Cell):
         return self.out(self.norm(self.act(self.dense(x))))
 
 
+POOLINGS = ("cls", "cls+segments")
+
+
 class VQAModel(nn.Cell):
-    def __init__(self, model_cfg: ModelConfig, dims: DataDims, answers: int):
+    """The OPT encoder and the answer head. What the head reads (vqa.pooling): [CLS] alone (UNITER's), or [CLS] and
+    the mean state of the text (after [CLS]), image and audio segments side by side, zeros for a modality not shown.
+    MiniLM's [CLS] is the same vector whatever the text through its first five layers (cosine 1.000 between four
+    different questions, before and after the demo pre-training: a mean-pooled sentence model never trained it), so
+    a [CLS]-only head hears a written question only through what the last layer puts there (README, VQA)."""
+
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims, answers: int, pooling: str = "cls+segments"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"vqa.pooling must be one of {', '.join(POOLINGS)}, got '{pooling}'")
+        self.segment_means = pooling == "cls+segments"
+        width = model_cfg.hidden * (1 + len(MODALITIES) if self.segment_means else 1)
         self.net = OPT(model_cfg, dims)
-        self.answer_head = AnswerHead(model_cfg.hidden, answers, model_cfg.layer_norm_eps)
+        self.answer_head = AnswerHead(width, model_cfg.hidden, answers, model_cfg.layer_norm_eps)
+
+    def answer_logits(self, states, segments):
+        """Encoder states [B, L, H] over `segments` ((modality, mask) in sequence order, text or [CLS] alone first)
+        -> answer logits [B, answers]."""
+        return self.answer_head(self.pooled(states, segments))
+
+    def pooled(self, states, segments):
+        """What the answer head reads [B, width]."""
+        cls = states[:, 0]
+        if not self.segment_means:
+            return cls
+        means = {m: cls * 0.0 for m in MODALITIES}  # zeros of a dynamic batch: an absent modality
+        start = 0
+        for name, mask in segments:
+            length = mask.shape[1]
+            if name != "text":
+                means[name] = masked_mean(states[:, start:start + length], mask)
+            elif length > 1:
+                means[name] = masked_mean(states[:, 1:length], mask[:, 1:])
+            start = start + length
+        return ops.concat((cls,) + tuple(means[m] for m in MODALITIES), axis=1)
 
 
 class AnswerScores(nn.Cell):
@@ -97,27 +131,37 @@ class AnswerScores(nn.Cell):
         self.model, self.modalities = model, modalities
 
     def construct(self, *inputs):
-        states, _ = self.model.net.encode_only(self.modalities, *inputs)
-        return self.model.answer_head(states[:, 0])
+        parts, masks = self.model.net.segments(self.modalities, *inputs)
+        states, _ = self.model.net.encode_segments(parts, masks)
+        names = ("text",) + tuple(m for m in self.modalities if m != "text")
+        return self.model.answer_logits(states, tuple(zip(names, masks)))
 
 
 class VQALoss(VQAModel):
     """Batch columns (VQA_COLUMNS) -> (weighted loss, [vqa loss]): binary cross-entropy of every answer against its
     soft score, summed over the answers and averaged over the rows (UNITER's scale)."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, answers: int):
-        super().__init__(model_cfg, dims, answers)
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, answers: int,
+                 pooling: str = "cls+segments"):
+        super().__init__(model_cfg, dims, answers, pooling)
         self.weight = loss_cfg.vqa
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
                   row_weight, targets):
+        features = self.features(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
+                                 view)
+        loss = soft_bce(self.answer_head(features), targets, row_weight)
+        return loss * self.weight, ops.stack((loss,))
+
+    def features(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view):
+        """What the answer head reads, for rows that show the modalities of `view`."""
         # a question form without text keeps [CLS] alone at the head of the sequence
         text_shown = ops.concat((text_mask[:, :1], text_mask[:, 1:] * view[:, 0:1]), axis=1)
-        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_mask * view[:, 1:2],
-                                    audio_feat, audio_mask * view[:, 2:3])
-        loss = soft_bce(self.answer_head(states[:, 0]), targets, row_weight)
-        return loss * self.weight, ops.stack((loss,))
+        image_shown, audio_shown = image_mask * view[:, 1:2], audio_mask * view[:, 2:3]
+        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_shown, audio_feat,
+                                    audio_shown)
+        return self.pooled(states, (("text", text_shown), ("image", image_shown), ("audio", audio_shown)))
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
@@ -125,7 +169,7 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     forms = parse_forms(cfg.vqa.inputs, "vqa.inputs")
     data, make_dataset, per_epoch = training_data(cfg.data, "vqa", num_shards, shard_id, forms=forms)
     loss_net = VQALoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
-                       len(answer_vocabulary_of(data)))
+                       len(answer_vocabulary_of(data)), cfg.vqa.pooling)
     return loss_net, make_dataset, per_epoch
 
 
@@ -134,7 +178,7 @@ def load_trained(cfg: Config, ckpt):
     from src.train.checkpoint import load_weights
     data = open_prepared(cfg.data.path)
     model = VQAModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
-                     len(answer_vocabulary_of(data)))
+                     len(answer_vocabulary_of(data)), cfg.vqa.pooling)
     load_weights(model, ckpt, ("net.", "answer_head."))
     model.set_train(False)
     return model, data
