@@ -267,7 +267,7 @@ class VQAConfig:
     inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
     eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
     pooling: str = "cls+segments" # what the answer head reads: cls (UNITER's) | cls+segments ([CLS] and each segment's
-    #                               mean state: MiniLM's [CLS] does not depend on the text, README, VQA)
+    #                               mean state side by side)
     top_k: int = 5                # infer.py: the answers listed with their probabilities
 
 

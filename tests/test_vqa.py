@@ -11,7 +11,7 @@ import export as export_script
 import infer as infer_script
 import train as train_script
 from src.config import ConfigError, load_config
-from src.data.prepare import prepare
+from src.data.records import open_prepared
 from src.data.vqa import load_answers
 from src.metrics.vqa import vqa_accuracy
 from src.model.heads import soft_bce
@@ -19,10 +19,9 @@ from src.modality import AUDIO, IMAGE, TEXT
 from src.tasks.vqa import AnswerHead, question_views
 from src.tasks.vqa_eval import parse_forms
 from tests.conftest import ROOT
-from tests.test_vqa_data import make_vqa
+from tests.test_vqa_data import prepare_vqa
 
 VQA_TINY = str(ROOT / "config" / "vqa_tiny.yaml")
-QUIET = dict(log=lambda *a: None)
 
 
 def test_question_views_show_the_image_and_a_question_form_the_row_has():
@@ -61,14 +60,7 @@ def test_soft_bce_by_hand_and_the_head_starts_at_the_prior():
 def vqa_set(tmp_path_factory):
     """A tiny VQA v2-format set (10 training images, 3 questions each; 2 validation images), prepared with spoken
     questions."""
-    root = tmp_path_factory.mktemp("vqa_set")
-    files = make_vqa(root, images=12, val_images=2)
-    cfg = load_config(VQA_TINY).prepare
-    common = dict(image_dir=str(root / "images"), audio_dir=str(root / "audio"), **QUIET)
-    prepare(str(files["train"][0]), str(root / "train"), cfg, "vqa", annotations=str(files["train"][1]), **common)
-    prepare(str(files["val"][0]), str(root / "val"), cfg, "vqa", split="val", annotations=str(files["val"][1]),
-            like=str(root / "train"), **common)
-    return root
+    return prepare_vqa(tmp_path_factory.mktemp("vqa_set"), load_config(VQA_TINY).prepare, images=12, val_images=2)
 
 
 def log_of(run):
@@ -110,7 +102,7 @@ def test_eval_scores_every_question_form_beside_the_baselines(vqa_set, vqa_run, 
     for form, r in report["forms"].items():
         answers = json.loads(open(r["answers_file"]).read())
         assert [a["question_id"] for a in answers] == [100, 101, 102, 110, 111, 112]
-        human = load_answers(__import__("src.data.records", fromlist=["x"]).open_prepared(data), "val")
+        human = load_answers(open_prepared(data), "val")
         expected = 100 * vqa_accuracy([a["answer"] for a in answers], human.answer_lists()).mean()
         assert r["overall"] == pytest.approx(expected)
         assert r["questions"] == {"overall": 6, "yes/no": 2, "number": 2, "other": 2}

@@ -221,16 +221,19 @@ def test_a_malformed_entry_can_be_skipped_and_is_counted(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------------
 # preparation: shards, the answer vocabulary in meta.json, soft targets per row
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def vqa_prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vqa")
-    files = make_vqa(root)
-    cfg = tiny_config("prepare.answer_min_count=2").prepare
+def prepare_vqa(root, cfg, **sizes):
+    """make_vqa's set in `root`, prepared with spoken questions: ROOT/train, and ROOT/val --like it."""
+    files = make_vqa(root, **sizes)
     common = dict(image_dir=str(root / "images"), audio_dir=str(root / "audio"), **QUIET)
     prepare(str(files["train"][0]), str(root / "train"), cfg, "vqa", annotations=str(files["train"][1]), **common)
     prepare(str(files["val"][0]), str(root / "val"), cfg, "vqa", split="val", annotations=str(files["val"][1]),
             like=str(root / "train"), **common)
     return root
+
+
+@pytest.fixture(scope="module")
+def vqa_prepared(tmp_path_factory):
+    return prepare_vqa(tmp_path_factory.mktemp("vqa"), tiny_config("prepare.answer_min_count=2").prepare)
 
 
 def test_preparation_stores_vocabulary_and_soft_targets(vqa_prepared):

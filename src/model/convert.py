@@ -51,6 +51,11 @@ def bert_to_ours(hf_name: str, text_prefix: str, encoder_prefix: str):
     return f"{encoder_prefix}.{m.group(1)}.{ours}.{suffix}"
 
 
+def _extends_vocabulary(name: str, ours: tuple, theirs: tuple) -> bool:
+    return name.endswith("word_embeddings.embedding_table") and len(ours) == len(theirs) == 2 and \
+        ours[1] == theirs[1] and ours[0] > theirs[0]
+
+
 def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_prefix: str,
                       decoder_prefixes: Tuple[str, ...] = ()) -> Dict[str, List[str]]:
     """Copy a BERT checkpoint into `net`; returns what was loaded and what was skipped (with why)."""
@@ -63,6 +68,13 @@ def load_bert_weights(net: ms.nn.Cell, path: str, text_prefix: str, encoder_pref
         p = params.get(name)
         if p is None:
             skipped.append(f"{source}: no parameter {name}")
+        elif _extends_vocabulary(name, tuple(p.shape), value.shape):
+            # a vocabulary extended past the checkpoint's (the demo's adds Chinese pieces after MiniLM's 30,522):
+            # the checkpoint's rows first, the new pieces keep their initialisation
+            table = p.asnumpy()
+            table[:value.shape[0]] = value
+            p.set_data(ms.Tensor(table.astype(np.float32)))
+            loaded.append(name)
         elif tuple(p.shape) != value.shape:
             skipped.append(f"{source}: shape {value.shape} != {tuple(p.shape)} of {name}")
         else:

@@ -86,10 +86,8 @@ POOLINGS = ("cls", "cls+segments")
 
 class VQAModel(nn.Cell):
     """The OPT encoder and the answer head. What the head reads (vqa.pooling): [CLS] alone (UNITER's), or [CLS] and
-    the mean state of the text (after [CLS]), image and audio segments side by side, zeros for a modality not shown.
-    MiniLM's [CLS] is the same vector whatever the text through its first five layers (cosine 1.000 between four
-    different questions, before and after the demo pre-training: a mean-pooled sentence model never trained it), so
-    a [CLS]-only head hears a written question only through what the last layer puts there (README, VQA)."""
+    the mean state of the text (after [CLS]), image and audio segments side by side, zeros for a modality not shown
+    (the default: each modality's evidence reaches the head directly, as the linear probe's per-segment means)."""
 
     def __init__(self, model_cfg: ModelConfig, dims: DataDims, answers: int, pooling: str = "cls+segments"):
         super().__init__()
