@@ -54,10 +54,10 @@ def images_of(manifest: Path) -> list:
 
 
 def disagree(answer: str, rng: random.Random, variants: list, others: list, agree=(7, 9)) -> list:
-    """Ten human answers: most give `answer` (some in a variant form), the rest another answer."""
+    """Ten human answers: most give `answer` (some in a variant form), the rest one of `others`."""
     n = rng.randint(*agree)
     out = [rng.choice(variants) if variants and rng.random() < 0.3 else answer for _ in range(n)]
-    out += [rng.choice(others) for _ in range(10 - n)] if others else [answer] * (10 - n)
+    out += [rng.choice(others) for _ in range(10 - n)]
     rng.shuffle(out)
     return out
 
@@ -65,8 +65,7 @@ def disagree(answer: str, rng: random.Random, variants: list, others: list, agre
 def questions_of(image, subgroups: dict, groups: dict, rng: random.Random) -> list:
     """The four (question, answers, answer_type) of one image."""
     _, _, _, source, group, sub, name = image
-    noun = "emoji" if source == "emoji" else "drawing"
-    group_q = f"which group is this emoji in?" if source == "emoji" else "what category is this drawing in?"
+    group_q = "which group is this emoji in?" if source == "emoji" else "what category is this drawing in?"
     synonyms = [group.upper(), group.lower(), group.replace("&", "and"), group.split()[0]]
     out = [(group_q, disagree(group, rng, synonyms, [g for g in groups[source] if g != group]), "other")]
 
