@@ -57,6 +57,7 @@ def disagree(answer: str, rng: random.Random, variants: list, others: list, agre
     """Ten human answers: most give `answer` (some in a variant form), the rest one of `others`."""
     n = rng.randint(*agree)
     out = [rng.choice(variants) if variants and rng.random() < 0.3 else answer for _ in range(n)]
+    others = others or variants or [answer]  # a tiny set may have a single group: then everyone agrees in form only
     out += [rng.choice(others) for _ in range(10 - n)]
     rng.shuffle(out)
     return out
@@ -69,7 +70,8 @@ def questions_of(image, subgroups: dict, groups: dict, rng: random.Random) -> li
     synonyms = [group.upper(), group.lower(), group.replace("&", "and"), group.split()[0]]
     out = [(group_q, disagree(group, rng, synonyms, [g for g in groups[source] if g != group]), "other")]
 
-    asked = sub if rng.random() < 0.5 else rng.choice([s for s in subgroups[source] if s != sub])
+    other_subs = [s for s in subgroups[source] if s != sub]
+    asked = sub if rng.random() < 0.5 or not other_subs else rng.choice(other_subs)
     truth = "yes" if asked == sub else "no"
     yes_no = f"is this emoji in the {asked} subgroup?" if source == "emoji" else f"is this drawing filed under {asked}?"
     out.append((yes_no, disagree(truth, rng, [truth.capitalize(), truth + ".", "yeah" if truth == "yes" else "nope"],
