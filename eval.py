@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from src.cli import add_source_args, check_source_args, entry_point, task_parser
+from src.compile_cache import enable_compile_cache, graph_options
 from src.tasks import registry
 
 
@@ -48,6 +49,7 @@ def evaluate(args) -> dict:
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
     cfg, graphs = registry.open_graphs(task, args.ckpt, args.mindir, args.config, overrides,
                                        needed_by=f"eval.py --task {args.task}")
+    enable_compile_cache("eval", cfg, graph_options(args, ignored=("out",)))
     split = args.split or cfg.data.eval_split
     run = registry.EvalRun(args.task, args, cfg, split, graphs,
                            {"task": args.task, **graphs.source, "data": str(cfg.data.path), "split": split},

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 from src.cli import entry_point, task_parser
+from src.compile_cache import enable_compile_cache, graph_options
 from src.tasks import registry
 
 
@@ -39,6 +40,7 @@ def export(args) -> None:
     task = registry.get(args.task, "export")
     overrides = list(args.set) + ([f"data.path={args.data}"] if args.data else [])
     cfg, graphs = registry.open_graphs(task, args.ckpt, None, args.config, overrides)
+    enable_compile_cache("export", cfg, graph_options(args, ignored=("out",)))
     sidecar = export_graphs(cfg, graphs.checkpoint, task.name, graphs.graph_set, args.out, args.format)
     print(f"sidecar: {sidecar}")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 
 from src.cli import add_source_args, check_source_args, entry_point, task_parser
+from src.compile_cache import enable_compile_cache, graph_options
 from src.config import ConfigError
 from src.tasks import registry
 
@@ -64,6 +65,7 @@ def infer(args) -> None:
     task = registry.get(name, "infer")
     cfg, graphs = registry.open_graphs(task, args.ckpt, args.mindir, args.config, args.set,
                                        needed_by=f"infer.py --task {name}")
+    enable_compile_cache("infer", cfg, graph_options(args, ignored=("out",)))
     for line in task.infer(args, graphs, cfg):
         print(line)
 

@@ -13,6 +13,7 @@ import sys
 import mindspore as ms
 
 from src.cli import entry_point
+from src.compile_cache import enable_compile_cache
 from src.config import load_config
 from src.tasks import registry
 from src.train.distributed import init_data_parallel
@@ -33,6 +34,7 @@ def train(args) -> None:
     task = registry.training_module(cfg.task, where=args.config)
     set_mode(cfg.train.mode, cfg.train.device)
     ranks = init_data_parallel()
+    enable_compile_cache("train", cfg, {"resume": args.resume is not None}, rank=ranks.rank)
     if ranks.distributed:  # the launchers find a dead rank's log by this line
         print(f"rank {ranks.rank} of {ranks.size}: process {os.getpid()}", flush=True)
     ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters

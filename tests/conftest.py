@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,9 @@ import soundfile as sf
 from src.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests run many recipes per process and several processes at once: the compile cache (src/compile_cache.py) stays off
+# but in tests/test_compile_cache.py, which turns it on for its own subprocesses.
+os.environ["OPT_COMPILE_CACHE"] = "off"
 TINY = ROOT / "config" / "pretrain_tiny.yaml"
 WORDS = ["red", "apple", "blue", "sky", "green", "tree", "small", "dog", "big", "cat", "happy", "face"]
 

@@ -51,10 +51,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args(argv)
     import mindspore as ms
+    from src.compile_cache import enable_compile_cache, graph_options
     from src.train.checkpoint import CheckpointError, load_run_config, resolve_checkpoint
     try:
         cfg = load_run_config(args.dvae, overrides=[f"data.path={args.data}"] if args.data else [])
         ms.set_context(mode=ms.GRAPH_MODE)
+        enable_compile_cache("dvae_codes", cfg, graph_options(args))
         out = extract_codes(open_prepared(cfg.data.path), cfg, resolve_checkpoint(args.dvae), args.batch_size)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
