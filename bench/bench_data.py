@@ -2,7 +2,8 @@
 
     python bench/bench_data.py --manifest data/demo/raw/manifest.jsonl --config config/pretrain_demo.yaml \
         --set prepare.text.vocab=data/demo/raw/vocab.txt
-    python bench/bench_data.py --prepared data/demo/prepared --config config/pretrain_tiny.yaml   # pipeline only
+    python bench/bench_data.py --prepared data/demo/prepared --config config/pretrain_demo.yaml \
+        --train-json bench_train.json   # pipeline only, against bench/bench_train.py's step time
 
 Preparation runs from scratch into a temporary directory. The pipeline is read for `--epochs` epochs after one
 warm-up batch; numbers go to stdout as a table and to --json.
@@ -21,9 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import load_config  # noqa: E402
-from src.data.pipeline import create_dataset, steps_per_epoch  # noqa: E402
+from src.data.pipeline import training_data  # noqa: E402
 from src.data.prepare import prepare  # noqa: E402
-from src.data.records import open_prepared  # noqa: E402
 
 
 def bench_prepare(manifest: str, cfg) -> dict:
@@ -39,18 +39,17 @@ def bench_prepare(manifest: str, cfg) -> dict:
             "workers": cfg.prepare.workers}
 
 
-def bench_pipeline(prepared: str, cfg, epochs: int) -> dict:
-    data = open_prepared(prepared)
-    steps = steps_per_epoch(data, cfg.data)
+def bench_pipeline(cfg, epochs: int) -> dict:
+    """The pre-training pipeline as train.py builds it (masking, matching negatives, the dVAE codes with DIR)."""
+    _, make_dataset, steps = training_data(cfg.data, "pretrain", dvae=cfg.dvae if cfg.loss.dir > 0 else None)
     first = time.perf_counter()
-    it = create_dataset(data, cfg.data, epoch=0).create_tuple_iterator(output_numpy=True, num_epochs=1)
+    it = make_dataset(0, 0).create_tuple_iterator(output_numpy=True, num_epochs=1)
     next(it)
     startup = time.perf_counter() - first
     t = time.perf_counter()
     n = sum(1 for _ in it)
     for epoch in range(1, epochs):
-        n += sum(1 for _ in create_dataset(data, cfg.data, epoch=epoch).create_tuple_iterator(output_numpy=True,
-                                                                                             num_epochs=1))
+        n += sum(1 for _ in make_dataset(epoch, 0).create_tuple_iterator(output_numpy=True, num_epochs=1))
     secs = time.perf_counter() - t
     return {"batch_size": cfg.data.batch_size, "batches": n, "steps_per_epoch": steps, "seconds": round(secs, 2),
             "batches_per_s": round(n / secs, 1), "samples_per_s": round(n * cfg.data.batch_size / secs, 1),
@@ -64,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="config/pretrain_tiny.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--train-json", default=None, help="bench_train.py --json output: print the pipeline's lead")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
@@ -73,8 +73,14 @@ def main(argv=None) -> int:
         print(f"preparation: {results['prepare']}")
     if args.prepared:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=args.prepared))
-        results["pipeline"] = bench_pipeline(args.prepared, cfg, args.epochs)
+        results["pipeline"] = bench_pipeline(cfg, args.epochs)
         print(f"pipeline:    {results['pipeline']}")
+        if args.train_json:  # bench/bench_train.py's results for the same recipe
+            step_s = json.loads(Path(args.train_json).read_text())["step_s"]
+            ahead = results["pipeline"]["batches_per_s"] * step_s
+            results["pipeline"].update(train_step_s=step_s, pipeline_vs_training=round(ahead, 1))
+            print(f"pipeline vs training: {ahead:.1f}x ({results['pipeline']['batches_per_s']} batches/s against "
+                  f"{1 / step_s:.2f} steps/s)")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

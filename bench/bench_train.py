@@ -1,8 +1,9 @@
 """Training-step benchmark: graph compile time, step time, samples/s and model FLOPs utilisation (MFU), plus a PyNative
-step for comparison.
+step and, with --reference torch, the same network in PyTorch eager (bench/torch_reference.py) for comparison.
 
     python bench/bench_train.py --config config/pretrain_tiny.yaml --set data.path=/tmp/tiny/prepared
     python bench/bench_train.py --config config/pretrain_demo.yaml --steps 6 --json bench_demo.json
+    python bench/bench_train.py --config config/pretrain_demo.yaml --reference torch --pynative-steps 0
 
 MFU = model FLOPs per step / step time / peak, where the peak is a float32 numpy matmul measured in the same run (the
 median of samples taken before and after the timed steps) and model FLOPs count every matrix product of the enabled
@@ -12,7 +13,9 @@ clipping, AdamW) on real batches from the prepared data.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,11 +23,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mindspore as ms  # noqa: E402
 
 from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
+from src.data.pipeline import training_data  # noqa: E402
 from src.data.records import open_prepared  # noqa: E402
 from src.model.opt import DataDims  # noqa: E402
 from src.tasks.pretrain import LOSS_NAMES, build  # noqa: E402
@@ -68,21 +73,45 @@ def model_flops(cfg, dims) -> float:
     return 3.0 * f
 
 
-def time_steps(cfg, mode, steps: int) -> dict:
+def read_batches(cfg, count: int):
+    """(column names, `count` real pre-training batches as numpy arrays) from the demo pipeline, read once so every
+    framework times the very same batches."""
+    _, make_dataset, _ = training_data(cfg.data, "pretrain", dvae=cfg.dvae if cfg.loss.dir > 0 else None)
+    dataset = make_dataset(0, 0)
+    names = dataset.get_col_names()
+    batches = []
+    for batch in dataset.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        batches.append(tuple(batch))
+        if len(batches) == count:
+            return names, batches
+    raise SystemExit(f"{cfg.data.path} gives {len(batches)} batches, fewer than the {count} to time")
+
+
+def time_mindspore(cfg, mode, batches, jit_level: str = "") -> dict:
+    """Compile (the first step) and median step time of the real train step (src/train/step.py) in `mode`."""
     ms.set_context(mode=mode)
+    if jit_level:
+        ms.set_context(jit_config={"jit_level": jit_level})
     ms.set_seed(0)
-    loss_net, make_dataset, _ = build(cfg)
-    opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, steps + 1))
+    loss_net, _, _ = build(cfg)
+    opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, len(batches)))
     step = TrainStep(loss_net, opt, cfg.train)
     step.set_train(True)
-    batches = []
-    for batch in make_dataset(0, 0).create_tuple_iterator(num_epochs=1):
-        batches.append(batch)
-        if len(batches) == steps + 1:
-            break
-    first = _timed(lambda: step(True, *batches[0])[0].asnumpy())
-    times = [_timed(lambda: step(True, *b)[0].asnumpy()) for b in batches[1:]]
+    tensors = [tuple(ms.Tensor(a) for a in b) for b in batches]
+    first = _timed(lambda: step(True, *tensors[0])[0].asnumpy())
+    times = [_timed(lambda: step(True, *b)[0].asnumpy()) for b in tensors[1:]]
     return {"first_step_s": first, "step_s": float(np.median(times))}
+
+
+def time_torch(cfg, dims, names, batches, threads: int) -> dict:
+    """Median step time of the same network and batches in PyTorch eager (bench/torch_reference.py)."""
+    from torch_reference import TorchStep, to_torch
+    dims = dataclasses.replace(dims, codebook_size=cfg.dvae.codebook_size if cfg.loss.dir > 0 else 0)
+    step = TorchStep(cfg, dims, [float(getattr(cfg.loss, n)) for n in LOSS_NAMES], threads)
+    converted = [to_torch(names, b) for b in batches]
+    step(converted[0])  # warm-up: allocator and thread pool
+    times = [_timed(lambda: step(b)) for b in converted[1:]]
+    return {"step_s": float(np.median(times))}
 
 
 def main(argv=None) -> int:
@@ -91,23 +120,34 @@ def main(argv=None) -> int:
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--steps", type=int, default=8, help="timed graph-mode steps after the compiling one")
     ap.add_argument("--pynative-steps", type=int, default=2, help="timed PyNative steps (0: skip)")
+    ap.add_argument("--reference", choices=["torch"], help="also time the same network in PyTorch eager")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch's intra-op threads")
+    ap.add_argument("--jit-level", default="", choices=["", "O0", "O1", "O2"], help="MindSpore's jit_level "
+                    "(default: MindSpore's own)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
     dims = DataDims.from_prepared(open_prepared(cfg.data.path), cfg.data.max_audio_tokens)
     flops = model_flops(cfg, dims)
+    names, batches = read_batches(cfg, args.steps + 1)
 
     rates = matmul_rates()
-    graph = time_steps(cfg, ms.GRAPH_MODE, args.steps)
+    graph = time_mindspore(cfg, ms.GRAPH_MODE, batches, args.jit_level)
     rates += matmul_rates()
-    peak = float(np.median(rates))  # the median of 20 samples: single samples were seen anywhere from 100 to 215
     result = {"config": args.config, "batch_size": cfg.data.batch_size, "model_gflops_per_step": flops / 1e9,
               "compile_s": graph["first_step_s"] - graph["step_s"], "step_s": graph["step_s"],
-              "samples_per_s": cfg.data.batch_size / graph["step_s"], "numpy_matmul_peak_gflops": peak,
-              "numpy_matmul_range_gflops": f"{min(rates):.0f}-{max(rates):.0f}",
-              "achieved_gflops": flops / graph["step_s"] / 1e9, "mfu": flops / graph["step_s"] / (peak * 1e9)}
+              "samples_per_s": cfg.data.batch_size / graph["step_s"]}
+    if args.reference == "torch":
+        reference = time_torch(cfg, dims, names, batches, args.threads)
+        rates += matmul_rates()
+        result.update(torch_step_s=reference["step_s"], speed_vs_torch=reference["step_s"] / graph["step_s"])
+    peak = float(np.median(rates))  # the median of all samples: single samples were seen anywhere from 100 to 215
+    result.update(numpy_matmul_peak_gflops=peak, numpy_matmul_range_gflops=f"{min(rates):.0f}-{max(rates):.0f}",
+                  achieved_gflops=flops / graph["step_s"] / 1e9, mfu=flops / graph["step_s"] / (peak * 1e9))
+    if args.reference == "torch":
+        result["torch_mfu"] = flops / reference["step_s"] / (peak * 1e9)
     if args.pynative_steps > 0:
-        pynative = time_steps(cfg, ms.PYNATIVE_MODE, args.pynative_steps)
+        pynative = time_mindspore(cfg, ms.PYNATIVE_MODE, batches[:args.pynative_steps + 1])
         result["pynative_step_s"] = pynative["step_s"]
         result["graph_speedup"] = pynative["step_s"] / graph["step_s"]
     result = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items()}

@@ -10,6 +10,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.model.dropout import Dropout
+from src.model.primitives import Dense, LayerNorm
 
 
 class TextEmbedding(nn.Cell):
@@ -21,7 +22,7 @@ class TextEmbedding(nn.Cell):
         self.word_embeddings = word_embeddings if word_embeddings is not None else nn.Embedding(vocab_size, hidden)
         self.position_embeddings = nn.Embedding(max_positions, hidden)
         self.token_type_embeddings = nn.Embedding(2, hidden)  # BERT's segment embedding: kept for checkpoint parity
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.norm = LayerNorm(hidden, eps)
         self.dropout = Dropout(dropout)
 
     def construct(self, ids, start=0):
@@ -36,9 +37,9 @@ class TextEmbedding(nn.Cell):
 class VisionEmbedding(nn.Cell):
     def __init__(self, feature_dim: int, hidden: int, dropout: float, eps: float):
         super().__init__()
-        self.feature = nn.Dense(feature_dim, hidden)
-        self.location = nn.Dense(7, hidden)
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.feature = Dense(feature_dim, hidden)
+        self.location = Dense(7, hidden)
+        self.norm = LayerNorm(hidden, eps)
         self.dropout = Dropout(dropout)
 
     def construct(self, feats, boxes):
@@ -48,9 +49,9 @@ class VisionEmbedding(nn.Cell):
 class AudioEmbedding(nn.Cell):
     def __init__(self, feature_dim: int, hidden: int, max_positions: int, dropout: float, eps: float):
         super().__init__()
-        self.feature = nn.Dense(feature_dim, hidden)
+        self.feature = Dense(feature_dim, hidden)
         self.position_embeddings = nn.Embedding(max_positions, hidden)
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.norm = LayerNorm(hidden, eps)
         self.dropout = Dropout(dropout)
 
     def construct(self, feats):

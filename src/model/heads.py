@@ -5,6 +5,7 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
+from src.model.primitives import Dense, LayerNorm
 
 
 def gather_positions(states, positions):
@@ -65,9 +66,9 @@ class VocabHead(nn.Cell):
         super().__init__()
         self.transform = transform
         if transform:
-            self.dense = nn.Dense(hidden, hidden)
+            self.dense = Dense(hidden, hidden)
             self.act = nn.GELU(approximate=False)
-            self.norm = nn.LayerNorm((hidden,), epsilon=eps)
+            self.norm = LayerNorm(hidden, eps)
         self.matmul_table = ops.MatMul(transpose_b=True)  # no [V, H] -> [H, V] copy of the table per step
         self.output_ids = self.class_index = self.table = self.class_bias = None
         if output_ids is None:
@@ -114,7 +115,7 @@ class FeatureRegression(nn.Cell):
 
     def __init__(self, hidden: int, feature_dim: int):
         super().__init__()
-        self.proj = nn.Dense(hidden, feature_dim)
+        self.proj = Dense(hidden, feature_dim)
 
     def construct(self, x):
         return self.proj(x)

@@ -12,6 +12,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.model.dropout import Dropout
+from src.model.primitives import Dense, LayerNorm, Softmax
 
 NEG = -10000.0  # BERT's additive mask value: exp() underflows to 0 without the NaNs of -inf on fully masked rows
 
@@ -36,10 +37,12 @@ class Attention(nn.Cell):
             raise ValueError(f"hidden size {hidden} is not a multiple of {heads} heads")
         self.heads, self.head_dim = heads, hidden // heads
         self.scale = 1.0 / math.sqrt(self.head_dim)
-        self.query = nn.Dense(hidden, hidden)
-        self.key = nn.Dense(hidden, hidden)
-        self.value = nn.Dense(hidden, hidden)
-        self.output = nn.Dense(hidden, hidden)
+        self.query = Dense(hidden, hidden)
+        self.key = Dense(hidden, hidden)
+        self.value = Dense(hidden, hidden)
+        self.output = Dense(hidden, hidden)
+        self.softmax = Softmax()
+        self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without a transposed copy of k
         self.dropout = Dropout(dropout)
 
     def split(self, x):
@@ -56,8 +59,8 @@ class Attention(nn.Cell):
 
     def attend(self, x, k, v, bias):
         q = self.split(self.query(x))
-        scores = ops.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale + bias
-        probs = self.dropout(ops.softmax(scores, axis=-1))
+        scores = self.scores(q, k) * self.scale + bias
+        probs = self.dropout(self.softmax(scores))
         context = ops.matmul(probs, v).transpose(0, 2, 1, 3)
         b, l = context.shape[0], context.shape[1]
         return self.output(context.reshape(b, l, -1))
@@ -66,9 +69,9 @@ class Attention(nn.Cell):
 class FeedForward(nn.Cell):
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
-        self.intermediate = nn.Dense(hidden, intermediate)
+        self.intermediate = Dense(hidden, intermediate)
         self.act = nn.GELU(approximate=False)
-        self.output = nn.Dense(intermediate, hidden)
+        self.output = Dense(intermediate, hidden)
 
     def construct(self, x):
         return self.output(self.act(self.intermediate(x)))
@@ -80,9 +83,9 @@ class EncoderLayer(nn.Cell):
     def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, eps: float):
         super().__init__()
         self.attention = Attention(hidden, heads, dropout)
-        self.attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.attention_norm = LayerNorm(hidden, eps)
         self.ffn = FeedForward(hidden, intermediate)
-        self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.output_norm = LayerNorm(hidden, eps)
         self.dropout = Dropout(dropout)
 
     def construct(self, x, bias):
@@ -96,11 +99,11 @@ class DecoderLayer(nn.Cell):
     def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, eps: float):
         super().__init__()
         self.attention = Attention(hidden, heads, dropout)
-        self.attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.attention_norm = LayerNorm(hidden, eps)
         self.cross_attention = Attention(hidden, heads, dropout)
-        self.cross_attention_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.cross_attention_norm = LayerNorm(hidden, eps)
         self.ffn = FeedForward(hidden, intermediate)
-        self.output_norm = nn.LayerNorm((hidden,), epsilon=eps)
+        self.output_norm = LayerNorm(hidden, eps)
         self.dropout = Dropout(dropout)
 
     def construct(self, x, self_bias, memory, memory_bias):

@@ -16,6 +16,7 @@ from src.modality import MODALITIES, SPECS, input_index
 from src.model.heads import weighted_mean
 from src.model.layers import NEG
 from src.model.opt import OPT, DataDims, masked_mean
+from src.model.primitives import Dense, LayerNorm
 
 MAX_LOG_SCALE = math.log(100.0)
 IMAGE_FEAT, IMAGE_MASK, AUDIO_FEAT, AUDIO_MASK = (input_index(c) for c in ("image_feat", "image_mask", "audio_feat",
@@ -39,8 +40,8 @@ class Projection(nn.Cell):
         super().__init__()
         self.mean = ms.Parameter(ms.Tensor(np.zeros(hidden, np.float32)), name="mean", requires_grad=False)
         self.inv_std = ms.Parameter(ms.Tensor(np.ones(hidden, np.float32)), name="inv_std", requires_grad=False)
-        self.norm = nn.LayerNorm((hidden,), epsilon=eps)
-        self.dense = nn.Dense(hidden, embed_dim)
+        self.norm = LayerNorm(hidden, eps)
+        self.dense = Dense(hidden, embed_dim)
 
     def construct(self, x):
         return self.dense(self.norm((x - self.mean) * self.inv_std))
@@ -64,7 +65,7 @@ class RetrievalModel(nn.Cell):
     def __init__(self, model_cfg: ModelConfig, dims: DataDims):
         super().__init__()
         self.net = OPT(model_cfg, dims)
-        self.match_head = nn.Dense(model_cfg.hidden, len(MATCH_CASES))
+        self.match_head = Dense(model_cfg.hidden, len(MATCH_CASES))
         self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
                                         for m, width in embedding_widths(model_cfg.hidden, dims).items()})
 

@@ -6,6 +6,7 @@ from mindspore import nn, ops
 
 from src.config import ConfigError, ModelConfig
 from src.model.opt import OPT, DataDims, DecoderCalls
+from src.model.primitives import Dense
 
 
 class TextToImageModel(DecoderCalls, nn.Cell):
@@ -18,7 +19,7 @@ class TextToImageModel(DecoderCalls, nn.Cell):
         if model_cfg.vision_decoder_layers < 1 or dims.codebook_size < 1:
             raise ConfigError("text-to-image needs a vision decoder: model.vision_decoder_layers >= 1 and a codebook")
         self.net = OPT(model_cfg, dims)
-        self.dir_head = nn.Dense(model_cfg.hidden, dims.codebook_size)
+        self.dir_head = Dense(model_cfg.hidden, dims.codebook_size)
         self.decoder_layers = model_cfg.vision_decoder_layers
 
     def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):

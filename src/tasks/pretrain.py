@@ -22,6 +22,7 @@ from src.model.opt import OPT, DataDims
 from src.tasks.classify import probe_graphs
 from src.tasks.registry import Task, register
 from src.train.checkpoint import init_model
+from src.model.primitives import Dense
 
 LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, mam_nce: per modality (src/modality.py)
 
@@ -41,15 +42,15 @@ class PretrainLoss(nn.Cell):
         self.kl = SoftTargetKL()
         self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
         self.mvfr_head = FeatureRegression(h, dims.image_dim) if self.use[1] else None
-        self.mrc_head = nn.Dense(h, dims.mrc_classes) if self.use[2] else None
+        self.mrc_head = Dense(h, dims.mrc_classes) if self.use[2] else None
         self.mafr_head = FeatureRegression(h, dims.audio_dim) if (self.use[3] or self.use[4]) else None
-        self.match_head = nn.Dense(h, len(MATCH_CASES)) if self.use[5] else None
+        self.match_head = Dense(h, len(MATCH_CASES)) if self.use[5] else None
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
             raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
         if self.use[7] and self.net.vision_decoder is None:
             raise ValueError("the DIR loss needs a vision decoder (model.vision_decoder_layers > 0) and dVAE codes")
-        self.dir_head = nn.Dense(h, dims.codebook_size) if self.use[7] else None
+        self.dir_head = Dense(h, dims.codebook_size) if self.use[7] else None
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,

@@ -17,19 +17,15 @@ from mindspore import nn, ops
 _adamw = ops.MultitypeFuncGraph("adamw")
 
 
-@_adamw.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-                 "Tensor", "Bool")
-def _adamw_update(beta1, beta2, eps, correction1, correction2, lr, weight_decay, param, m, v, gradient, decay):
-    g = gradient.astype(ms.float32)
-    next_m = beta1 * m + (1.0 - beta1) * g
-    next_v = beta2 * v + (1.0 - beta2) * g * g
-    p = param
-    if decay:
-        p = p - lr * weight_decay * p
-    p = p - lr * (next_m / correction1) / (ops.sqrt(next_v / correction2) + eps)
-    p = ops.depend(p, ops.assign(m, next_m))
-    p = ops.depend(p, ops.assign(v, next_v))
-    return ops.assign(param, p)
+@_adamw.register("Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                 "Tensor", "Tensor", "Tensor", "Bool")
+def _adamw_update(fused, beta1, beta2, eps, lr_scale, decay_scale, lr, weight_decay, param, m, v, gradient, decay):
+    """One parameter's update by MindSpore's fused AdamWeightDecay kernel (one pass over param, m, v and the
+    gradient instead of a dozen element-wise ops), its missing bias correction folded into lr, eps and decay:
+    lr' = lr sqrt(c2) / c1, eps' = eps sqrt(c2), decay' = decay c1 / sqrt(c2) give exactly
+    p - lr (m / c1) / (sqrt(v / c2) + eps) - lr decay p."""
+    rate = weight_decay * decay_scale if decay else ops.zeros((), ms.float32)
+    return fused(param, m, v, lr * lr_scale, beta1, beta2, eps, rate, gradient.astype(param.dtype))
 
 
 class AdamW(nn.Optimizer):
@@ -45,6 +41,7 @@ class AdamW(nn.Optimizer):
         self.eps = ms.Tensor(np.float32(eps))
         self.moments1 = self._parameters.clone(prefix="adam_m", init="zeros")
         self.moments2 = self._parameters.clone(prefix="adam_v", init="zeros")
+        self.fused = ops.AdamWeightDecay()
 
     def construct(self, gradients):
         weight_decay = self.get_weight_decay()
@@ -52,7 +49,8 @@ class AdamW(nn.Optimizer):
         self.assignadd(self.global_step, self.global_step_increase_tensor)
         t = self.global_step.astype(ms.float32)
         correction1 = 1.0 - ops.pow(self.beta1, t)
-        correction2 = 1.0 - ops.pow(self.beta2, t)
-        return self.hyper_map(ops.partial(_adamw, self.beta1, self.beta2, self.eps, correction1, correction2),
+        root2 = ops.sqrt(1.0 - ops.pow(self.beta2, t))
+        return self.hyper_map(ops.partial(_adamw, self.fused, self.beta1, self.beta2, self.eps * root2,
+                                          root2 / correction1, correction1 / root2),
                               lr, weight_decay, self._parameters, self.moments1, self.moments2, gradients,
                               self.decay_flags)
