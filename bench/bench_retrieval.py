@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     cfg = load_run_config(args.ckpt, args.config, args.set)
     model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     items = load_items(data, cfg.data, args.split, limit=args.gallery)
-    evaluator = RetrievalEvaluator(model, items, cfg.eval)
+    evaluator = RetrievalEvaluator(model, items, cfg.eval, metrics_only=False)  # time the search itself
     evaluator.evaluate(args.direction, max_queries=1)  # compile the scorer outside the timings
     both = evaluator.evaluate(args.direction, full=True, max_queries=args.queries)
     every = evaluator.evaluate(args.direction)

@@ -217,6 +217,40 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
 
     bad = eval_py.main(["--task", "retrieval", "--ckpt", str(tmp_path / "missing")])
     assert bad == 2
+    metrics_only_scores_fewer_pairs_for_the_same_ranks(run, prepared)
+
+
+def metrics_only_scores_fewer_pairs_for_the_same_ranks(run, prepared):
+    """The evaluation's shortcuts (rerank only queries with a correct candidate in their top k, score each distinct
+    pair of inputs once) give the ranks of scoring every query's top k, running the cross-encoder on fewer rows."""
+    from src.infer.items import load_items
+    from src.tasks import registry
+    from src.tasks.retrieval_eval import RetrievalEvaluator
+    cfg, graphs = registry.open_graphs(registry.get("retrieval", "evaluate"), str(run), None, None,
+                                       ["eval.rerank_k=3"])
+    items = load_items(open_prepared(prepared), cfg.data, "val")
+
+    class Counting(dict):
+        rows = 0
+
+        def __getitem__(self, name):
+            cell = graphs[name]
+            if name == "embed":
+                return cell
+
+            def counted(*inputs):
+                Counting.rows += inputs[0].shape[0]
+                return cell(*inputs)
+            return counted
+
+    seen = {}
+    for metrics_only in (True, False):
+        Counting.rows = 0
+        evaluator = RetrievalEvaluator(Counting(), items, cfg.eval, metrics_only=metrics_only)
+        ranks = [evaluator.evaluate(d)["two_stage"] for d in cfg.eval.directions]
+        seen[metrics_only] = ranks, Counting.rows
+    assert seen[True][0] == seen[False][0]
+    assert seen[True][1] < seen[False][1]
 
 
 def test_the_retrieval_head_has_no_batch_norm_and_embeds_alike_in_training_and_evaluation(prepared):

@@ -65,3 +65,20 @@ def test_fusion_adds_the_first_stage_cosine_to_the_cross_encoder_score():
     assert rerank(top, first, positives, score_pairs)[0] == 3  # the cross-encoder alone
     assert rerank(top, first, positives, score_pairs, cosines, fusion=1.0)[0] == 3  # 0.9 < 1.5 < 2.1
     assert rerank(top, first, positives, score_pairs, cosines, fusion=10.0)[0] == 1  # 9 > 6 > 3
+
+
+def test_rerank_of_the_queries_with_a_correct_candidate_only_gives_the_same_ranks():
+    q, c, pos, score = toy(3)
+    top, first = first_stage(q, c, pos, 4)
+    calls = []
+
+    def counting(qi, ci):
+        calls.append(qi)
+        return score(qi, ci)
+
+    every = rerank(top, first, pos, score)
+    needed = rerank(top, first, pos, counting, all_queries=False)
+    np.testing.assert_array_equal(needed, every)
+    hits = np.take_along_axis(pos, top, 1).any(1)
+    assert 0 < hits.sum() < len(q)  # the toy set has both kinds of query
+    np.testing.assert_array_equal(np.unique(np.concatenate(calls)), np.flatnonzero(hits))

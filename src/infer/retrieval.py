@@ -49,18 +49,24 @@ def two_stage_ranks(queries: np.ndarray, candidates: np.ndarray, positives: np.n
 
 
 def rerank(top: np.ndarray, first_ranks: np.ndarray, positives: np.ndarray, score_pairs: PairScorer,
-           first_scores: np.ndarray = None, fusion: float = 0.0) -> np.ndarray:
+           first_scores: np.ndarray = None, fusion: float = 0.0, all_queries: bool = True) -> np.ndarray:
     """The second stage over `first_stage`'s output: ranks after the cross-encoder reorders each query's top k, by
-    its score plus `fusion` x the first stage's cosine (`first_scores` [Q, k]; fusion 0: the cross-encoder alone)."""
+    its score plus `fusion` x the first stage's cosine (`first_scores` [Q, k]; fusion 0: the cross-encoder alone).
+
+    With all_queries False only the queries with a correct candidate in their top k are scored: for the others every
+    top-k candidate is wrong, so no order of them changes the rank (the same ranks for a fraction of the pairs; an
+    evaluation's shortcut, not a search's, which cannot know the correct candidates)."""
     ranks = first_ranks.copy()
-    query_ids = np.repeat(np.arange(len(top)), top.shape[1])
-    cross = np.asarray(score_pairs(query_ids, top.reshape(-1)), np.float64).reshape(top.shape)
-    if fusion:
-        cross = cross + fusion * first_scores
     top_positive = np.take_along_axis(np.asarray(positives, bool), top, 1)
-    hit = top_positive.any(1)
-    if hit.any():
-        ranks[hit] = best_positive_ranks(cross[hit], top_positive[hit])
+    scored = np.arange(len(top)) if all_queries else np.flatnonzero(top_positive.any(1))
+    if not len(scored):
+        return ranks
+    k = top.shape[1]
+    cross = np.asarray(score_pairs(np.repeat(scored, k), top[scored].reshape(-1)), np.float64).reshape(-1, k)
+    if fusion:
+        cross = cross + fusion * first_scores[scored]
+    hit = top_positive[scored].any(1)
+    ranks[scored[hit]] = best_positive_ranks(cross[hit], top_positive[scored[hit]])
     return ranks
 
 

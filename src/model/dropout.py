@@ -1,13 +1,14 @@
 """Dropout whose masks are a function of (seed, which cell, how many times it has run): resumable randomness.
 
+Which cell: `number_dropouts(net)` (run by the train step) numbers a network's Dropout cells in their order in the
+network, so the masks of a run do not depend on what else its process built before (a test suite, a notebook).
+
 MindSpore's dropout kernels keep their random state inside the kernel, out of reach of a checkpoint, so a resumed run
 would draw different masks from an uninterrupted one. Here the only state is a call counter held in a Parameter (saved
 with the weights): each call reads its uniforms from windows of one fixed random table (built once from the global
 seed), at offsets hashed from (cell, counter, window). Reading a window is one slice, about as cheap as the kernel.
 """
 from __future__ import annotations
-
-import itertools
 
 import mindspore as ms
 import numpy as np
@@ -16,7 +17,6 @@ from mindspore import nn, ops
 TABLE_SIZE = 1 << 22   # uniforms in the shared table (16 MB)
 WINDOW = 1 << 20       # tensors larger than this are covered by several windows at independent offsets
 _tables: dict = {}
-_instances = itertools.count()
 
 
 def random_table(seed: int) -> ms.Tensor:
@@ -37,7 +37,7 @@ class Dropout(nn.Cell):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.salt = next(_instances) * 7919 + 1  # a distinct stream per cell, fixed by construction order
+        self.salt = 1  # its stream: number_dropouts gives each cell of a network its own
         if p > 0:
             self.table = random_table(ms.get_seed() or 0)
             self.calls = ms.Parameter(ms.Tensor(0, ms.int32), name="dropout_calls", requires_grad=False)
@@ -52,6 +52,14 @@ class Dropout(nn.Cell):
 
     def uniforms(self, n: int):
         return counted_uniforms(self.table, self.calls, self.salt, n)
+
+
+def number_dropouts(net: nn.Cell) -> None:
+    """Give the Dropout cells of `net` distinct streams by their order in it (the order a fresh process built them
+    in, so runs and checkpoints from before this numbering keep their masks). Call before the graph compiles."""
+    cells = (cell for _, cell in net.cells_and_names() if isinstance(cell, Dropout))
+    for i, cell in enumerate(cells):
+        cell.salt = i * 7919 + 1
 
 
 def counted_uniforms(table, calls, salt: int, n: int):

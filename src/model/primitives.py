@@ -36,8 +36,8 @@ class AddBias(nn.Cell):
 class Dense(nn.Dense):
     """nn.Dense (weight [out, in], bias [out]) for 2-D or higher inputs, with AddBias's backward."""
 
-    def __init__(self, in_channels: int, out_channels: int, has_bias: bool = True):
-        super().__init__(in_channels, out_channels, has_bias=has_bias)
+    def __init__(self, in_channels: int, out_channels: int, **options):
+        super().__init__(in_channels, out_channels, **options)  # weight_init, bias_init, has_bias as nn.Dense
         self.add_bias = AddBias()
 
     def construct(self, x):

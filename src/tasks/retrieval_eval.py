@@ -51,10 +51,19 @@ class RetrievalEvaluator:
     """Embeds the items once, then ranks candidates for any direction, with the `embed` and `match_<modalities>`
     cells of `graphs` (a checkpoint's or an export's, src/infer/graphs.py). With `baseline` (modality -> embeddings of
     the items, e.g. `src.tasks.linear_retrieval.frozen_feature_embeddings`) each direction also reports the recall of
-    its cosine ranking."""
+    its cosine ranking.
 
-    def __init__(self, graphs, items: Items, cfg: EvalConfig, baseline: Dict[str, np.ndarray] = None):
+    With `metrics_only` (evaluation) the cross-encoder scores what the metrics read, once: only queries with a correct
+    candidate in their top k are reranked (`rerank`), and a pair of inputs already scored (the same image asked by two
+    of its captions, a pair shared by image->text and text->image) is not scored again. Off, every query's top k is
+    scored as a search would (bench/bench_retrieval.py times that)."""
+
+    def __init__(self, graphs, items: Items, cfg: EvalConfig, baseline: Dict[str, np.ndarray] = None,
+                 metrics_only: bool = True):
         self.graphs, self.items, self.cfg, self.baseline = graphs, items, cfg, baseline
+        self.metrics_only = metrics_only
+        self.codes = {m: content_codes(items, (m,)) for m in MODALITIES} if metrics_only else None
+        self.scored: Dict[tuple, Dict[tuple, float]] = {}  # modalities -> content codes of a pair -> score
         started = time.perf_counter()
         embedded = run_batched(graphs["embed"], len(items), cfg.batch_size, lambda rows: items.compose({"text": rows}))
         self.embedding_seconds = time.perf_counter() - started
@@ -63,12 +72,26 @@ class RetrievalEvaluator:
 
     def pair_scorer(self, query: Sequence[str], cand: Sequence[str], query_rows: np.ndarray, cand_rows: np.ndarray):
         """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
-        cell = self.graphs[match_graph(modalities_of(query + cand))]
+        shown = modalities_of(query + cand)
+        cell = self.graphs[match_graph(shown)]
+
+        def run(sources: Dict[str, np.ndarray]) -> np.ndarray:
+            return run_batched(cell, len(next(iter(sources.values()))), self.cfg.batch_size,
+                               lambda rows: self.items.compose({m: r[rows] for m, r in sources.items()}))[0]
 
         def score_pairs(q: np.ndarray, c: np.ndarray) -> np.ndarray:
             sources = {**{m: query_rows[q] for m in query}, **{m: cand_rows[c] for m in cand}}
-            return run_batched(cell, len(q), self.cfg.batch_size,
-                               lambda rows: self.items.compose({m: r[rows] for m, r in sources.items()}))[0]
+            if not self.metrics_only:
+                return run(sources)
+            keys = np.stack([self.codes[m][sources[m]] for m in shown], axis=1)
+            distinct, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+            known = self.scored.setdefault(shown, {})
+            new = [i for i, key in enumerate(map(tuple, distinct)) if key not in known]
+            if new:
+                rows = first[new]
+                for i, score in zip(new, run({m: r[rows] for m, r in sources.items()})):
+                    known[tuple(distinct[i])] = float(score)
+            return np.array([known[tuple(key)] for key in distinct], np.float32)[inverse.reshape(-1)]
         return score_pairs
 
     def evaluate(self, name: str, full: bool = False, max_queries: int = 0) -> dict:
@@ -88,7 +111,8 @@ class RetrievalEvaluator:
         started = time.perf_counter()
         top, first = first_stage(queries, candidates, positives, k)
         cosines = np.einsum("qd,qkd->qk", queries, candidates[top]) if self.cfg.rerank_fusion else None
-        ranks = rerank(top, first, positives, score_pairs, cosines, self.cfg.rerank_fusion)
+        ranks = rerank(top, first, positives, score_pairs, cosines, self.cfg.rerank_fusion,
+                       all_queries=not self.metrics_only)
         out = {"queries": int(len(query_rows)), "candidates": int(len(rows)), "rerank_k": k,
                "two_stage": recall_summary(ranks), "first_stage": recall_summary(first),
                "chance": chance_recall(len(rows), positives.sum(1)), "seconds": time.perf_counter() - started}

@@ -11,6 +11,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import ConfigError, TrainConfig
+from src.model.dropout import number_dropouts
 from src.train.adamw import AdamW
 from src.train.distributed import MeanOverRanks, data_parallel_size
 
@@ -108,6 +109,7 @@ class TrainStep(nn.Cell):
         if cfg.accumulation_steps < 1:
             raise ConfigError(f"train.accumulation_steps must be >= 1, got {cfg.accumulation_steps}")
         self.loss_net, self.optimizer = loss_net, optimizer
+        number_dropouts(loss_net)  # dropout masks by the cell's place in the network, not the process's history
         self.weights = optimizer.parameters
         self.map = ops.HyperMap()
         self.grad_fn = ms.value_and_grad(self.scaled_loss, None, self.weights, has_aux=True)
