@@ -62,9 +62,13 @@ def main(argv=None) -> int:
     cfg = load_run_config(args.ckpt, args.config)
     model, data = load_trained(cfg, resolve_checkpoint(args.ckpt))
     specials = data.meta["text"]["special_ids"]
-    bias = model.dtr_head.bias.asnumpy()
-    bias[specials["[SEP]"]] = NEG  # no sequence ends early: both methods decode every step
-    model.dtr_head.bias.set_data(ms.Tensor(bias))
+    head = model.dtr_head  # no sequence ends early: both methods decode every step
+    bias, sep = (head.bias, specials["[SEP]"]) if head.output_ids is None else \
+        (head.class_bias, int(head.class_index.asnumpy()[specials["[SEP]"]]))
+    values = bias.asnumpy()
+    if sep < len(values):
+        values[sep] = NEG
+    bias.set_data(ms.Tensor(values))
     items = load_items(data, cfg.data, args.split, limit=args.rows)
     rows = np.arange(args.rows) % len(items)
     inputs = items.compose({m: rows for m in MODALITIES})

@@ -125,13 +125,38 @@ def banned_bias(vocab_size: int, banned: Sequence[int]) -> ms.Tensor:
     return ms.Tensor(bias)
 
 
-class StepCell(nn.Cell):
-    """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, then StartCell's flat caches)
-    -> (top-k log-probabilities [N, k], their symbols [N, k], then the updated self-attention keys and values)."""
+class Candidates(nn.Cell):
+    """Decoder states [N, H] -> the top k (log-probabilities [N, k], symbols [N, k]) of the next symbol, banned ones
+    excluded. A model whose head predicts a subset of the symbols (`output_symbols()`: their sorted ids; a caption
+    model's training pieces) is searched over that subset and its class indices mapped back to symbols: the same
+    candidates as over the whole vocabulary (where every other symbol scores -1e9) without spreading [N, K]
+    log-probabilities over [N, V] every step."""
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
-        self.model, self.k, self.bias = model, k, bias
+        self.model = model
+        symbols = model.output_symbols() if hasattr(model, "output_symbols") else None
+        symbols = None if symbols is None else symbols.asnumpy()  # a constant of this graph, not a shared Parameter
+        self.symbols = None if symbols is None else ms.Tensor(symbols)
+        self.bias = bias if symbols is None else ms.Tensor(bias.asnumpy()[symbols])
+        self.k = k if symbols is None else min(k, len(symbols))
+
+    def construct(self, hidden):
+        if self.symbols is None:
+            return top_candidates(self.model.log_probs(hidden) + self.bias, self.k)
+        values, classes = top_candidates(self.model.class_log_probs(hidden) + self.bias, self.k)
+        return values, ops.gather(self.symbols, classes.reshape(-1), 0).reshape(classes.shape)
+
+
+class StepCell(nn.Cell):
+    """(ids [N, 1] at `position`, parents [N]: the row whose cache each row continues, then StartCell's flat caches)
+    -> (top-k log-probabilities [N, k], their symbols [N, k], then the updated self-attention keys and values).
+    Without `reorder` (greedy, sampling: every row continues itself) the caches are not gathered by `parents`."""
+
+    def __init__(self, model, k: int, bias: ms.Tensor, reorder: bool = True):
+        super().__init__(auto_prefix=False)
+        self.model, self.reorder = model, reorder
+        self.candidates = Candidates(model, k, bias)
         self.layers = model.decoder_layers
 
     def construct(self, ids, position, parents, memory_bias, *caches):
@@ -139,9 +164,12 @@ class StepCell(nn.Cell):
         for i in range(self.layers):
             memory_cache += ((caches[2 * i], caches[2 * i + 1]),)
             j = 2 * (self.layers + i)  # keys/values of the rows each row continues
-            self_cache += ((ops.gather(caches[j], parents, 0), ops.gather(caches[j + 1], parents, 0)),)
+            if self.reorder:
+                self_cache += ((ops.gather(caches[j], parents, 0), ops.gather(caches[j + 1], parents, 0)),)
+            else:
+                self_cache += ((caches[j], caches[j + 1]),)
         hidden, self_cache = self.model.decode_step(ids, position, self_cache, memory_cache, memory_bias)
-        values, indices = top_candidates(self.model.log_probs(hidden[:, 0]) + self.bias, self.k)
+        values, indices = self.candidates(hidden[:, 0])
         return (values, indices) + flat_cache(self_cache)
 
 
@@ -151,12 +179,12 @@ class FullStepCell(nn.Cell):
 
     def __init__(self, model, k: int, bias: ms.Tensor):
         super().__init__(auto_prefix=False)
-        self.model, self.k, self.bias = model, k, bias
+        self.model = model
+        self.candidates = Candidates(model, k, bias)
 
     def construct(self, buffer, position, memory, memory_mask):
         hidden = self.model.decode(buffer, memory, memory_mask)
-        at = ops.gather(hidden, position.reshape(1), 1)[:, 0]
-        return top_candidates(self.model.log_probs(at) + self.bias, self.k)
+        return self.candidates(ops.gather(hidden, position.reshape(1), 1)[:, 0])
 
 
 class Generator:
@@ -177,7 +205,8 @@ class Generator:
             k = candidates_per_step(cfg, symbols.size)
             bias = banned_bias(symbols.size, symbols.banned)
             self.start = StartCell(model, tuple(modalities), cfg.max_len, keep_memory=not use_cache)
-            self.step_cell = StepCell(model, k, bias) if use_cache else FullStepCell(model, k, bias)
+            self.step_cell = StepCell(model, k, bias, reorder=cfg.strategy == "beam") if use_cache else \
+                FullStepCell(model, k, bias)
             self.layers = model.decoder_layers
         self.rng = np.random.default_rng(cfg.seed)
 

@@ -76,8 +76,12 @@ class CaptionModel(DecoderCalls, nn.Cell):
         """Decoder states [..., H] -> log-probabilities over the head's classes [N, K]."""
         return ops.log_softmax(self.dtr_head(hidden, self.net.word_embedding_table()), axis=-1)
 
+    def output_symbols(self):
+        """The sorted piece ids the head predicts (its classes), or None for the whole vocabulary."""
+        return self.dtr_head.output_ids
+
     def log_probs(self, hidden):
-        """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V] (what decoding searches)."""
+        """Decoder states [..., H] -> log-probabilities over the vocabulary [N, V]."""
         return self.dtr_head.over_vocabulary(self.class_log_probs(hidden))
 
 
