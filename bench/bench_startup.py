@@ -26,7 +26,7 @@ def start(config: str, overrides: list, cache: Path, out: Path, steps: int) -> d
     env = dict(os.environ, OPT_COMPILE_CACHE=str(cache))
     t = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", config, "--set", *overrides,
-                           f"train.max_steps={steps}", f"train.output_dir={out}", "train.save_every=0",
+                           f"train.max_steps={steps}", f"train.output_dir={out}", "train.save_every=1000000",
                            "train.max_minutes=0"], env=env, capture_output=True, text=True, cwd=ROOT)
     wall = time.perf_counter() - t
     if done.returncode:
