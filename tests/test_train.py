@@ -207,7 +207,7 @@ def test_sigkill_and_resume_gives_the_same_losses(prepared, tmp_path):
     assert a[-1]["loss"] < a[0]["loss"]
 
 
-def test_train_py_reports_user_errors_in_one_line(tmp_path):
+def test_train_py_reports_user_errors_in_one_line(tmp_path, prepared):
     run = lambda *a: subprocess.run([sys.executable, str(ROOT / "train.py"), "--config",
                                      str(ROOT / "config/pretrain_tiny.yaml"), *a], capture_output=True, text=True,
                                     cwd=tmp_path)
@@ -216,6 +216,9 @@ def test_train_py_reports_user_errors_in_one_line(tmp_path):
     no_data = run("--set", f"data.path={tmp_path / 'nowhere'}")
     assert no_data.returncode == 2 and "not a prepared dataset" in no_data.stderr
     assert "Traceback" not in no_data.stderr
+    never_saves = run("--set", f"data.path={prepared}", "train.save_every=0")
+    assert never_saves.returncode == 2 and "train.save_every and train.log_every must be at least 1" in \
+        never_saves.stderr and "Traceback" not in never_saves.stderr
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):

@@ -110,6 +110,9 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     `warm_start()` runs once before the first step of a run that starts from scratch (not on resume).
     """
     t = cfg.train
+    if t.save_every < 1 or t.log_every < 1:
+        raise ConfigError(f"train.save_every and train.log_every must be at least 1 (got {t.save_every}, "
+                          f"{t.log_every}); a checkpoint is always written at the last step")
     out = Path(t.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     steps = total_steps(cfg, batches_per_epoch)
