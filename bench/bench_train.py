@@ -87,17 +87,22 @@ def read_batches(cfg, count: int):
     raise SystemExit(f"{cfg.data.path} gives {len(batches)} batches, fewer than the {count} to time")
 
 
-def time_mindspore(cfg, mode, batches, jit_level: str = "") -> dict:
-    """Compile (the first step) and median step time of the real train step (src/train/step.py) in `mode`."""
+def mindspore_step(cfg, batches, mode=ms.GRAPH_MODE):
+    """(the real train step of `cfg`, src/train/step.py, and `batches` as MindSpore tensors)."""
     ms.set_context(mode=mode)
-    if jit_level:
-        ms.set_context(jit_config={"jit_level": jit_level})
     ms.set_seed(0)
     loss_net, _, _ = build(cfg)
     opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, len(batches)))
     step = TrainStep(loss_net, opt, cfg.train)
     step.set_train(True)
-    tensors = [tuple(ms.Tensor(a) for a in b) for b in batches]
+    return step, [tuple(ms.Tensor(a) for a in b) for b in batches]
+
+
+def time_mindspore(cfg, mode, batches, jit_level: str = "") -> dict:
+    """Compile (the first step) and median step time of the real train step in `mode`."""
+    if jit_level:
+        ms.set_context(jit_config={"jit_level": jit_level})
+    step, tensors = mindspore_step(cfg, batches, mode)
     first = _timed(lambda: step(True, *tensors[0])[0].asnumpy())
     times = [_timed(lambda: step(True, *b)[0].asnumpy()) for b in tensors[1:]]
     return {"first_step_s": first, "step_s": float(np.median(times))}

@@ -18,11 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mindspore as ms  # noqa: E402
 
-from bench_train import read_batches  # noqa: E402
+from bench_train import mindspore_step, read_batches  # noqa: E402
 from src.config import load_config  # noqa: E402
-from src.tasks.pretrain import build  # noqa: E402
-from src.train.schedule import learning_rates  # noqa: E402
-from src.train.step import TrainStep, build_optimizer  # noqa: E402
 
 
 def op_rows(out: Path) -> list:
@@ -61,13 +58,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
     _, batches = read_batches(cfg, args.steps + 1)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_seed(0)
-    loss_net, _, _ = build(cfg)
-    opt = build_optimizer(loss_net.trainable_params(), cfg.train, learning_rates(cfg.train, len(batches)))
-    step = TrainStep(loss_net, opt, cfg.train)
-    step.set_train(True)
-    tensors = [tuple(ms.Tensor(a) for a in b) for b in batches]
+    step, tensors = mindspore_step(cfg, batches)
     step(True, *tensors[0])[0].asnumpy()  # compile outside the profile
     profiler = ms.Profiler(output_path=args.out)
     for b in tensors[1:]:
