@@ -1,9 +1,15 @@
 """The one checkpoint format: a MindSpore `.ckpt` of the whole train step (network weights, optimizer moments and step,
 loss-scale state) plus the run position (optimizer step, epoch, batch within the epoch). Written under a temporary
 name and renamed, so a run killed mid-write never leaves a truncated checkpoint behind.
+
+Each checkpoint has a sidecar `step_<n>.ckpt.sha256` with the SHA-256 of the bytes read back after writing. A run
+directory resolves to its newest checkpoint that verifies (checksum, or for one without a sidecar: MindSpore can read
+it); damaged ones are named with the reason and skipped, never deleted. Retention deletes old checkpoints only once
+the new one has verified.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -35,29 +41,78 @@ def list_checkpoints(directory: Path) -> list:
     return sorted(p for p in directory.iterdir() if NAME.match(p.name))
 
 
-def latest_checkpoint(directory: Path) -> Optional[Path]:
+def checksum_path(ckpt: Path) -> Path:
+    return Path(str(ckpt) + ".sha256")
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def damage(ckpt: Path) -> Optional[str]:
+    """Why `ckpt` cannot be trusted, or None when it verifies: its SHA-256 against its sidecar, or, for a checkpoint
+    without one (written before sidecars, or killed between the two renames), whether MindSpore can read it."""
+    ckpt = Path(ckpt)
+    try:
+        sidecar = checksum_path(ckpt)
+        if sidecar.is_file():
+            expected = (sidecar.read_text().split() or [""])[0]
+            return None if file_digest(ckpt) == expected else \
+                f"its SHA-256 differs from {sidecar.name} (the file changed after it was written)"
+        ms.load_checkpoint(str(ckpt))
+        return None
+    except (OSError, RuntimeError, ValueError, TypeError) as e:
+        return f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no message'})"
+
+
+def latest_checkpoint(directory: Path, log=None) -> Optional[Path]:
+    """The newest checkpoint of `directory` that verifies (None when it has none at all). Damaged ones are reported
+    through `log` and skipped; when every one is damaged, a CheckpointError names them."""
     found = list_checkpoints(directory)
-    return found[-1] if found else None
+    skipped = []
+    for ckpt in reversed(found):
+        reason = damage(ckpt)
+        if reason is None:
+            if skipped and log is not None:
+                for bad, why in skipped:
+                    log(f"warning: skipped {bad}: {why}; it is left in place")
+            return ckpt
+        skipped.append((ckpt, reason))
+    if skipped:
+        listed = "; ".join(f"{p.name}: {why}" for p, why in skipped)
+        raise CheckpointError(f"{directory}: every checkpoint is damaged ({listed}); none was deleted. Start again "
+                              f"without --resume into another train.output_dir, or restore a copy")
+    return None
 
 
-def resolve_checkpoint(path) -> Path:
-    """A checkpoint file, or the newest checkpoint of a run directory."""
+def resolve_checkpoint(path, log=print) -> Path:
+    """A checkpoint file (which must verify), or the newest checkpoint of a run directory that verifies."""
     path = Path(path)
     if path.is_dir():
-        newest = latest_checkpoint(path)
+        newest = latest_checkpoint(path, log)
         if newest is None:
             raise CheckpointError(f"{path}: no step_*.ckpt checkpoint in this directory")
         return newest
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
+    reason = damage(path)
+    if reason is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint: {reason}; give its run directory to take the newest "
+                              "one that verifies")
     return path
 
 
 def run_config_path(ckpt, config: Optional[str] = None) -> str:
     """The recipe a checkpoint was trained with: `config` when given, else its run directory's config.yaml."""
+    ckpt = Path(ckpt)
+    if not ckpt.exists():
+        raise CheckpointError(f"checkpoint not found: {ckpt} (a step_*.ckpt file or a run directory)")
     if config:
         return config
-    ckpt = Path(ckpt)
     found = (ckpt if ckpt.is_dir() else ckpt.parent) / "config.yaml"
     if not found.is_file():
         raise ConfigError(f"{found} not found: pass --config with the recipe {ckpt} was trained with")
@@ -74,7 +129,7 @@ def load_weights(cell: ms.nn.Cell, path, required: Tuple[str, ...] = ("net.",)) 
     names start with `required` must all be there. For starting one task from another's weights and for evaluation:
     optimizer state and heads the cell does not have are ignored."""
     path = resolve_checkpoint(path)
-    saved = ms.load_checkpoint(str(path))
+    saved = read_checkpoint(path)
     loaded, missing = [], []
     for name, param in cell.parameters_dict().items():
         if name not in saved:
@@ -94,17 +149,41 @@ def load_weights(cell: ms.nn.Cell, path, required: Tuple[str, ...] = ("net.",)) 
     return loaded
 
 
+def read_checkpoint(path: Path) -> dict:
+    """MindSpore's parameter dict of `path`, or a CheckpointError naming the file."""
+    try:
+        return ms.load_checkpoint(str(path))
+    except (RuntimeError, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot be read, the file is damaged or not a MindSpore checkpoint "
+                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
 def save_checkpoint(cell: ms.nn.Cell, directory: Path, step: int, epoch: int, batch: int, keep: int = 0) -> Path:
-    """Write the checkpoint for `step` atomically; keep only the newest `keep` (0: all)."""
+    """Write the checkpoint for `step` and its checksum atomically (the checksum of the bytes read back); then keep
+    only the newest `keep` (0: all). A write that fails (a full disk) removes its partial file and leaves the
+    earlier checkpoints as they were."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
     partial = directory / f".{final.stem}.partial-{os.getpid()}.ckpt"
-    ms.save_checkpoint(cell, str(partial), append_dict={"step": step, "epoch": epoch, "batch": batch})
-    os.replace(partial, final)
+    sidecar = checksum_path(final)
+    partial_sum = directory / f".{final.stem}.partial-{os.getpid()}.sha256"
+    try:
+        ms.save_checkpoint(cell, str(partial), append_dict={"step": step, "epoch": epoch, "batch": batch})
+        digest = file_digest(partial)
+        partial_sum.write_text(f"{digest}  {final.name}\n")
+        os.replace(partial, final)
+        os.replace(partial_sum, sidecar)
+    except (OSError, RuntimeError) as e:
+        for leftover in (partial, partial.with_suffix(".tmp"), partial_sum):  # .tmp: MindSpore's own partial file
+            leftover.unlink(missing_ok=True)
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{final}: writing the checkpoint failed ({why}); the earlier checkpoints in "
+                              f"{directory} are untouched") from None
     if keep > 0:
         for old in list_checkpoints(directory)[:-keep]:
             old.unlink()
+            checksum_path(old).unlink(missing_ok=True)
     return final
 
 
@@ -112,8 +191,8 @@ def load_checkpoint(cell: ms.nn.Cell, path: Path) -> dict:
     """Load every parameter of `cell` from `path` (all must be there) and return the saved run position."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    params = ms.load_checkpoint(str(path))
+        raise CheckpointError(f"checkpoint not found: {path}")
+    params = read_checkpoint(path)
     missing_position = [k for k in POSITION if k not in params]
     if missing_position:
         raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing_position)}); "

@@ -18,7 +18,7 @@ import yaml
 
 from src.config import Config, ConfigError, to_dict
 from src.files import write_text_atomic
-from src.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from src.train.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
 from src.train.schedule import learning_rates
 from src.train.step import train_step
@@ -122,7 +122,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     step_cell = train_step(loss_net, t, rates)
 
     position = {"step": 0, "epoch": 0, "batch": 0}
-    ckpt = latest_checkpoint(out) if resume == "auto" else (Path(resume) if resume else None)
+    ckpt = latest_checkpoint(out, log) if resume == "auto" else (resolve_checkpoint(resume, log) if resume else None)
     if ckpt is not None:
         position = load_checkpoint(step_cell, ckpt)
         log(f"resumed from {ckpt} at step {position['step']} (epoch {position['epoch']}, batch {position['batch']})")
