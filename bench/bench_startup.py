@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         second = start(args.config, args.set, tmp / "cache", tmp / "second", args.steps)
         cached = sum(f.stat().st_size for f in (tmp / "cache").rglob("*") if f.is_file())
     for name, r in (("first start", first), ("second start", second)):
-        print(f"{name:>13}: compile {r['compile_s']:6.1f} s | step {r['step_s']:.2f} s | process {r['process_wall_s']:.1f} s")
+        print(f"{name:>13}: compile {r['compile_s']:6.1f} s | step {r['step_s']:.2f} s | "
+              f"process {r['process_wall_s']:.1f} s")
     print(f"{'cache':>13}: {cached / 1e6:.1f} MB")
     return 0
 

@@ -1,9 +1,10 @@
 """What the entry points (train.py, eval.py, export.py, infer.py) share: what a user can fix (a config, a path, a
 dataset, a checkpoint, an input file, an export) is answered with one line on stderr and exit status 2, not a
-traceback."""
+traceback; OPT_DEBUG=1 in the environment lets the traceback through."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -21,6 +22,8 @@ def run_cli(body: Callable[[], int]) -> int:
     try:
         return body() or 0
     except USER_ERRORS as e:
+        if os.environ.get("OPT_DEBUG", "") not in ("", "0"):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -2,9 +2,10 @@
 
 MindSpore's own cache (MS_COMPILER_CACHE_*) numbers the graphs of a process in compile order and checks only its
 Python files: measured here, a second start with another scale constant, another layer count or another input shape
-reused the first start's graphs and returned the first one's numbers. So the cache folder is ours, one per recipe, named by a digest of
-everything a graph depends on: the entry point and its arguments, the resolved config, the data's meta.json, the
-source tree and the MindSpore version. A recipe that changes anything compiles afresh in its own folder.
+reused the first start's graphs and returned the first one's numbers. So the cache folder is ours, one per recipe,
+named by a digest of everything a graph depends on: the entry point and its arguments, the resolved config, the
+data's meta.json, the source tree and the MindSpore version. A recipe that changes anything compiles afresh in its
+own folder.
 
 OPT_COMPILE_CACHE=off turns it off; OPT_COMPILE_CACHE=<dir> moves the root (default ~/.cache/opt_mindspore/compile).
 """

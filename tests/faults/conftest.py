@@ -1,7 +1,14 @@
 """The fault suite: each test injects a fault and records (fault, expected, seen); the table prints at the end."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+import train as train_py
+from tests.conftest import ROOT
+
+TINY = str(ROOT / "config" / "pretrain_tiny.yaml")
 
 ROWS = []
 
@@ -12,6 +19,20 @@ def record():
     def add(fault: str, expected: str, seen: str) -> None:
         ROWS.append((fault, expected, seen))
     return add
+
+
+def train(prepared, out: Path, *extra) -> int:
+    """train.py: 8 tiny pre-training steps with dropout, a checkpoint every 2, all kept."""
+    return train_py.main(["--config", TINY, "--set", f"data.path={prepared}", f"train.output_dir={out}",
+                          "train.max_steps=8", "train.save_every=2", "train.keep_checkpoints=0", *extra])
+
+
+@pytest.fixture(scope="session")
+def whole(prepared, tmp_path_factory):
+    """An uninterrupted 8-step run with a checkpoint every 2 steps."""
+    out = tmp_path_factory.mktemp("whole") / "run"
+    assert train(prepared, out) == 0
+    return out
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -13,31 +13,15 @@ import numpy as np
 import pytest
 
 import eval as eval_py
-import train as train_py
 from src.train import checkpoint
 from src.train.checkpoint import CheckpointError, checksum_path, damage, list_checkpoints, save_checkpoint
-from tests.conftest import ROOT
+from tests.faults.conftest import train
 
-TINY = str(ROOT / "config" / "pretrain_tiny.yaml")
 NAMES = ["loss", "mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr", "lr", "grad_norm"]
-
-
-def train(prepared, out: Path, *extra) -> int:
-    """8 tiny steps with dropout, a checkpoint every 2, all kept."""
-    return train_py.main(["--config", TINY, "--set", f"data.path={prepared}", f"train.output_dir={out}",
-                          "train.max_steps=8", "train.save_every=2", "train.keep_checkpoints=0", *extra])
 
 
 def log_of(out: Path) -> list:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def whole(prepared, tmp_path_factory):
-    """An uninterrupted 8-step run with a checkpoint every 2 steps."""
-    out = tmp_path_factory.mktemp("whole") / "run"
-    assert train(prepared, out) == 0
-    return out
 
 
 def copy_run(whole: Path, tmp_path: Path) -> Path:
@@ -129,8 +113,8 @@ def test_a_full_disk_while_saving_keeps_the_earlier_checkpoints(tmp_path, monkey
 
 
 def test_a_real_full_disk_while_training_stops_clearly_and_resumes(prepared, tmp_path, capsys, record):
-    """train.py into a 30 MB tmpfs (two tiny checkpoints fit): the checkpoint that does not fit stops the run with one line; the earlier ones
-    verify, no partial file is left, and the run resumes elsewhere from the last one."""
+    """train.py into a 30 MB tmpfs (two tiny checkpoints fit): the checkpoint that does not fit stops the run with one
+    line; the earlier ones verify, no partial file is left, and the run resumes elsewhere from the last one."""
     small = tmp_path / "small"
     small.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(small)],

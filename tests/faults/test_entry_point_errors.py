@@ -1,0 +1,70 @@
+"""Every entry point answers a wrong path, a checkpoint or export of another task, a dataset of another shape with one
+line on stderr and exit status 2 (OPT_DEBUG=1 shows the traceback)."""
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+
+import eval as eval_py
+import export as export_py
+import infer as infer_py
+import train as train_py
+from src.config import ConfigError
+from src.data.prepare import prepare
+from tests.conftest import make_manifest, tiny_config
+from tests.faults.conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def wide_data(tmp_path_factory):
+    """The tiny set prepared with 3x3 image regions of 8-pixel patches: another feature width than the runs'."""
+    root = tmp_path_factory.mktemp("wide")
+    cfg = tiny_config("prepare.image.grid=3", "prepare.image.patch_pixels=8")
+    prepare(str(make_manifest(root, n=16, val=4)), str(root / "out"), cfg.prepare, log=lambda *a: None)
+    return root / "out"
+
+
+CASES = {
+    "train --resume of a missing file": (lambda w, d, t: train_py.main(
+        ["--config", TINY, "--set", f"data.path={d}", f"train.output_dir={t}", "--resume", str(t.dir / "no.ckpt")]),
+        "checkpoint not found"),
+    "train on a missing dataset": (lambda w, d, t: train_py.main(
+        ["--config", TINY, "--set", f"data.path={t.dir / 'nowhere'}"]), "not a prepared dataset"),
+    "eval --ckpt of a missing directory": (lambda w, d, t: eval_py.main(
+        ["--task", "retrieval", "--ckpt", str(t.dir / "no" / "run")]), "checkpoint not found"),
+    "eval retrieval on a pre-training checkpoint": (lambda w, d, t: eval_py.main(
+        ["--task", "retrieval", "--ckpt", str(w)]), "for another task"),
+    "eval on a dataset of another feature width": (lambda w, d, t: eval_py.main(
+        ["--task", "probe", "--ckpt", str(w), "--data", str(t.wide)]), "different model config"),
+    "export --ckpt of a missing file": (lambda w, d, t: export_py.main(
+        ["--task", "retrieval", "--ckpt", str(t.dir / "x.ckpt"), "--out", str(t.dir / "e")]), "checkpoint not found"),
+    "infer --mindir of a missing export": (lambda w, d, t: infer_py.main(
+        ["--mindir", str(t.dir / "none.json"), "--image", str(t.dir / "a.png")]), "export sidecar not found"),
+    "infer --mindir of another task's export": (lambda w, d, t: infer_py.main(
+        ["--task", "caption", "--mindir", str(t.fake_export), "--image", str(t.dir / "a.png")]),
+        "exported for task 'retrieval'"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_entry_point_errors_are_one_line(case, whole, prepared, wide_data, tmp_path, capsys, record):
+    run, phrase = CASES[case]
+    fake_export = tmp_path / "other.json"
+    fake_export.write_text(json.dumps({"format": "MINDIR", "task": "retrieval", "graphs": {}, "config": {}}))
+    capsys.readouterr()
+    code = run(whole, prepared, SimpleNamespace(dir=tmp_path, wide=wide_data, fake_export=fake_export))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 0 and "Traceback" not in err
+    assert phrase in err, err
+    seen = re.sub(r"/tmp/\S*/", "", err[len("error: "):])  # file names without their temporary folders
+    record(case, f"exit 2, one line with '{phrase}'", seen[:64] + ("..." if len(seen) > 64 else ""))
+
+
+def test_opt_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPT_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        train_py.main(["--config", TINY, "--set", "train.learning_rate=1"])
