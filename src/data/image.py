@@ -92,7 +92,7 @@ def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
         raise FeatureError(f"cannot read .npz: {e}") from None
     if "features" not in arrays:
         raise FeatureError(f"no 'features' array in .npz (found {sorted(arrays)})")
-    feats = np.asarray(arrays["features"], dtype=np.float32)
+    feats = _float32(arrays["features"], "features")
     if feats.ndim != 2 or len(feats) == 0:
         raise FeatureError(f"region features must have shape [N>0, D], got {list(feats.shape)}")
     n = len(feats)
@@ -100,7 +100,7 @@ def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
     scores = None
     key = next((k for k in CLASS_KEYS if k in arrays), None)
     if key is not None:
-        scores = np.asarray(arrays[key], dtype=np.float32)
+        scores = _float32(arrays[key], key)
         if scores.ndim != 2 or len(scores) != n:
             raise FeatureError(f"'{key}' must have shape [{n}, C], got {list(scores.shape)}")
         _check_finite(scores, key)
@@ -108,6 +108,14 @@ def load_npz_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
     _check_finite(feats, "features")
     thumb = _npz_thumb(arrays, cfg.thumb_size)
     return Regions(feats[:cfg.max_regions], boxes[:cfg.max_regions], class_probs=scores, thumb=thumb)
+
+
+def _float32(array, name: str) -> np.ndarray:
+    """An .npz array as float32, or a FeatureError naming it (strings, objects)."""
+    try:
+        return np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise FeatureError(f"'{name}' must be numbers, got {np.asarray(array).dtype}") from None
 
 
 def _npz_thumb(arrays: dict, size: int) -> Optional[np.ndarray]:
@@ -123,7 +131,7 @@ def _npz_boxes(arrays: dict, n: int) -> np.ndarray:
     key = next((k for k in BOX_KEYS if k in arrays), None)
     if key is None:
         raise FeatureError(f"no boxes in .npz (expected one of {BOX_KEYS})")
-    boxes = np.asarray(arrays[key], dtype=np.float32)
+    boxes = _float32(arrays[key], key)
     if boxes.ndim != 2 or len(boxes) != n or boxes.shape[1] not in (4, 7):
         raise FeatureError(f"'{key}' must have shape [{n}, 4] or [{n}, 7], got {list(boxes.shape)}")
     _check_finite(boxes, "boxes")

@@ -80,11 +80,16 @@ def read_source(path: str, fmt: str = "manifest", split: str = "train", image_di
 
 def json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
     """(where, line number, object) for every non-blank line that is a JSON object, else a Problem."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:  # decoded line by line: one line that is not UTF-8 is that line's problem
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield Problem(where, None, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
@@ -114,8 +119,11 @@ def _manifest_sample(row: dict, where: str, base: Path, split: str) -> Entry:
     for key in ("text", "image", "audio", "lang", "split"):
         if row.get(key) is not None and not isinstance(row[key], str):
             return Problem(where, sid, f"'{key}' must be a string, got {type(row[key]).__name__}")
-    return Sample(id=sid, where=where, text=row.get("text"),
-                  image=_resolve(base, row.get("image")), audio=_resolve(base, row.get("audio")),
+    try:
+        image, audio = _resolve(base, row.get("image")), _resolve(base, row.get("audio"))
+    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long for the file system
+        return Problem(where, sid, f"cannot resolve its file path ({e})")
+    return Sample(id=sid, where=where, text=row.get("text"), image=image, audio=audio,
                   lang=row.get("lang") or "en", labels=labels, split=row.get("split") or split)
 
 
@@ -125,6 +133,9 @@ def read_coco(path: str, split: str = "train", image_dir: Optional[str] = None) 
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         yield Problem(f"{path}:{e.lineno}", None, f"invalid JSON ({e.msg})")
+        return
+    except UnicodeDecodeError as e:
+        yield Problem(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})")
         return
     if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
         yield Problem(path, None, "a COCO captions file needs 'images' and 'annotations'")
