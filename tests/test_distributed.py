@@ -59,7 +59,8 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared
     assert job.returncode == 0, err[-3000:]
     first = fingerprints(dist)
     assert len(first[0]) == 1 and first[0] == first[1]  # both replicas hold the same parameters
-    assert sorted(p.name for p in dist.iterdir()) == ["config.yaml", "logs", "step_00000003.ckpt", "train_log.jsonl"]
+    assert sorted(p.name for p in dist.iterdir()) == ["config.yaml", "logs", "step_00000003.ckpt",
+                                                      "step_00000003.ckpt.sha256", "train_log.jsonl"]
 
     job = cpu_launch(prepared_complete, dist, "train.max_steps=4")  # the same command resumes, on every rank
     _, err = job.communicate(timeout=400)
@@ -86,11 +87,11 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared
 @pytest.mark.distributed
 def test_a_worker_that_dies_fails_the_job_and_its_log_is_shown(prepared_complete, tmp_path):
     out = tmp_path / "crash"
-    job = cpu_launch(prepared_complete, out, "train.max_steps=100000")
+    job = cpu_launch(prepared_complete, out, "train.max_steps=100000", "train.save_every=2")
     log = out / "logs" / "worker_1.log"
     deadline = time.monotonic() + 300
-    while not (log.exists() and "step 2/" in log.read_text()):
-        assert job.poll() is None and time.monotonic() < deadline, "the job never reached step 2"
+    while not (log.exists() and "step 3/" in log.read_text()):  # after the step-2 checkpoint
+        assert job.poll() is None and time.monotonic() < deadline, "the job never reached step 3"
         time.sleep(1)
     os.kill(worker_pid(job.pid, rank=1), 9)
     killed = time.monotonic()
@@ -99,6 +100,13 @@ def test_a_worker_that_dies_fails_the_job_and_its_log_is_shown(prepared_complete
     assert time.monotonic() - killed < 150  # within the cluster timeout (120 s), no hang
     assert "error: the distributed job failed" in err
     assert f"lines of {log}" in err
+    # the same command resumes every rank from the last checkpoint the job wrote
+    last = sorted(out.glob("step_*.ckpt"))[-1]
+    job = cpu_launch(prepared_complete, out, f"train.max_steps={int(last.stem[5:]) + 1}", "train.save_every=2")
+    _, err = job.communicate(timeout=400)
+    assert job.returncode == 0, err[-3000:]
+    for rank in (0, 1):
+        assert f"resumed from {last}" in (out / "logs" / f"worker_{rank}.log").read_text()
 
 
 def worker_pid(launcher: int, rank: int) -> int:
