@@ -251,6 +251,12 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
                     prepare=dataclasses.asdict(cfg), like=settings.like)
         write_json_atomic(tmp / META, meta)
         _replace_dir(tmp, out)
+    except PrepareError:
+        raise
+    except (OSError, RuntimeError) as e:  # a full disk: OSError from our writes, RuntimeError from MindRecord's
+        free = shutil.disk_usage(out.parent).free / 1e6
+        raise PrepareError(f"{out}: writing the prepared data failed ({_first_error_line(e)}); {free:.0f} MB free "
+                           "on its disk; nothing was written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     secs = time.time() - t0
@@ -549,6 +555,13 @@ def _up_to_date(out: Path, fingerprint: str, log) -> bool:
         return True
     log(f"{out} was prepared from other inputs or settings; rebuilding it")
     return False
+
+
+def _first_error_line(e: BaseException) -> str:
+    """The line of an exception's message that says what went wrong (MindSpore's come framed in banners)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip() and not line.strip().startswith("-")]
+    marked = [line for line in lines if line.startswith("[ERROR]")]
+    return (marked or lines or [type(e).__name__])[0].removeprefix("[ERROR]").strip()
 
 
 def _remove_partials(out: Path, log) -> None:
