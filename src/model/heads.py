@@ -5,6 +5,7 @@ from __future__ import annotations
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
+
 from src.model.primitives import Dense, LayerNorm
 
 

@@ -19,10 +19,10 @@ from src.model.heads import (CrossEntropy, FeatureRegression, SoftTargetKL, Voca
                              gather_positions, matching_loss, regression_loss, weighted_mean)
 from src.modality import MASKED_LOSSES
 from src.model.opt import OPT, DataDims
+from src.model.primitives import Dense
 from src.tasks.classify import probe_graphs
 from src.tasks.registry import Task, register
 from src.train.checkpoint import init_model
-from src.model.primitives import Dense
 
 LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, mam_nce: per modality (src/modality.py)
 
@@ -69,8 +69,7 @@ class PretrainLoss(nn.Cell):
             if self.use[1]:
                 mvfr = regression_loss(self.mvfr_head(image_states), mvm_targets, mvm_weights)
             if self.use[2]:
-                b, n, h = image_states.shape  # 2-D Dense: a 3-D one broadcasts its weight on CPU
-                logits = self.mrc_head(image_states.reshape(b * n, h)).reshape(b, n, -1)
+                logits = self.mrc_head(image_states)  # Dense multiplies [B * N, H] rows, not a broadcast weight
                 mrc = weighted_mean(self.kl(logits, mrc_target_ids, mrc_target_probs), mvm_weights)
         if self.use[3] or self.use[4]:
             audio_pred = self.mafr_head(gather_positions(states, mam_positions + self.audio_start))
@@ -102,8 +101,7 @@ class PretrainLoss(nn.Cell):
         start = ops.full((codes.shape[0], 1), self.net.vision_decoder.start_id, dtype=ms.int32)
         hidden = self.net.vision_decoder(ops.concat((start, codes[:, :-1]), 1), memory, memory_mask)
         weights = ops.ones(codes.shape, ms.float32) * row_weights.expand_dims(1)
-        b, n, h = hidden.shape
-        logits = self.dir_head(hidden.reshape(b * n, h)).reshape(b, n, -1)  # 2-D: a 3-D Dense broadcasts on CPU
+        logits = self.dir_head(hidden)
         return weighted_mean(self.ce(logits, codes), weights)
 
 

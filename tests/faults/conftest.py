@@ -1,6 +1,8 @@
 """The fault suite: each test injects a fault and records (fault, expected, seen); the table prints at the end."""
 from __future__ import annotations
 
+import contextlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,19 @@ def whole(prepared, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole") / "run"
     assert train(prepared, out) == 0
     return out
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A tmpfs of `size` mounted at `folder` for the block (skips the test where mounting needs root it lacks)."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)])
 
 
 def pytest_terminal_summary(terminalreporter):

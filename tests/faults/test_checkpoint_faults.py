@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import mindspore as ms
@@ -15,7 +14,7 @@ import pytest
 import eval as eval_py
 from src.train import checkpoint
 from src.train.checkpoint import CheckpointError, checksum_path, damage, list_checkpoints, save_checkpoint
-from tests.faults.conftest import train
+from tests.faults.conftest import small_disk, train
 
 NAMES = ["loss", "mlm", "mvfr", "mrc", "mafr", "mam_nce", "match", "dtr", "lr", "grad_norm"]
 
@@ -115,12 +114,7 @@ def test_a_full_disk_while_saving_keeps_the_earlier_checkpoints(tmp_path, monkey
 def test_a_real_full_disk_while_training_stops_clearly_and_resumes(prepared, tmp_path, capsys, record):
     """train.py into a 30 MB tmpfs (two tiny checkpoints fit): the checkpoint that does not fit stops the run with one
     line; the earlier ones verify, no partial file is left, and the run resumes elsewhere from the last one."""
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with small_disk(tmp_path / "small", "30m") as small:
         out = small / "run"
         code = train(prepared, out, "train.max_steps=40")
         err = capsys.readouterr().err.strip()
@@ -131,8 +125,6 @@ def test_a_real_full_disk_while_training_stops_clearly_and_resumes(prepared, tmp
         assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial files
         moved = tmp_path / "moved"
         shutil.copytree(out, moved)
-    finally:
-        subprocess.run(["umount", str(small)])
     assert train(prepared, moved, "train.max_steps=40", "--resume") == 0
     assert f"at step {int(kept[-1].stem[5:])}" in capsys.readouterr().out
     record("disk full (30 MB tmpfs) during train.py", "exit 2 in one line, earlier checkpoints verify, resumable",

@@ -13,6 +13,7 @@ import pytest
 
 from src.data.records import DatasetError, open_prepared
 from tests.conftest import ROOT, make_manifest
+from tests.faults.conftest import small_disk
 
 COLUMNS = ["text_ids", "n_text", "image_feat", "n_regions", "audio_feat", "n_audio", "labels"]
 
@@ -79,17 +80,10 @@ def test_killed_preparation_leaves_nothing_complete_and_the_rerun_is_the_same(re
 
 
 def test_a_full_disk_while_preparing_stops_in_one_line_and_leaves_nothing(tmp_path, record):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with small_disk(tmp_path / "small", "300k") as small:
         job = prepare(make_manifest(tmp_path, n=40, val=8), small / "out")
         err = job.communicate(timeout=600)[1].decode().strip().splitlines()
         left = list(small.iterdir())
-    finally:
-        subprocess.run(["umount", str(small)])
     assert job.returncode == 1 and "writing the prepared data failed" in err[-1] and "nothing was written" in err[-1]
     assert not [line for line in err if "Traceback" in line] and left == []
     record("disk full (300 KB tmpfs) during prepare_data.sh", "exit 1 in one line, nothing left behind",
