@@ -21,6 +21,16 @@ def test_overrides_are_typed(tmp_path):
     assert cfg.data.match_case_probs == [0.2] * 5
 
 
+def test_exponent_floats_read_as_numbers(tmp_path):
+    # YAML 1.1 reads 5e-5 (no dot) as the string '5e-5'; a float field takes it as the number
+    p = tmp_path / "r.yaml"
+    p.write_text("train:\n  lr: 5e-5\n")
+    assert load_config(str(p)).train.lr == 5e-5
+    assert load_config(None, ["train.lr=1e-12"]).train.lr == 1e-12
+    with pytest.raises(ConfigError, match="'train.lr' expects float, got str 'fast'"):
+        load_config(None, ["train.lr=fast"])
+
+
 def test_unknown_key_names_key_and_file(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("data:\n  bach_size: 4\n")
