@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Prepare a dataset: raw files or precomputed features -> MindRecord shards + meta.json.
 #
-#   bash scripts/prepare_data.sh MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
-#        [--like TRAIN_DIR] [--split NAME] [--image-dir DIR] [--audio-dir DIR] [--config YAML] [--set key=value ...]
+#   bash scripts/prepare_data.sh SOURCE OUT_DIR [--format manifest|coco|karpathy|aic|csv|webdataset|narratives|vqa]
+#        [--on-error fail|skip] [--like TRAIN_DIR] [--split NAME] [--image-dir DIR] [--audio-dir DIR]
+#        [--annotations VQA_ANNOTATIONS] [--csv-img-key COL] [--csv-caption-key COL] [--csv-audio-key COL]
+#        [--csv-separator SEP] [--config YAML] [--set key=value ...]
+#
+# A source with several splits (a Karpathy JSON, a manifest with a 'split' field) is prepared into one OUT_DIR, its
+# standardisation statistics from the training split.
 #
 # Default: stop at the first bad sample (naming the line, the file and the problem) and write nothing.
 # --on-error skip: skip bad samples, list them in OUT_DIR/meta.json and print the count.

@@ -8,6 +8,7 @@ predicts (the paper uses wav2vec 2.0 tokens; precomputed frame features in `.npz
 """
 from __future__ import annotations
 
+import io
 import math
 from functools import lru_cache
 from typing import Tuple
@@ -17,6 +18,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from src.config import AudioFeatureConfig
+from src.data.archive import read_bytes
 from src.data.errors import FeatureError
 
 NPZ_FEATURE_KEYS = ("features", "feat", "x")
@@ -25,15 +27,16 @@ NPZ_FEATURE_KEYS = ("features", "feat", "x")
 def read_audio(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, int]:
     """Mono float32 waveform at cfg.sample_rate and the number of seconds cut beyond cfg.max_seconds."""
     try:
-        info = sf.info(path)
-        wave, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as e:
+        data = read_bytes(path)
+        info = sf.info(io.BytesIO(data))
+        wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, sf.LibsndfileError) as e:
         raise FeatureError(f"cannot read audio: {e}") from None
     if info.channels > cfg.max_channels:
         raise FeatureError(f"unsupported channel count {info.channels} (at most {cfg.max_channels})")
     if rate < cfg.min_sample_rate:
         raise FeatureError(f"unsupported sample rate {rate} Hz (at least {cfg.min_sample_rate} Hz)")
-    _check_complete(path, info, len(wave))
+    _check_complete(data, info, len(wave))
     if len(wave) == 0:
         raise FeatureError("empty audio (0 samples)")
     if not np.isfinite(wave).all():
@@ -47,21 +50,20 @@ def read_audio(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, int]:
     return mono[:keep], cut
 
 
-def _check_complete(path: str, info, frames_read: int) -> None:
+def _check_complete(data: bytes, info, frames_read: int) -> None:
     """A WAV whose data chunk is shorter than its header says was cut off (an interrupted copy or download)."""
     if info.format != "WAV":
         return
-    declared = _wav_declared_frames(path, info.channels, info.subtype)
+    declared = _wav_declared_frames(data, info.channels, info.subtype)
     if declared is not None and declared > frames_read:
         raise FeatureError(f"truncated audio: header declares {declared} frames, file holds {frames_read}")
 
 
-def _wav_declared_frames(path: str, channels: int, subtype: str):
+def _wav_declared_frames(data: bytes, channels: int, subtype: str):
     width = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8, "PCM_U8": 1}.get(subtype)
     if width is None:
         return None
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
+    head = data[:1 << 16]
     pos = 12
     while pos + 8 <= len(head):
         tag, size = head[pos:pos + 4], int.from_bytes(head[pos + 4:pos + 8], "little")

@@ -32,7 +32,7 @@ import numpy as np
 from src.config import ConfigError, PrepareConfig, load_config
 from src.data.errors import ExtractorUnavailable
 from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
-from src.data.prepare import PrepareError, extract_all, source_arguments
+from src.data.prepare import PrepareError, extract_all, format_options, source_arguments
 from src.data.records import FEATURES_RECORD, write_json_atomic
 from src.data.sources import Problem, Sample, read_source
 
@@ -51,7 +51,7 @@ def save_npz(path: Path, **arrays) -> None:
 
 def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
                      on_error: str = "fail", image_dir: Optional[str] = None, audio_dir: Optional[str] = None,
-                     log=print) -> dict:
+                     log=print, **options) -> dict:
     """Write OUT_DIR (see the module doc) and return its features.json record."""
     if fmt == "vqa":
         raise ValueError("feature extraction writes a manifest, which has no place for VQA answers: prepare the VQA "
@@ -59,7 +59,7 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
-    for entry in read_source(source, fmt, split, image_dir, audio_dir):
+    for entry in read_source(source, fmt, split, image_dir, audio_dir, **options):
         (problems if isinstance(entry, Problem) else samples).append(entry)
     _stop_on(problems, on_error)
     out = Path(out_dir)
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         extract_features(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.on_error,
-                         args.image_dir, args.audio_dir)
+                         args.image_dir, args.audio_dir, **format_options(args))
     except (ConfigError, PrepareError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from src.config import ImageFeatureConfig
+from src.data.archive import read_bytes
 from src.data.errors import FeatureError
 
 BOX_KEYS = ("norm_bb", "boxes", "bbox")
@@ -35,7 +36,10 @@ class Regions:
 
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 [H, W, 3] from any format OpenCV knows; transparency is composited onto white."""
-    data = np.fromfile(path, dtype=np.uint8)
+    try:
+        data = np.frombuffer(read_bytes(path), dtype=np.uint8)
+    except OSError as e:
+        raise FeatureError(f"cannot read image: {e}") from None
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise FeatureError("cannot decode image (corrupt or unsupported format)")

@@ -33,7 +33,8 @@ from src.data.image import (Regions, fit_codebook, grid_regions, load_npz_region
                             thumbnail)
 from src.data.records import (FEATURES_RECORD, FORMAT_VERSION, META, DatasetError, SplitWriter, encode_features,
                               open_prepared, write_json_atomic)
-from src.data.sources import READERS, Problem, Sample, read_source
+from src.data import archive, captions, webdataset  # noqa: F401 (captions, webdataset: their source formats)
+from src.data.sources import PATTERN_FORMATS, READERS, Problem, Sample, read_source
 from src.data.vqa import vocabulary_of, write_answers
 from src.data.tokenizer import Tokenizer, resolve_vocab
 
@@ -222,9 +223,9 @@ def settings_like(ref_dir: str) -> Settings:
 
 def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
             like: Optional[str] = None, on_error: str = "fail", image_dir: Optional[str] = None,
-            audio_dir: Optional[str] = None, annotations: Optional[str] = None, log=print) -> dict:
+            audio_dir: Optional[str] = None, annotations: Optional[str] = None, log=print, **options) -> dict:
     """Prepare `source` into `out_dir` and return its meta; an up-to-date `out_dir` is reused as it is.
-    `annotations`: the answers of a VQA questions file (fmt 'vqa')."""
+    `annotations`: the answers of a VQA questions file (fmt 'vqa'); `options`: the format's own (CSV columns)."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
     settings = settings_like(like) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
@@ -232,14 +233,15 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
-    for entry in read_source(source, fmt, split, image_dir, audio_dir, annotations):
+    for entry in read_source(source, fmt, split, image_dir, audio_dir, annotations, **options):
         (problems if isinstance(entry, Problem) else samples).append(entry)
     samples = _drop_unknown_labels(samples, problems, settings.labels)
     _stop_or_report(problems, on_error, log)
 
     out = Path(out_dir)
-    fingerprint = _fingerprint([source] + ([annotations] if annotations else []), fmt, split, samples, settings,
-                               on_error)
+    sources = webdataset.shard_paths(source) if fmt in PATTERN_FORMATS else [source]
+    fingerprint = _fingerprint(sources + ([annotations] if annotations else []), fmt, split, samples, settings,
+                               on_error, options)
     if _up_to_date(out, fingerprint, log):
         return json.loads((out / META).read_text(encoding="utf-8"))
     _remove_partials(out, log)
@@ -526,16 +528,21 @@ def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict,
 # Output directory handling: reuse, interrupted runs, atomic replacement
 # ----------------------------------------------------------------------------------------------------------------------
 def _fingerprint(sources: List[str], fmt: str, split: str, samples: List[Sample], settings: Settings,
-                 on_error: str) -> str:
+                 on_error: str, options: dict) -> str:
     h = hashlib.sha256()
     for source in sources:
-        h.update(Path(source).read_bytes())
+        if source.endswith(".tar"):  # a shard: its samples' byte ranges, size and time stand for its content
+            st = Path(source).stat()
+            h.update(f"{source}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        else:
+            h.update(Path(source).read_bytes())
     h.update(json.dumps([fmt, split, on_error, dataclasses.asdict(settings.prepare), settings.like,
-                         hashlib.sha256(Path(settings.vocab_path).read_bytes()).hexdigest()]).encode())
+                         hashlib.sha256(Path(settings.vocab_path).read_bytes()).hexdigest()]
+                        + ([sorted(options.items())] if options else [])).encode())
     for s in samples:
         for p in (s.image, s.audio):
             if p:
-                st = Path(p).stat()
+                st = Path(archive.container(p)).stat()
                 h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
@@ -593,8 +600,9 @@ def _progress(total: int):
 def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
     """The command line shared by preparation and feature extraction: a source, an output folder, how to read it."""
     ap = argparse.ArgumentParser(prog=prog, description=description)
-    ap.add_argument("source", help="manifest JSONL, COCO captions JSON, Localized Narratives JSONL or VQA "
-                                   "questions JSON")
+    ap.add_argument("source", help="manifest JSONL, COCO captions JSON, Karpathy split JSON, AIC-ICC JSON, "
+                                   "CSV/TSV, Localized Narratives JSONL, VQA questions JSON, or webdataset shards "
+                                   "(a .tar, a folder, a glob or a brace list such as 'cc3m/{00000..00099}.tar')")
     ap.add_argument("out_dir")
     ap.add_argument("--format", default="manifest", choices=sorted(READERS))
     ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
@@ -603,10 +611,23 @@ def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
                                                       "manifest of {image_id, image})")
     ap.add_argument("--audio-dir", default=None, help="narratives audio folder; VQA: spoken questions, "
                                                       "<question_id>.wav")
+    ap.add_argument("--csv-img-key", default="filepath", help="csv: the column of image paths (default: filepath)")
+    ap.add_argument("--csv-caption-key", default="title", help="csv: the column of captions (default: title)")
+    ap.add_argument("--csv-audio-key", default="", help="csv: a column of audio paths (default: none)")
+    ap.add_argument("--csv-separator", default=None, help="csv: the field separator (default: a tab for .tsv, "
+                                                          "else a comma)")
     ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. prepare.shards=8 (repeatable)")
     return ap
+
+
+def format_options(args: argparse.Namespace) -> dict:
+    """The reader settings of the chosen format (only CSV has any)."""
+    if args.format != "csv":
+        return {}
+    return {"image_key": args.csv_img_key, "caption_key": args.csv_caption_key, "audio_key": args.csv_audio_key,
+            "separator": args.csv_separator}
 
 
 def main(argv=None) -> int:
@@ -619,7 +640,7 @@ def main(argv=None) -> int:
     try:
         cfg: Config = load_config(args.config, args.overrides)
         meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
-                       args.image_dir, args.audio_dir, args.annotations)
+                       args.image_dir, args.audio_dir, args.annotations, **format_options(args))
     except (ConfigError, PrepareError, DatasetError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

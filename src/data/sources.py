@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-
+from src.data import archive
 
 @dataclass
 class Sample:
@@ -55,27 +55,30 @@ class Problem:
 Entry = Union[Sample, Problem]
 
 
-# format -> reader(path, split, image_dir, audio_dir, annotations); src/data/vqa.py adds "vqa" (src/data/prepare.py
-# imports it)
+# format -> reader(path, split, image_dir, audio_dir, annotations, **options); other modules add theirs:
+# src/data/vqa.py "vqa", src/data/captions.py "karpathy", "aic", "csv", src/data/webdataset.py "webdataset"
+# (src/data/prepare.py imports them). `options` are a format's own settings (the CSV column names).
 READERS: Dict[str, Callable[..., Iterator[Entry]]] = {
-    "manifest": lambda path, split, image_dir, audio_dir, annotations: read_manifest(path, split),
-    "coco": lambda path, split, image_dir, audio_dir, annotations: read_coco(path, split, image_dir),
-    "narratives": lambda path, split, image_dir, audio_dir, annotations: read_narratives(path, split, image_dir,
-                                                                                         audio_dir),
+    "manifest": lambda path, split, image_dir, audio_dir, annotations, **_: read_manifest(path, split),
+    "coco": lambda path, split, image_dir, audio_dir, annotations, **_: read_coco(path, split, image_dir),
+    "narratives": lambda path, split, image_dir, audio_dir, annotations, **_: read_narratives(path, split, image_dir,
+                                                                                             audio_dir),
 }
+# formats whose source is a pattern of files (a glob or a brace list), not one file: their reader checks it
+PATTERN_FORMATS = set()
 
 
 def read_source(path: str, fmt: str = "manifest", split: str = "train", image_dir: Optional[str] = None,
-                audio_dir: Optional[str] = None, annotations: Optional[str] = None) -> Iterator[Entry]:
+                audio_dir: Optional[str] = None, annotations: Optional[str] = None, **options) -> Iterator[Entry]:
     """Every entry of a source file, checked: ids unique, files present, captions non-empty. `annotations`: the
     answers file of a VQA questions file (format vqa)."""
     if fmt not in READERS:
         raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(READERS)})")
-    if not Path(path).is_file():
+    if fmt not in PATTERN_FORMATS and not Path(path).is_file():
         raise FileNotFoundError(f"source file not found: {path}")
     if annotations and fmt != "vqa":
         raise ValueError(f"an annotations file is read with format vqa only (this source's format: {fmt})")
-    return checked(READERS[fmt](path, split, image_dir, audio_dir, annotations))
+    return checked(READERS[fmt](path, split, image_dir, audio_dir, annotations, **options))
 
 
 def json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
@@ -99,6 +102,18 @@ def json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:
                 yield Problem(where, None, f"a line must be a JSON object, got {type(row).__name__}")
                 continue
             yield where, lineno, row
+
+
+def json_document(path: str):
+    """The parsed JSON file, or a Problem naming the file (and the line of a syntax error)."""
+    if not Path(path).is_file():
+        return Problem(path, None, "file not found")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return Problem(f"{path}:{e.lineno}", None, f"invalid JSON ({e.msg} at column {e.colno})")
+    except UnicodeDecodeError as e:
+        return Problem(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})")
 
 
 def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
@@ -129,13 +144,9 @@ def _manifest_sample(row: dict, where: str, base: Path, split: str) -> Entry:
 
 def read_coco(path: str, split: str = "train", image_dir: Optional[str] = None) -> Iterator[Entry]:
     """COCO captions JSON: one sample per annotation; images are looked up in `image_dir` (default: beside the JSON)."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        yield Problem(f"{path}:{e.lineno}", None, f"invalid JSON ({e.msg})")
-        return
-    except UnicodeDecodeError as e:
-        yield Problem(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})")
+    doc = json_document(path)
+    if isinstance(doc, Problem):
+        yield doc
         return
     if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
         yield Problem(path, None, "a COCO captions file needs 'images' and 'annotations'")
@@ -207,7 +218,7 @@ def checked(entries: Iterator[Entry]) -> Iterator[Entry]:
         if e.text is None and e.image is None and e.audio is None:
             yield Problem(e.where, e.id, "no text, image or audio")
             continue
-        missing = next((p for p in (e.image, e.audio) if p is not None and not Path(p).is_file()), None)
+        missing = next((p for p in (e.image, e.audio) if p is not None and not archive.exists(p)), None)
         if missing:
             yield Problem(e.where, e.id, "file not found", file=missing)
             continue

@@ -15,7 +15,6 @@ scores); meta.json's "vqa" holds the vocabulary.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from src.data.answers import answer_vocabulary, soft_target
 from src.data.records import DatasetError, PreparedData
-from src.data.sources import READERS, Entry, Problem, Question, Sample, json_lines
+from src.data.sources import READERS, Entry, Problem, Question, Sample, json_document, json_lines
 
 DIRECTORY = "vqa"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".npz")
@@ -34,7 +33,7 @@ _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
 def read_vqa(path: str, split: str = "train", image_dir: Optional[str] = None, audio_dir: Optional[str] = None,
-             annotations: Optional[str] = None) -> Iterator[Entry]:
+             annotations: Optional[str] = None, **_) -> Iterator[Entry]:
     """A sample per question of the questions file `path` (answers from `annotations`, when given), or a Problem
     naming the file and the entry."""
     questions = _load(path, "questions")
@@ -61,14 +60,9 @@ def read_vqa(path: str, split: str = "train", image_dir: Optional[str] = None, a
 
 def _load(path: str, key: str):
     """The list under `key` of a JSON file, or a Problem."""
-    if not Path(path).is_file():
-        return Problem(path, None, "file not found")
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        return Problem(f"{path}:{e.lineno}", None, f"invalid JSON ({e.msg} at column {e.colno})")
-    except UnicodeDecodeError as e:
-        return Problem(path, None, f"not UTF-8 text ({e.reason} at byte {e.start})")
+    doc = json_document(path)
+    if isinstance(doc, Problem):
+        return doc
     if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
         return Problem(path, None, f"a VQA {key} file is an object with a '{key}' list")
     return doc[key]
