@@ -7,10 +7,13 @@ DIR. --task picks what runs (every task registered in src/tasks/ that infers); b
     python infer.py --ckpt runs/demo/caption --audio speech.wav
     python infer.py --ckpt runs/demo/caption --image photo.png --audio speech.wav [--set generate.strategy=greedy]
     python infer.py --mindir exports/caption.json --image photo.png       # on the graphs export.py wrote
+    python infer.py --ckpt runs/demo/caption --image photos/ --out captions.jsonl   # a folder (or a .txt list)
     python infer.py --ckpt runs/demo/pretrain --text "smiling face with heart eyes" --out face.png [--count 4]
     python infer.py --ckpt runs/demo/pretrain --text "..." --audio speech.wav --out face.png [--set t2i.top_k=16]
     python infer.py --ckpt runs/demo/vqa --image photo.png --question "which group is this emoji in?"
     python infer.py --ckpt runs/demo/vqa --image photo.png --audio question.wav   # a spoken question
+    python infer.py --ckpt runs/demo/retrieval --gallery photos/ --index photos.index   # search: index once,
+    python infer.py --index photos.index --text "a red square" --top 5                 # then ask it
 
 Features are extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio
 longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much; so is a caption
@@ -19,31 +22,58 @@ PATH_{N-1}.png, N samples of the same caption.
 """
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from src.cli import add_source_args, check_source_args, entry_point, task_parser
 from src.compile_cache import enable_compile_cache, graph_options
 from src.config import ConfigError
+from src.files import write_text_atomic
+from src.infer.file_inputs import is_many
 from src.tasks import registry
 
 
 def parse_args(argv=None):
     p = task_parser(__doc__, "infer", required=False, help="default: the one for the run's or export's task")
     add_source_args(p, "trained")
-    p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions)")
-    p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames)")
+    p.add_argument("--image", default=None, help="an image file (or precomputed .npz regions); text generation: "
+                                                 "also a folder or a list file (.txt) of images")
+    p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames); text generation: also "
+                                                 "a folder or a list file (.txt) of recordings")
     p.add_argument("--text", default=None, help="text-to-image: the caption to draw")
     p.add_argument("--question", default=None, help="VQA: the question about --image (or --audio, a recording of "
                                                     "it, or both)")
     p.add_argument("--lang", default="en", help="the language of the caption to generate, or of --text (en, zh, ...)")
-    p.add_argument("--out", default="generated.png", help="text-to-image: the PNG to write")
+    p.add_argument("--out", default=None, help="text-to-image: the PNG to write (default generated.png); many inputs "
+                                               "(a folder or list): the JSON Lines file to write (default stdout)")
     p.add_argument("--count", type=int, default=1, help="text-to-image: images to sample from the caption")
+    p.add_argument("--gallery", default=None, help="search: a folder or list of images or recordings, a text file of "
+                                                   "captions (--gallery-modality text) or a prepared set, to index")
+    p.add_argument("--gallery-modality", default=None, choices=["image", "audio", "text"],
+                   help="search: what the gallery holds (default: from its files; a prepared set: image)")
+    p.add_argument("--split", default=None, help="search: the split of a prepared gallery (default data.eval_split)")
+    p.add_argument("--index", default=None, help="search: the index folder to write (with --gallery) or to ask")
+    p.add_argument("--queries", default=None, help="search: a text file of captions to ask, one a line")
+    p.add_argument("--top", type=int, default=10, help="search: results per query")
     args = p.parse_args(argv)
+    if args.index and not args.gallery and not (args.ckpt or args.mindir):
+        args.ckpt = index_checkpoint(p, args.index)
     check_source_args(p, args)
+    if args.gallery or (args.index and args.queries):
+        return args
     if not (args.image or args.audio or args.text is not None):
         p.error("give an input: --image, --audio or both (text generation), --text (text-to-image), or --image with "
                 "--question and/or --audio (VQA)")
     return args
+
+
+def index_checkpoint(parser, index: str) -> str:
+    """The checkpoint a search index was made with (its index.json), for a query that names no --ckpt."""
+    meta = Path(index) / "index.json"
+    if not meta.is_file():
+        parser.error(f"no search index at {index} (make one with --ckpt RUN --gallery FILES --index {index})")
+    return json.loads(meta.read_text(encoding="utf-8"))["checkpoint"]
 
 
 def source_task(args) -> str:
@@ -66,7 +96,12 @@ def infer(args) -> None:
     cfg, graphs = registry.open_graphs(task, args.ckpt, args.mindir, args.config, args.set,
                                        needed_by=f"infer.py --task {name}")
     enable_compile_cache("infer", cfg, graph_options(args, ignored=("out",)))
-    for line in task.infer(args, graphs, cfg):
+    lines = task.infer(args, graphs, cfg)
+    if args.out and (is_many(args.image) or is_many(args.audio)):
+        write_text_atomic(Path(args.out), "".join(line + "\n" for line in lines))
+        print(f"{len(lines)} lines: {args.out}")
+        return
+    for line in lines:
         print(line)
 
 

@@ -183,10 +183,14 @@ class EvalConfig:
     batch_size: int = 32          # rows per compiled forward pass
     rerank_k: int = 16            # candidates per query that the cross-encoder reranks (second stage)
     rerank_fusion: float = 0.0    # the rerank orders by the cross-encoder's logit + this x the first stage's cosine
-    directions: List[str] = field(default_factory=lambda: [
-        "image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
-        "text+audio->image", "image+audio->text"])  # also possible: image->text+audio, text->image+audio, ...
-    probe_inputs: List[str] = field(default_factory=lambda: ["T", "I", "A", "TI", "TA", "IA", "TIA"])
+    # query->candidate directions; empty: every direction of src/tasks/retrieval_eval.DIRECTIONS whose modalities
+    # the evaluated split has (an image-text set: image->text, text->image). Also possible: image->text+audio, ...
+    directions: List[str] = field(default_factory=list)
+    # retrieval on a split with more than fold_images distinct images also reports the mean over folds of that many
+    # images (COCO 1K: five folds of the 5K test images); 0: no folds
+    fold_images: int = 1000
+    # the probe's input sets (letters of src/modality.py); empty: every combination of the modalities the data has
+    probe_inputs: List[str] = field(default_factory=list)
     probe_train_samples: int = 0  # training items (a seeded random draw) whose features train the probe (0: all)
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer
     probe_lr: float = 0.01
@@ -200,7 +204,8 @@ class EvalConfig:
 @dataclass
 class CaptionConfig:
     """Text generation fine-tuning (`task: caption`): what the text decoder reads."""
-    # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has
+    # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has;
+    # empty: every input set the training split has
     inputs: List[str] = field(default_factory=lambda: ["image"])
     # the decoder's output classes: "full" (the whole WordPiece vocabulary, through the tied word table) or "train"
     # (the pieces of the training captions and the special pieces, with the head's own output table: on the demo a

@@ -106,3 +106,13 @@ def dir_pretrained(coded, tmp_path_factory):
             "train.warmup_steps=0", f"train.output_dir={run}"]
     assert train_script.main(["--config", str(TINY), "--set", *sets]) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(prepared, tmp_path_factory):
+    """A 2-step tiny pre-training on `prepared` (its run directory): what fine-tuning starts from."""
+    import train as train_script
+    run = tmp_path_factory.mktemp("pretrained") / "run"
+    assert train_script.main(["--config", str(TINY), "--set", f"data.path={prepared}", "train.max_steps=2",
+                              f"train.output_dir={run}"]) == 0
+    return run

@@ -14,7 +14,7 @@ from src.data.records import open_prepared
 from src.model.opt import DataDims
 from src.tasks.caption import CaptionLoss, CaptionModel, parse_sources
 from src.tasks.pretrain import PretrainLoss
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, tiny_config, write_image
 
 CAPTION_TINY = str(ROOT / "config" / "caption_tiny.yaml")
 SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
@@ -35,7 +35,7 @@ def test_parse_sources():
     assert parse_sources(["audio+image", "image"]) == (("image", "audio"), ("image",))
     with pytest.raises(ConfigError, match="text"):
         parse_sources(["text+image"])
-    with pytest.raises(ConfigError, match="empty"):
+    with pytest.raises(ConfigError, match="no input set"):
         parse_sources([])
 
 
@@ -158,7 +158,7 @@ def test_train_then_eval_caption_asr_and_infer(prepared, tmp_path, capsys):
         assert eval_py.main(["--task", task, "--ckpt", str(run), "--split", "train"]) == 0
         report = json.loads((run / f"eval_{task}_train.json").read_text())
         assert report["inputs"] == inputs and report["strategy"] == "beam"
-        assert set(report["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr", "WER", "CER"}
+        assert set(report["metrics"]) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "CIDEr", "ROUGE-L", "WER", "CER"}
         assert report["metrics"]["BLEU-1"] > 20.0, report["metrics"]  # an untrained decoder scores about 5
         predictions = json.loads((run / f"predictions_{task}_train.json").read_text())
         assert len(predictions) == report["items"] and all(p["references"] for p in predictions)
@@ -203,6 +203,30 @@ def test_frozen_encoder_and_training_vocabulary_train_the_decoder_only(prepared,
     assert report["metrics"]["BLEU-1"] > 20.0
     # on the training split each image's nearest training image is itself: the baseline copies a right caption
     assert report["nearest_neighbour"]["BLEU-1"] > 90.0 and 0.0 <= report["unique_share"] <= 100.0
+    evaluates_on_other_sets_with_what_the_run_carries(run, prepared, tmp_path)
+
+
+def evaluates_on_other_sets_with_what_the_run_carries(run, prepared, tmp_path):
+    """A set prepared --like the training data evaluates: with no training split (the nearest-neighbour baseline
+    looks up the run's training data), and with a training split of other captions (the decoder's output pieces
+    come from the checkpoint, not from that split)."""
+    import eval as eval_py
+    from src.data.prepare import prepare
+    rows = [{"id": f"o{i}", "image": f"img/{i}.png", "text": f"zebra quantum violin {i}", "split": split}
+            for i, split in enumerate(["train"] * 3 + ["val"] * 3)]
+    (tmp_path / "other" / "img").mkdir(parents=True)
+    for i in range(6):
+        write_image(tmp_path / "other" / "img" / f"{i}.png", 100 + i)
+    (tmp_path / "other" / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name, keep in (("val_only", ["val"]), ("own_train", ["train", "val"])):
+        manifest = tmp_path / "other" / f"{name}.jsonl"
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows if r["split"] in keep))
+        prepare(str(manifest), str(tmp_path / name), tiny_config().prepare, like=str(prepared), log=lambda *a: None)
+        out = tmp_path / f"{name}.json"
+        assert eval_py.main(["--task", "caption", "--ckpt", str(run), "--data", str(tmp_path / name), "--split",
+                             keep[0], "--out", str(out)]) == 0, name
+        report = json.loads(out.read_text())
+        assert report["items"] == 3 and "nearest_neighbour" in report, name
 
 
 def test_unique_share_counts_items_whose_text_no_other_item_got():

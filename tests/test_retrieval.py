@@ -18,7 +18,7 @@ from src.metrics.classification import mean_average_precision
 from src.tasks.pretrain import PretrainLoss
 from src.model.retrieval import RetrievalModel, info_nce
 from src.tasks.retrieval import RetrievalLoss
-from src.tasks.retrieval_eval import parse_direction
+from src.tasks.retrieval_eval import DIRECTIONS, parse_direction
 from src.train.checkpoint import CheckpointError, load_weights
 from tests.conftest import ROOT, tiny_config
 
@@ -198,7 +198,7 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
     # k covering the gallery: the two-stage ranking is the all-pairs cross-encoder's
     assert eval_py.main(["--task", "retrieval", "--ckpt", str(run), "--full", "--set", "eval.rerank_k=100"]) == 0
     report = json.loads((run / "eval_retrieval_val.json").read_text())
-    assert list(report["directions"]) == EvalConfig().directions and len(EvalConfig().directions) == 8
+    assert list(report["directions"]) == list(DIRECTIONS) and len(DIRECTIONS) == 8  # the data has all three
     for name, r in report["directions"].items():
         query, cand = parse_direction(name)
         assert r["two_stage"] == r["full"], name
@@ -247,7 +247,7 @@ def metrics_only_scores_fewer_pairs_for_the_same_ranks(run, prepared):
     for metrics_only in (True, False):
         Counting.rows = 0
         evaluator = RetrievalEvaluator(Counting(), items, cfg.eval, metrics_only=metrics_only)
-        ranks = [evaluator.evaluate(d)["two_stage"] for d in cfg.eval.directions]
+        ranks = [evaluator.evaluate(d)["two_stage"] for d in DIRECTIONS]
         seen[metrics_only] = ranks, Counting.rows
     assert seen[True][0] == seen[False][0]
     assert seen[True][1] < seen[False][1]
@@ -330,11 +330,77 @@ def test_eval_counts_every_item_with_the_same_content_correct():
               "image_boxes": np.zeros((5, 2, 7), np.float32), "image_mask": np.ones((5, 2), np.float32),
               "audio_feat": audio, "audio_mask": np.ones((5, 2), np.float32)}
     items = Items(inputs, np.arange(5), np.zeros((5, 1), np.float32))
+    from src.infer.items import content_codes
+
+    def positives(query, cand):  # every item asks, every item is a candidate
+        codes = tuple(content_codes(items, side) for side in (query, cand))
+        return correct_candidates(codes, codes)
     sets = lambda m: [set(np.flatnonzero(r).tolist()) for r in m]  # noqa: E731
     # image->text: either caption of the image; a drawing's caption shared with another drawing
-    assert sets(correct_candidates(items, ("image",), ("text",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
+    assert sets(positives(("image",), ("text",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
     # text->image: the same image file (both emoji rows), or a drawing with the same caption
-    assert sets(correct_candidates(items, ("text",), ("image",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
+    assert sets(positives(("text",), ("image",))) == [{0, 1}, {0, 1}, {2, 3}, {2, 3}, {4}]
     # text->audio: the recording of that caption (the other language's recording is not the caption spoken)
-    assert sets(correct_candidates(items, ("text",), ("audio",))) == [{0}, {1}, {2, 3}, {2, 3}, {4}]
-    assert sets(correct_candidates(items, ("audio",), ("image",))) == [{0, 1}, {0, 1}, {2}, {3}, {4}]
+    assert sets(positives(("text",), ("audio",))) == [{0}, {1}, {2, 3}, {2, 3}, {4}]
+    assert sets(positives(("audio",), ("image",))) == [{0, 1}, {0, 1}, {2}, {3}, {4}]
+
+
+def hand_made_items():
+    """Four images with two captions each (8 items, no audio) and embeddings chosen by hand: the image of item
+    2i + j is image i, shown by its embedding e_i; caption c's embedding is CAPTIONS[c]."""
+    image = np.repeat(np.arange(4, dtype=np.float32), 2)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    text = np.stack([np.full(8, 101), np.arange(8) + 10, np.full(8, 102)], 1).astype(np.int32)
+    inputs = {"text_ids": text, "text_mask": np.ones(text.shape, np.float32), "image_feat": image,
+              "image_boxes": np.zeros((8, 2, 7), np.float32), "image_mask": np.ones((8, 2), np.float32),
+              "audio_feat": np.zeros((8, 2, 4), np.float32), "audio_mask": np.zeros((8, 2), np.float32)}
+    return Items(inputs, np.arange(8), np.zeros((8, 1), np.float32))
+
+
+E = np.eye(4, dtype=np.float32)
+CAPTIONS = np.stack([E[0], E[1] + 0.5 * E[0], E[1], E[1], E[2], E[2] + 1.2 * E[3], E[2] + 0.5 * E[3], E[2] + 0.5 * E[3]])
+
+
+class HandMadeGraphs(dict):
+    """`embed`: the embeddings above; every match cell scores 0 (with rerank_k 1 the first stage decides)."""
+
+    def __getitem__(self, name):
+        if name == "embed":
+            return lambda text, tm, image, boxes, im, audio, am: (
+                ms.Tensor(CAPTIONS[text.asnumpy()[:, 1] - 10]), ms.Tensor(E[image.asnumpy()[:, 0, 0].astype(int)]),
+                ms.Tensor(np.zeros((text.shape[0], 4), np.float32)))
+        return lambda *inputs: ms.Tensor(np.zeros(inputs[0].shape[0], np.float32))
+
+
+def test_published_protocol_by_hand():
+    """Each image asks once and is one candidate; an image is found when any of its captions is; RSUM and the mean
+    over folds of images, against ranks worked out by hand from the embeddings:
+    text->image ranks 1 2 1 1 1 2 2 2, image->text 1 1 1 2;
+    fold {0, 1}: t->i 1 2 1 1, i->t 1 1; fold {2, 3}: t->i 1 2 2 2, i->t 1 2."""
+    from src.tasks.retrieval_eval import RetrievalEvaluator, published_protocol
+    cfg = EvalConfig(rerank_k=1, batch_size=4, fold_images=2)
+    evaluator = RetrievalEvaluator(HandMadeGraphs(), hand_made_items(), cfg)
+    directions = {d: evaluator.evaluate(d) for d in ("image->text", "text->image")}
+    assert (directions["image->text"]["queries"], directions["image->text"]["candidates"]) == (4, 8)
+    assert (directions["text->image"]["queries"], directions["text->image"]["candidates"]) == (8, 4)
+    protocol = published_protocol(evaluator, directions, cfg.fold_images)
+    whole, folds = protocol["all"], protocol["folds"]
+    assert whole["image->text"] == {"R@1": 75.0, "R@5": 100.0, "R@10": 100.0}
+    assert whole["text->image"] == {"R@1": 50.0, "R@5": 100.0, "R@10": 100.0}
+    assert whole["RSUM"] == 525.0 and (whole["images"], whole["texts"]) == (4, 8)
+    assert folds["count"] == 2 and folds["images"] == 2
+    assert folds["image->text"]["R@1"] == 75.0 and folds["text->image"]["R@1"] == 50.0  # (100+50)/2, (75+25)/2
+    assert folds["RSUM"] == 525.0  # fold RSUMs 575 and 475
+    assert "folds" not in published_protocol(evaluator, directions, 4)  # one fold: the whole split is the protocol
+
+
+def test_directions_and_probe_inputs_default_to_what_the_data_has():
+    from src.tasks.classify import probe_input_sets
+    from src.tasks.retrieval_eval import directions_for
+    assert directions_for([], ("text", "image"), "x") == ["image->text", "text->image"]
+    assert len(directions_for([], ("text", "image", "audio"), "x")) == 8
+    with pytest.raises(ConfigError, match="'text->audio' needs audio, which split 'val' of d does not have"):
+        directions_for(["image->text", "text->audio"], ("text", "image"), "split 'val' of d")
+    assert probe_input_sets([], ("text", "image"), "x") == ["T", "I", "TI"]
+    assert probe_input_sets([], ("text", "image", "audio"), "x") == ["T", "I", "A", "TI", "TA", "IA", "TIA"]
+    with pytest.raises(ConfigError, match="'TA' needs audio"):
+        probe_input_sets(["T", "TA"], ("text", "image"), "x")

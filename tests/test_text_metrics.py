@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from src.metrics.text import bleu, cider_d, edit_distance, error_rate, scoring_words, text_metrics
+from src.metrics.text import bleu, cider_d, edit_distance, error_rate, rouge_l, scoring_words, text_metrics
 
 HYPS = ["a man riding a red horse", "two dogs play in the snow", "a plate of food", "", "cat on a mat",
         "the quick brown fox jumps", "a red car parked on the street near a shop"]
@@ -44,6 +44,18 @@ def test_cider_matches_pycocoevalcap():
     expected, _ = coco.Cider().compute_score({i: rs for i, rs in enumerate(REFS)},
                                              {i: [h] for i, h in enumerate(HYPS)})
     assert cider_d(hyps, refs) == pytest.approx(expected, abs=1e-9)
+
+
+def test_rouge_l_matches_pycocoevalcap_and_by_hand():
+    coco = pytest.importorskip("pycocoevalcap.rouge.rouge")
+    hyps, refs = tokenised()
+    expected, _ = coco.Rouge().compute_score({i: rs for i, rs in enumerate(REFS)},
+                                             {i: [h] for i, h in enumerate(HYPS)})
+    assert rouge_l(hyps, refs) == pytest.approx(expected, abs=1e-12)
+    # "the cat sat" vs "the cat sat on the mat": LCS 3, precision 1, recall 1/2: 2.44 * 0.5 / (0.5 + 1.44)
+    assert rouge_l([["the", "cat", "sat"]], [[["the", "cat", "sat", "on", "the", "mat"]]]) == \
+        pytest.approx(2.44 * 0.5 / 1.94)
+    assert rouge_l([[]], [[["a"]]]) == 0.0
 
 
 def test_cider_of_a_perfect_caption_is_high_and_of_an_empty_one_zero():

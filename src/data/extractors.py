@@ -138,6 +138,37 @@ def image_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
     return regions
 
 
+def image_regions_files(paths: List[str], cfg: ImageFeatureConfig) -> list:
+    """The regions of many image files (or `.npz`), the network over whole batches; a file that cannot be read or
+    decoded gives its FeatureError (naming it) in its place."""
+    out, decoded = [None] * len(paths), []
+    for i, path in enumerate(paths):
+        try:
+            if path.endswith(".npz"):
+                out[i] = load_npz_regions(path, cfg)
+            else:
+                decoded.append((i, read_image(path)))
+        except FeatureError as e:
+            out[i] = FeatureError(f"{path}: {e}")
+    for start in range(0, len(decoded), IMAGE_BATCH):
+        chunk = decoded[start:start + IMAGE_BATCH]
+        for (i, image), regions in zip(chunk, image_regions_batch([im for _, im in chunk], cfg)):
+            regions.thumb = thumbnail(image, cfg.thumb_size)
+            out[i] = regions
+    return out
+
+
+def audio_tokens_files(paths: List[str], cfg: AudioFeatureConfig) -> list:
+    """(tokens, seconds cut) of many audio files (or `.npz`), or a FeatureError naming the file in its place."""
+    out = []
+    for path in paths:
+        try:
+            out.append(audio_tokens(path, cfg))
+        except FeatureError as e:
+            out.append(FeatureError(f"{path}: {e}"))
+    return out
+
+
 def audio_tokens(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
     """Audio tokens of one file ([T, D] float32) and the seconds cut beyond cfg.max_seconds."""
     if path.endswith(".npz"):

@@ -31,6 +31,7 @@ from src.data.extractors import (audio_extractor_info, audio_feature_dim, audio_
                                  top_k_distribution)
 from src.data.image import (Regions, fit_codebook, grid_regions, load_npz_regions, nearest_centroid, read_image,
                             thumbnail)
+from src.data.lineage import reference_settings
 from src.data.records import (FEATURES_RECORD, FORMAT_VERSION, META, DatasetError, SplitWriter, encode_features,
                               open_prepared, write_json_atomic)
 from src.data import archive, captions, webdataset  # noqa: F401 (captions, webdataset: their source formats)
@@ -210,7 +211,8 @@ class Settings:
 
 
 def settings_like(ref_dir: str) -> Settings:
-    ref = open_prepared(ref_dir)
+    """The settings of a prepared set, or of the data a run was trained on (RUN/data_settings)."""
+    ref = reference_settings(ref_dir)
     prep = from_dict(PrepareConfig, ref.meta["prepare"], where=f"{ref_dir}/{META}")
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
@@ -218,7 +220,7 @@ def settings_like(ref_dir: str) -> Settings:
     return Settings(prep, ref.vocab_path, labels=list(ref.labels), codebook=codebook, mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
                     answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
-                    like=str(Path(ref_dir).resolve()))
+                    like=str(ref.meta.get("trained_on") or Path(ref_dir).resolve()))
 
 
 def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
@@ -632,8 +634,9 @@ def format_options(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     ap = source_arguments("scripts/prepare_data.sh", __doc__.split("\n")[0])
-    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, labels, answers and codebook of "
-                                                 "this prepared dataset (for evaluation sets)")
+    ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, statistics, labels, answers "
+                                                 "and codebook of this prepared dataset, or of the data a run was "
+                                                 "trained on (a run directory): for fine-tuning and evaluation sets")
     ap.add_argument("--annotations", default=None, help="VQA: the annotations JSON of the questions (none for a test "
                                                         "split)")
     args = ap.parse_args(argv)

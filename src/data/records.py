@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from src.files import write_text_atomic
+from src.modality import MODALITIES
 
 FORMAT_VERSION = 2  # 2: features stored as float16, MRC targets as top-k class distributions
 META = "meta.json"
@@ -64,6 +65,11 @@ class PreparedData:
 
     def count(self, split: str) -> int:
         return self._split(split)["count"]
+
+    def modalities(self, split: Optional[str] = None) -> Tuple[str, ...]:
+        """The modalities that some sample of `split` (default: of any split) has, in the model's order."""
+        counts = [self._split(split)["modalities"]] if split else [s["modalities"] for s in self.meta["splits"].values()]
+        return tuple(m for m in MODALITIES if any(c.get(m, 0) > 0 for c in counts))
 
     def read_columns(self, split: str, columns: List[str]) -> Dict[str, list]:
         """Scalar or string columns of every sample of `split`, in split order (no padding, no batching)."""

@@ -13,7 +13,7 @@ import json
 import re
 import tarfile
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List
 
 from src.data.archive import member_path
 from src.data.sources import PATTERN_FORMATS, READERS, Entry, Problem, Sample

@@ -95,6 +95,7 @@ class Graphs:
     """What both providers share: the decoder graphs for `Generator`, checked against the settings baked in."""
     decoding: Optional[dict]
     where: str
+    trained_on: str = ""  # the prepared data the network was trained on (its run's data.path)
 
     def __getitem__(self, name: str):
         raise NotImplementedError
@@ -162,6 +163,7 @@ class ExportedGraphs(Graphs):
                               "eval.py and infer.py run MINDIR")
         self.cells: Dict[str, nn.GraphCell] = {}
         self.cfg = self.config(overrides)
+        self.trained_on = self.config().data.path
 
     @property
     def task(self) -> str:

@@ -1,4 +1,4 @@
-"""Text generation metrics: BLEU-1..4 and CIDEr-D for captions, WER and CER for speech recognition.
+"""Text generation metrics: BLEU-1..4, CIDEr-D and ROUGE-L for captions, WER and CER for speech recognition.
 
 Every metric works on scoring words (`scoring_words`): English is lower-cased and split at spaces and punctuation;
 Chinese is split into jieba words (or characters). A caption may have several references (every caption of the same
@@ -95,6 +95,30 @@ def cider_d(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[S
     return float(np.mean(scores)) if scores else 0.0
 
 
+def longest_common_subsequence(a: Sequence, b: Sequence) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]],
+            beta: float = 1.2) -> float:
+    """ROUGE-L (0..1) as the COCO caption evaluation computes it: per item, the F-measure (recall weighted by beta)
+    of the best precision and the best recall of the longest common subsequence over its references; the mean."""
+    _check_pairs(hypotheses, references)
+    scores = []
+    for hyp, refs in zip(hypotheses, references):
+        common = [longest_common_subsequence(r, hyp) for r in refs]
+        precision = max((c / len(hyp) if hyp else 0.0) for c in common)
+        recall = max((c / len(r) if r else 0.0) for c, r in zip(common, refs))
+        scores.append((1 + beta ** 2) * precision * recall / (recall + beta ** 2 * precision)
+                      if precision and recall else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
 def edit_distance(a: Sequence, b: Sequence) -> int:
     """Levenshtein distance (substitutions, insertions, deletions all cost 1)."""
     row = list(range(len(b) + 1))
@@ -122,12 +146,13 @@ def characters(words: Sequence[str], lang: str = "en") -> List[str]:
 
 def text_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]], langs: Sequence[str],
                  chinese: str = "jieba") -> Dict[str, float]:
-    """BLEU-1..4 and CIDEr-D against every reference (x100 for BLEU), WER and CER against the first (the item's own
-    text)."""
+    """BLEU-1..4, CIDEr-D and ROUGE-L against every reference (x100 for BLEU and ROUGE-L), WER and CER against the
+    first (the item's own text)."""
     hyp = [scoring_words(p, lang, chinese) for p, lang in zip(predictions, langs)]
     refs = [[scoring_words(r, lang, chinese) for r in rs] for rs, lang in zip(references, langs)]
     out = {f"BLEU-{n}": 100.0 * s for n, s in enumerate(bleu(hyp, refs), 1)}
     out["CIDEr"] = cider_d(hyp, refs)
+    out["ROUGE-L"] = 100.0 * rouge_l(hyp, refs)
     out["WER"] = error_rate(hyp, [r[0] for r in refs])
     out["CER"] = error_rate([characters(h, lang) for h, lang in zip(hyp, langs)],
                             [characters(r[0], lang) for r, lang in zip(refs, langs)])

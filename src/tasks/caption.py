@@ -9,7 +9,7 @@ Decoding is in `src/infer/generate.py`, evaluation in `src/tasks/caption_eval.py
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -32,7 +32,7 @@ LOSS_NAMES = ("caption",)
 def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[Tuple[str, ...], ...]:
     """["image", "image+audio"] -> (("image",), ("image", "audio")), modalities in the model's order."""
     if not names:
-        raise ConfigError(f"{where} is empty: name at least one input set (image, audio or image+audio)")
+        raise ConfigError(f"{where}: no input set (image, audio or image+audio) that the data has")
     sources = []
     for name in names:
         parts = {p.strip() for p in name.split("+")}
@@ -90,15 +90,18 @@ OUTPUT_VOCABS = ("full", "train")
 MEMORIES = ("encoder", "encoder+inputs")
 
 
-def output_pieces(cfg: Config, data):
+def output_pieces(cfg: Config, data, trained=None):
     """The decoder's output pieces under `caption.output_vocab`: None (the whole vocabulary), or the sorted ids of the
     pieces in the training captions plus the special pieces ([SEP] ends a caption, [PAD]/[CLS]/[MASK] are banned by
-    decoding)."""
+    decoding). `trained`: a trained model's own (stored in its checkpoint), which evaluation and inference on any
+    other set use."""
     choice = cfg.caption.output_vocab
     if choice not in OUTPUT_VOCABS:
         raise ConfigError(f"caption.output_vocab must be one of {', '.join(OUTPUT_VOCABS)}, got '{choice}'")
     if choice == "full":
         return None
+    if trained is not None:
+        return np.asarray(trained, np.int32)
     special = list(data.meta["text"]["special_ids"].values())
     return np.union1d(data.text_pieces(cfg.data.train_split), special).astype(np.int32)
 
@@ -106,8 +109,11 @@ def output_pieces(cfg: Config, data):
 def load_trained(cfg: Config, ckpt):
     """(CaptionModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
     from src.train.checkpoint import load_weights
+    from src.train.checkpoint import read_parameter
     data = open_prepared(cfg.data.path)
-    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_pieces(cfg, data),
+    trained = read_parameter(ckpt, "dtr_head.output_ids") if cfg.caption.output_vocab == "train" else None
+    output_ids = output_pieces(cfg, data, trained)
+    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_ids,
                          cfg.caption.memory)
     load_weights(model, ckpt, ("net.", "dtr_head."))
     model.set_train(False)
@@ -145,9 +151,16 @@ class CaptionLoss(CaptionModel):
         return loss * self.weight, ops.stack((loss,))
 
 
+def input_sets_of(present: Sequence[str]) -> List[str]:
+    """caption.inputs when none is named: every input set of image and audio that the data has."""
+    has = [m for m in ("image", "audio") if m in present]
+    return has + (["+".join(has)] if len(has) == 2 else [])
+
+
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
-    sources = parse_sources(cfg.caption.inputs)
+    present = open_prepared(cfg.data.path).modalities(cfg.data.train_split)
+    sources = parse_sources(cfg.caption.inputs or input_sets_of(present))
     indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
     data, make_dataset, per_epoch = training_data(cfg.data, "caption", num_shards, shard_id, sources=indices)
     loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,

@@ -6,6 +6,7 @@ a Chinese caption has both; a spoken caption has its own text). Scores are given
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections import defaultdict
 from typing import Dict, List
@@ -16,7 +17,8 @@ from src.config import Config, ConfigError
 from src.data.records import DatasetError
 from src.data.tokenizer import decoder_start_ids, prepared_tokenizer
 from src.infer.generate import Generator, generate_rows, text_symbols
-from src.infer.file_inputs import file_inputs
+from src.infer.file_inputs import (AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, file_inputs, files_inputs, input_files,
+                                   is_many)
 from src.infer.items import Items, content_codes, load_items
 from src.metrics.text import text_metrics
 from src.modality import MODALITIES
@@ -34,10 +36,12 @@ def references(items: Items, texts: List[str], modalities) -> List[List[str]]:
     return [[texts[i]] + [texts[j] for j in by_code[code] if j != i] for i, code in enumerate(codes)]
 
 
-def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit: int = 0) -> Dict:
-    """Decode `split` (its first `limit` usable items when limit > 0) from the input set of `task` with the start and
-    step cells of `graphs` (a caption checkpoint's or its export's) and score it. Returns the report: metrics,
-    metrics per language, decoding speed and every prediction."""
+def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit: int = 0, training=None) -> Dict:
+    """Decode `split` (its first `limit` usable inputs when limit > 0) from the input set of `task` with the start and
+    step cells of `graphs` (a caption checkpoint's or its export's) and score it: each distinct input once per
+    language (a COCO image once, against its five captions). `training`: (prepared data, split) whose items the
+    nearest-neighbour baseline looks up (None: no baseline). Returns the report: metrics, metrics per language,
+    decoding speed and every prediction."""
     modalities = EVAL_INPUTS[task]
     items = load_items(data, cfg.data, split)
     raw = data.read_columns(split, ["id", "text", "lang", "n_audio"])  # as written, not as word pieces
@@ -47,6 +51,7 @@ def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit:
     if len(usable) == 0:
         raise DatasetError(f"{data.root}: split '{split}' has no item with text and {'+'.join(modalities)}")
     refs = references(items, texts, modalities)
+    usable = distinct_inputs(usable, content_codes(items, modalities), langs)
     usable = usable[:limit] if limit > 0 else usable
     chosen = items.subset(usable)
 
@@ -76,12 +81,22 @@ def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit:
               f"{cfg.data.max_audio_tokens}; the model heard only their start")
     report["audio_cut"] = cut
     report["unique_share"] = unique_share(predictions)
-    baseline = nearest_neighbour_captions(data, cfg, chosen, chosen_langs, modalities)
-    report["nearest_neighbour"] = dict(text_metrics(baseline, chosen_refs, chosen_langs, chinese),
-                                       unique_share=unique_share(baseline))
+    if training is not None:
+        baseline = nearest_neighbour_captions(*training, cfg, chosen, chosen_langs, modalities)
+        report["nearest_neighbour"] = dict(text_metrics(baseline, chosen_refs, chosen_langs, chinese),
+                                           unique_share=unique_share(baseline))
     report["predictions"] = [{"id": ids[i], "prediction": p, "references": refs[i]}
                              for i, p in zip(usable, predictions)]
     return report
+
+
+def distinct_inputs(rows: np.ndarray, codes: np.ndarray, langs: List[str]) -> np.ndarray:
+    """The first of `rows` for each distinct (input, language): the item decoded for all that share them."""
+    keys = [(int(codes[r]), langs[r]) for r in rows]
+    first = {}
+    for r, key in zip(rows, keys):
+        first.setdefault(key, r)
+    return np.array(sorted(first.values()), dtype=np.int64)
 
 
 def unique_share(predictions: List[str]) -> float:
@@ -103,11 +118,12 @@ def pooled_inputs(items: Items, modalities) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def nearest_neighbour_captions(data, cfg: Config, queries: Items, query_langs: List[str], modalities) -> List[str]:
-    """The baseline a decoder must beat: each query gets the caption of the training item (in the query's language)
-    whose pretrained input features are nearest by cosine."""
-    train = load_items(data, cfg.data, cfg.data.train_split)
-    raw = data.read_columns(cfg.data.train_split, ["text", "lang"])
+def nearest_neighbour_captions(data, train_split: str, cfg: Config, queries: Items, query_langs: List[str],
+                               modalities) -> List[str]:
+    """The baseline a decoder must beat: each query gets the caption of the training item (of `train_split` of
+    `data`, in the query's language) whose pretrained input features are nearest by cosine."""
+    train = load_items(data, cfg.data, train_split)
+    raw = data.read_columns(train_split, ["text", "lang"])
     texts = [raw["text"][i] for i in train.index]
     langs = np.array([raw["lang"][i] for i in train.index])
     present = train.present()
@@ -128,8 +144,8 @@ def _audio_cut(raw: dict, index: np.ndarray, max_tokens: int) -> int:
 
 def generation_table(report: Dict) -> List[str]:
     """The scores overall and per language, then the nearest-neighbour baseline's (when the report has it)."""
-    lines = [f"{'inputs':<12}{'lang':<9}{'items':>6}{'BLEU-1':>8}{'BLEU-4':>8}{'CIDEr':>8}{'WER':>8}{'CER':>8}"
-             f"{'unique%':>9}"]
+    lines = [f"{'inputs':<12}{'lang':<9}{'items':>6}{'BLEU-1':>8}{'BLEU-4':>8}{'CIDEr':>8}{'ROUGE-L':>8}{'WER':>8}"
+             f"{'CER':>8}{'unique%':>9}"]
     rows = [("all", report["metrics"], report["items"], report.get("unique_share"))] + \
            [(lang, m, m["items"], None) for lang, m in report["by_lang"].items()]
     if "nearest_neighbour" in report:
@@ -138,13 +154,14 @@ def generation_table(report: Dict) -> List[str]:
     for lang, m, n, unique in rows:
         shown = f"{unique:>9.1f}" if unique is not None else f"{'':>9}"
         lines.append(f"{report['inputs']:<12}{lang:<9}{n:>6}{m['BLEU-1']:>8.1f}{m['BLEU-4']:>8.1f}"
-                     f"{m['CIDEr']:>8.3f}{m['WER']:>8.1f}{m['CER']:>8.1f}{shown}")
+                     f"{m['CIDEr']:>8.3f}{m['ROUGE-L']:>8.1f}{m['WER']:>8.1f}{m['CER']:>8.1f}{shown}")
     return lines
 
 
 def evaluate_run(run) -> List[str]:
     """eval.py --task caption / asr / caption_ia."""
-    run.report.update(evaluate_generation(run.graphs, run.data(), run.cfg, run.task, run.split, run.args.limit))
+    run.report.update(evaluate_generation(run.graphs, run.data(), run.cfg, run.task, run.split, run.args.limit,
+                                          run.training_data("nearest-neighbour baseline")))
     return generation_table(run.report)
 
 
@@ -152,6 +169,8 @@ def describe(args, graphs, cfg: Config) -> List[str]:
     """infer.py on a caption run: the text generated from --image, --audio or both, in --lang."""
     if args.text is not None or not (args.image or args.audio):
         raise ConfigError("text generation reads --image, --audio or both (and no --text)")
+    if is_many(args.image) or is_many(args.audio):
+        return describe_many(args, graphs, cfg)
     modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
     data = graphs.data(cfg)
     inputs = file_inputs(data, cfg, args.image, args.audio)
@@ -161,3 +180,32 @@ def describe(args, graphs, cfg: Config) -> List[str]:
                           graphs=graphs.generator_graphs(modalities, cfg.generate))
     start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])
     return [prepared_tokenizer(data).decode(generator(inputs, start)[0], args.lang)]
+
+
+FILES_AT_ONCE = 256  # files whose features are held at once (a few hundred MB at the demo's shapes)
+
+
+def describe_many(args, graphs, cfg: Config) -> List[str]:
+    """infer.py --image DIR|LIST (or --audio DIR|LIST): a JSON line per file, {"file", "text"}, or {"file", "error"}
+    for a file that cannot be read; the model is loaded once and decodes generate.batch_size files at a time."""
+    if args.image and args.audio:
+        raise ConfigError("many inputs: give a folder or list of files to --image or to --audio, not both")
+    modality = "image" if args.image else "audio"
+    files = input_files(args.image or args.audio, IMAGE_EXTENSIONS if modality == "image" else AUDIO_EXTENSIONS)
+    data = graphs.data(cfg)
+    text = data.meta["text"]
+    generator = Generator(None, (modality,), cfg.generate, text_symbols(text["special_ids"], text["vocab_size"]),
+                          cfg.model.max_positions, graphs=graphs.generator_graphs((modality,), cfg.generate))
+    start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])[0]
+    tokenizer = prepared_tokenizer(data)
+    lines = []
+    for begin in range(0, len(files), FILES_AT_ONCE):
+        chunk = files[begin:begin + FILES_AT_ONCE]
+        inputs, errors = files_inputs(data, cfg, **{f"{modality}s": chunk})
+        usable = np.array([i for i, e in enumerate(errors) if e is None], np.int64)
+        pieces = generate_rows(generator, len(usable), lambda rows: tuple(x[usable[rows]] for x in inputs),
+                               np.full(len(usable), start, np.int32)) if len(usable) else []
+        texts = dict(zip(usable.tolist(), (tokenizer.decode(p, args.lang) for p in pieces)))
+        lines += [json.dumps({"file": f, "text": texts[i]} if i in texts else {"file": f, "error": errors[i]},
+                             ensure_ascii=False) for i, f in enumerate(chunk)]
+    return lines

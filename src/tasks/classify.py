@@ -3,7 +3,8 @@ encoder output for one input combination, average-pooled, feeds one linear layer
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+import itertools
+from typing import Dict, List, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -13,9 +14,23 @@ from src.config import Config, ConfigError, EvalConfig
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.infer.items import Items, load_items, modalities_of, run_batched
 from src.metrics.classification import mean_average_precision
-from src.modality import INPUT_COLUMNS, LETTERS
+from src.modality import INPUT_COLUMNS, LETTERS, MODALITIES, SPECS
 from src.model.opt import OPT, masked_mean
 from src.tasks.registry import Task, register
+
+def probe_input_sets(requested: Sequence[str], present: Sequence[str], where: str) -> List[str]:
+    """eval.probe_inputs as asked, each checked against the modalities `present` in the data (one line naming what
+    is missing), or, when none is asked, every combination of them (T, I, A, TI, TA, IA, TIA on tri-modal data)."""
+    if requested:
+        for name in requested:
+            missing = [m for m in parse_inputs(name) if m not in present]
+            if missing:
+                raise ConfigError(f"eval.probe_inputs: '{name}' needs {' and '.join(missing)}, which {where} does "
+                                  f"not have (it has: {', '.join(present)})")
+        return list(requested)
+    letters = [SPECS[m].letter for m in MODALITIES if m in present]
+    return ["".join(c) for k in range(1, len(letters) + 1) for c in itertools.combinations(letters, k)]
+
 
 def parse_inputs(name: str) -> Tuple[str, ...]:
     """'TA' -> ('text', 'audio')."""
@@ -89,13 +104,14 @@ def chance_map(labels: np.ndarray) -> float:
     return 100.0 * float(labels[:, present].mean(0).mean())
 
 
-def evaluate_probe(graphs, train: Items, test: Items, cfg: EvalConfig, log=print) -> Dict[str, dict]:
-    """mAP on `test` of a linear probe per input combination in cfg.probe_inputs, on the features of the
+def evaluate_probe(graphs, train: Items, test: Items, cfg: EvalConfig, input_sets: Sequence[str],
+                   log=print) -> Dict[str, dict]:
+    """mAP on `test` of a linear probe per input combination of `input_sets`, on the features of the
     `pooled_<inputs>` cells of `graphs` (a pre-trained checkpoint's or its export's)."""
     if not test.labels.any():
         raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
     results = {}
-    for name in cfg.probe_inputs:
+    for name in input_sets:
         cell = graphs[f"pooled_{name}"]  # one cell per combination: it compiles once
         train_x = probe_features(cell, train, cfg.batch_size)
         test_x = probe_features(cell, test, cfg.batch_size)
@@ -116,10 +132,11 @@ def probe_graphs(cfg: Config, ckpt) -> GraphSet:
     """`pooled_<INPUTS>` for each input set of eval.probe_inputs: the per-segment means of the cross-modal encoder
     output (PooledStates) of a checkpoint's OPT network."""
     from src.tasks.retrieval import load_trained
-    model, _ = load_trained(cfg, ckpt, ("net.",))
+    model, data = load_trained(cfg, ckpt, ("net.",))
+    names = probe_input_sets(cfg.eval.probe_inputs, data.modalities(), str(data.root))
     return GraphSet({f"pooled_{name}": Graph(PooledStates(model.net, parse_inputs(name)), INPUT_COLUMNS, ["features"],
                                              lambda items: items.compose({"text": np.arange(VERIFY_ROWS)}))
-                     for name in cfg.eval.probe_inputs})
+                     for name in names})
 
 
 def evaluate_run(run) -> List[str]:
@@ -127,10 +144,16 @@ def evaluate_run(run) -> List[str]:
     training split, mAP on the evaluated split."""
     cfg, data = run.cfg, run.data()
     test = load_items(data, cfg.data, run.split)
-    train_split = run.args.train_split or cfg.data.train_split
-    train = load_items(data, cfg.data, train_split).sample(cfg.eval.probe_train_samples, cfg.train.seed)
+    input_sets = probe_input_sets(cfg.eval.probe_inputs, data.modalities(run.split),
+                                  f"split '{run.split}' of {data.root}")
+    training = run.training_data("probe")
+    if training is None:
+        raise ConfigError("the probe fits on training items: pass --train-split SPLIT of the evaluated set, or keep "
+                          f"the run's training data at {run.graphs.trained_on}")
+    train_data, train_split = training
+    train = load_items(train_data, cfg.data, train_split).sample(cfg.eval.probe_train_samples, cfg.train.seed)
     run.report.update(items=len(test), train_split=train_split, train_items=len(train))
-    run.report["inputs"] = evaluate_probe(run.graphs, train, test, cfg.eval, run.log)
+    run.report["inputs"] = evaluate_probe(run.graphs, train, test, cfg.eval, input_sets, run.log)
     return probe_table(run.report["inputs"])
 
 

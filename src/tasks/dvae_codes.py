@@ -3,11 +3,12 @@
     python -m src.tasks.dvae_codes --dvae runs/demo/dvae [--data data/demo/prepared] [--batch-size 64]
 
 encodes every split's thumbnails with the dVAE and writes PREPARED/image_codes/ into a temporary directory renamed
-into place at the end.
+into place at the end; codes already made by the same checkpoint are kept (--force encodes again).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--dvae", required=True, help="a dVAE checkpoint or run directory")
     p.add_argument("--data", default=None, help="the prepared data (default: the dVAE run's data.path)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--force", action="store_true", help="encode again even when the codes are from this checkpoint")
     args = p.parse_args(argv)
     import mindspore as ms
     from src.compile_cache import enable_compile_cache, graph_options
@@ -57,7 +59,13 @@ def main(argv=None) -> int:
         cfg = load_run_config(args.dvae, overrides=[f"data.path={args.data}"] if args.data else [])
         ms.set_context(mode=ms.GRAPH_MODE)
         enable_compile_cache("dvae_codes", cfg, graph_options(args))
-        out = extract_codes(open_prepared(cfg.data.path), cfg, resolve_checkpoint(args.dvae), args.batch_size)
+        data, ckpt = open_prepared(cfg.data.path), resolve_checkpoint(args.dvae)
+        current = data.root / DIRECTORY / "meta.json"
+        if not args.force and current.is_file() and \
+                json.loads(current.read_text(encoding="utf-8")).get("dvae_checkpoint") == str(ckpt):
+            print(f"codes: {data.root / DIRECTORY} (up to date with {ckpt})")
+            return 0
+        out = extract_codes(data, cfg, ckpt, args.batch_size)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

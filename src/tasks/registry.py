@@ -58,6 +58,28 @@ class EvalRun:
     def data(self):
         return self.graphs.data(self.cfg)
 
+    def training_data(self, purpose: str):
+        """(prepared data, split) of the training items that evaluation fits or looks up (`purpose`: a baseline, the
+        probe), or None when none is on disk. They come from the run, not from the evaluated set: the training split
+        of the data the run was trained on (its recorded data.path), else of the set the evaluated one was prepared
+        --like; --train-split names a split of the evaluated set instead."""
+        from src.data.records import DatasetError, open_prepared
+        split = getattr(self.args, "train_split", None)
+        if split:
+            return self.data(), split
+        split = self.cfg.data.train_split
+        evaluated = self.data()
+        for path in (self.graphs.trained_on, evaluated.meta.get("like")):
+            try:
+                data = open_prepared(path) if path else None
+            except DatasetError:
+                continue
+            if data is not None and split in data.splits:
+                return data, split
+        self.log(f"{purpose}: skipped (the training split '{split}' of the run's data "
+                 f"{self.graphs.trained_on or '(not recorded)'} is not on disk)")
+        return None
+
 
 _TASKS: Dict[str, Task] = {}
 
@@ -111,7 +133,9 @@ def open_graphs(task: Task, ckpt: Optional[str] = None, mindir: Optional[str] = 
         graphs.require(source.name, needed_by or task.name)
         return graphs.cfg, graphs
     cfg = load_run_config(ckpt, config, list(overrides))
-    return cfg, CheckpointGraphs(cfg, resolve_checkpoint(ckpt), source.graphs)
+    graphs = CheckpointGraphs(cfg, resolve_checkpoint(ckpt), source.graphs)
+    graphs.trained_on = load_run_config(ckpt, config).data.path
+    return cfg, graphs
 
 
 def infer_task(source_task: str) -> Optional[str]:

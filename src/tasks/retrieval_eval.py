@@ -19,6 +19,13 @@ from src.metrics.retrieval import chance_recall, recall_summary
 from src.modality import MODALITIES
 
 
+# every direction the default evaluation runs where the data has its modalities
+DIRECTIONS = ("image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
+              "text+audio->image", "image+audio->text")
+# the pair of directions papers report R@1/5/10 and RSUM for (COCO 5K / 1K, Flickr30k 1K)
+PUBLISHED = ("image->text", "text->image")
+
+
 def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     """'text+audio->image' -> (('text', 'audio'), ('image',))."""
     sides = name.split("->")
@@ -33,13 +40,35 @@ def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     return query, cand
 
 
-def correct_candidates(items: Items, query: Sequence[str], cand: Sequence[str]) -> np.ndarray:
-    """[N, N] bool: item c is a correct answer to the query of item q when it shows the same content: its candidate
-    side equals q's (the same image, caption or recording), or its query side equals q's (c's candidate belongs to
-    the same input as q's own: the other caption of q's image for image->text, a recording of q's caption for
-    text->audio)."""
-    same_cand, same_query = (content_codes(items, side) for side in (cand, query))
-    return (same_cand[:, None] == same_cand[None, :]) | (same_query[:, None] == same_query[None, :])
+def directions_for(requested: Sequence[str], present: Sequence[str], where: str) -> List[str]:
+    """eval.directions as asked, each checked against the modalities `present` in the evaluated split (one line
+    naming what is missing), or, when none is asked, every direction of DIRECTIONS the split supports."""
+    if not requested:
+        return [d for d in DIRECTIONS if set(sum(parse_direction(d), ())) <= set(present)]
+    for name in requested:
+        missing = [m for m in sum(parse_direction(name), ()) if m not in present]
+        if missing:
+            raise ConfigError(f"eval.directions: '{name}' needs {' and '.join(missing)}, which {where} does not have "
+                              f"(it has: {', '.join(present)}); leave eval.directions empty for every direction the "
+                              "data supports")
+    return list(requested)
+
+
+def correct_candidates(query_codes: Tuple[np.ndarray, np.ndarray], cand_codes: Tuple[np.ndarray, np.ndarray]
+                       ) -> np.ndarray:
+    """[Q, C] bool from the (query-side, candidate-side) content codes of the query items and of the candidate items:
+    candidate c answers query q when it shows the same content: its candidate side equals q's (the same image,
+    caption or recording), or its query side equals q's (c's candidate belongs to the same input as q's own: another
+    caption of q's image for image->text, a recording of q's caption for text->audio)."""
+    (q_query, q_cand), (c_query, c_cand) = query_codes, cand_codes
+    return (q_cand[:, None] == c_cand[None, :]) | (q_query[:, None] == c_query[None, :])
+
+
+def distinct_rows(rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """The first of `rows` with each distinct code, in order: a query or a gallery holds each input once (an image
+    with five captions is one candidate, not five)."""
+    _, first = np.unique(codes[rows], return_index=True)
+    return rows[np.sort(first)]
 
 
 def side_embedding(embeddings: Dict[str, np.ndarray], modalities: Sequence[str], rows: np.ndarray) -> np.ndarray:
@@ -62,13 +91,18 @@ class RetrievalEvaluator:
                  metrics_only: bool = True):
         self.graphs, self.items, self.cfg, self.baseline = graphs, items, cfg, baseline
         self.metrics_only = metrics_only
-        self.codes = {m: content_codes(items, (m,)) for m in MODALITIES} if metrics_only else None
+        self.codes = {m: content_codes(items, (m,)) for m in MODALITIES}  # equal for identical inputs
         self.scored: Dict[tuple, Dict[tuple, float]] = {}  # modalities -> content codes of a pair -> score
         started = time.perf_counter()
         embedded = run_batched(graphs["embed"], len(items), cfg.batch_size, lambda rows: items.compose({"text": rows}))
         self.embedding_seconds = time.perf_counter() - started
         self.embeddings = dict(zip(MODALITIES, embedded))
         self.present = items.present()
+
+    def side_codes(self, modalities: Sequence[str]) -> np.ndarray:
+        """[N] int: equal for items whose inputs of all `modalities` are identical."""
+        stacked = np.stack([self.codes[m] for m in modalities], axis=1)
+        return np.unique(stacked, axis=0, return_inverse=True)[1].reshape(-1)
 
     def pair_scorer(self, query: Sequence[str], cand: Sequence[str], query_rows: np.ndarray, cand_rows: np.ndarray):
         """score_pairs(q, c) for `two_stage_ranks`: q, c index query_rows / cand_rows."""
@@ -94,16 +128,23 @@ class RetrievalEvaluator:
             return np.array([known[tuple(key)] for key in distinct], np.float32)[inverse.reshape(-1)]
         return score_pairs
 
-    def evaluate(self, name: str, full: bool = False, max_queries: int = 0) -> dict:
-        """Metrics of one direction over the items that have all its modalities (queries: the first `max_queries`
-        of them when > 0; the gallery is always all of them)."""
+    def evaluate(self, name: str, full: bool = False, max_queries: int = 0, within: np.ndarray = None) -> dict:
+        """Metrics of one direction over the items that have all its modalities (or those of them among the item
+        rows `within`): each distinct query input asks once (the first `max_queries` of them when > 0), and the
+        gallery holds each distinct candidate input once."""
         query, cand = parse_direction(name)
         needed = [MODALITIES.index(m) for m in query + cand]
-        rows = np.flatnonzero(self.present[:, needed].all(1))
-        if len(rows) < 2:
-            raise ConfigError(f"{name}: {len(rows)} items have {' and '.join(query + cand)}; need at least 2")
-        query_rows = rows[:max_queries] if max_queries > 0 else rows
-        positives = correct_candidates(self.items.subset(rows), query, cand)[:len(query_rows)]
+        has = self.present[:, needed].all(1)
+        rows = np.flatnonzero(has) if within is None else np.sort(within[has[within]])
+        side_codes = [self.side_codes(side) for side in (query, cand)]
+        query_rows, cand_rows = (distinct_rows(rows, codes) for codes in side_codes)
+        if len(cand_rows) < 2:
+            raise ConfigError(f"{name}: {len(cand_rows)} distinct {'+'.join(cand)} inputs among the items that have "
+                              f"{' and '.join(query + cand)}; need at least 2")
+        query_rows = query_rows[:max_queries] if max_queries > 0 else query_rows
+        positives = correct_candidates(tuple(c[query_rows] for c in side_codes),
+                                       tuple(c[cand_rows] for c in side_codes))
+        rows = cand_rows
         queries, candidates = (side_embedding(self.embeddings, query, query_rows),
                                side_embedding(self.embeddings, cand, rows))
         score_pairs = self.pair_scorer(query, cand, query_rows, rows)
@@ -144,25 +185,81 @@ def retrieval_table(results: Dict[str, dict]) -> List[str]:
     return lines
 
 
+def image_folds(evaluator: RetrievalEvaluator, fold_images: int) -> List[np.ndarray]:
+    """Item rows of consecutive folds of `fold_images` distinct images (in split order), each with all their
+    captions, when the image-text items hold at least two such folds (COCO 5K: five folds of 1K); else none."""
+    rows = np.flatnonzero(evaluator.present[:, [MODALITIES.index("image"), MODALITIES.index("text")]].all(1))
+    if fold_images <= 0 or not len(rows):
+        return []
+    codes = evaluator.codes["image"][rows]
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))[inverse.reshape(-1)]  # each row's image, numbered by first appearance
+    folds = len(first) // fold_images
+    return [rows[(order >= f * fold_images) & (order < (f + 1) * fold_images)] for f in range(folds)] \
+        if folds >= 2 else []
+
+
+def rsum_row(i2t: dict, t2i: dict) -> dict:
+    """image->text and text->image recall in the papers' form, with RSUM = R@1+R@5+R@10 of both."""
+    recalls = {d: {k: r[k] for k in ("R@1", "R@5", "R@10")} for d, r in zip(PUBLISHED, (i2t, t2i))}
+    return {**recalls, "RSUM": sum(sum(r.values()) for r in recalls.values())}
+
+
+def published_protocol(evaluator: RetrievalEvaluator, directions: Dict[str, dict], fold_images: int) -> dict:
+    """image<->text as papers report it: the whole split ("5K" on COCO's test, "1K" on Flickr30k's) and, when it
+    holds several folds of `fold_images` images, the mean over them (COCO 1K). Each image asks once and is one
+    candidate; an image is found when any of its captions is (`evaluate`)."""
+    i2t, t2i = (directions[d] for d in PUBLISHED)
+    out = {"all": {"images": i2t["queries"], "texts": t2i["queries"],
+                   **rsum_row(i2t["two_stage"], t2i["two_stage"])}}
+    folds = image_folds(evaluator, fold_images)
+    if folds:
+        rows = [rsum_row(*(evaluator.evaluate(d, within=f)["two_stage"] for d in PUBLISHED)) for f in folds]
+        mean = {d: {k: float(np.mean([r[d][k] for r in rows])) for k in ("R@1", "R@5", "R@10")} for d in PUBLISHED}
+        out["folds"] = {"count": len(folds), "images": fold_images, **mean,
+                        "RSUM": float(np.mean([r["RSUM"] for r in rows]))}
+    return out
+
+
+def protocol_table(protocol: dict) -> List[str]:
+    head = f"{'image<->text':<22} {'images':>6} | {'i->t R@1':>8} {'R@5':>5} {'R@10':>5} | {'t->i R@1':>8} " \
+           f"{'R@5':>5} {'R@10':>5} | {'RSUM':>6}"
+    lines = [head, "-" * len(head)]
+    for name, r in protocol.items():
+        label = "whole split" if name == "all" else f"mean of {r['count']} folds"
+        images = r["images"]
+        recalls = " | ".join(f"{r[d]['R@1']:>8.1f} {r[d]['R@5']:>5.1f} {r[d]['R@10']:>5.1f}" for d in PUBLISHED)
+        lines.append(f"{label:<22} {images:>6} | {recalls} | {r['RSUM']:>6.1f}")
+    return lines
+
+
 def evaluate_run(run) -> List[str]:
-    """eval.py --task retrieval: every direction of cfg.eval.directions, beside the frozen-feature baseline when
-    eval.baseline_text names one."""
+    """eval.py --task retrieval: every direction of cfg.eval.directions (default: every one the split supports),
+    beside the frozen-feature baseline when eval.baseline_text names one; image<->text also in the papers' form."""
     started = time.perf_counter()
     cfg, data = run.cfg, run.data()
     items = load_items(data, cfg.data, run.split)
     run.report["items"] = len(items)
+    present = data.modalities(run.split)
+    names = directions_for(cfg.eval.directions, present, f"split '{run.split}' of {data.root}")
     baseline = None
-    if cfg.eval.baseline_text:
+    training = run.training_data("frozen-feature baseline") if cfg.eval.baseline_text else None
+    if training is not None:
         from src.tasks.linear_retrieval import frozen_feature_embeddings
-        train = load_items(data, cfg.data, run.args.train_split or cfg.data.train_split)
-        baseline = frozen_feature_embeddings(cfg, data, train, items)
+        train_data, train_split = training
+        train = load_items(train_data, cfg.data, train_split)
+        baseline = frozen_feature_embeddings(cfg, train_data, train, items)
     evaluator = RetrievalEvaluator(run.graphs, items, cfg.eval, baseline)
     run.report["embedding_seconds"] = evaluator.embedding_seconds
     directions = run.report["directions"] = {}
-    for direction in cfg.eval.directions:
+    for direction in names:
         r = directions[direction] = evaluator.evaluate(direction, full=run.args.full)
         run.log(f"{direction}: R@1 {r['two_stage']['R@1']:.1f} ({r['seconds']:.0f} s)")
+    table = retrieval_table(directions)
+    if all(d in directions for d in PUBLISHED):
+        run.report["protocol"] = published_protocol(evaluator, directions, cfg.eval.fold_images)
+        table += [""] + protocol_table(run.report["protocol"])
     run.report["seconds"] = time.perf_counter() - started
     run.log(f"{len(directions)} directions in {run.report['seconds']:.0f} s (embedding the split "
             f"{evaluator.embedding_seconds:.0f} s)")
-    return retrieval_table(directions)
+    return table

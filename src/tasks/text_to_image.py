@@ -219,7 +219,7 @@ def draw(args, graphs, cfg: Config) -> List[str]:
     generate = graph_image_generator(graphs, ("text", "audio") if args.audio else ("text",), cfg)
     inputs = file_inputs(graphs.data(cfg), cfg, audio=args.audio, text=args.text, lang=args.lang)
     _, images = generate(args.count, lambda rows: tuple(x[np.zeros(len(rows), np.int64)] for x in inputs))
-    out = Path(args.out)
+    out = Path(args.out or "generated.png")
     paths = [out] if args.count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}")
                                           for i in range(args.count)]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,14 +4,13 @@ answer vocabulary; write the answers in the submission format; answer one questi
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 
 from src.config import Config, ConfigError
-from src.data.records import DatasetError, PreparedData, open_prepared, write_json_atomic
+from src.data.records import PreparedData, write_json_atomic
 from src.data.vqa import Answers, answer_vocabulary_of, load_answers
 from src.infer.file_inputs import file_inputs
 from src.infer.items import load_items, run_batched
@@ -40,18 +39,6 @@ def answer_graph(form: str) -> str:
 def submission(question_ids: np.ndarray, predictions: List[str]) -> List[dict]:
     """The VQA challenge's results format."""
     return [{"question_id": int(q), "answer": a} for q, a in zip(question_ids, predictions)]
-
-
-def baseline_answers(data: PreparedData, train_split: str) -> Answers:
-    """The training answers the majority baselines count: `train_split` of this data, else of the set it was
-    prepared like (an evaluation set prepared with --like the training set)."""
-    if train_split in data.splits:
-        return load_answers(data, train_split)
-    like = data.meta.get("like")
-    if like and Path(like, "meta.json").is_file():
-        return load_answers(open_prepared(like), train_split)
-    raise DatasetError(f"{data.root} has no '{train_split}' split and was not prepared --like a training set: the "
-                       "majority baselines need the training answers")
 
 
 def evaluate_run(run) -> List[str]:
@@ -85,18 +72,21 @@ def evaluate_run(run) -> List[str]:
     if not scored:
         return [f"[{run.split}] has no answers (a test split): answers written in the submission format"] + \
             [f"  {form}: {r['answers_file']}" for form, r in run.report["forms"].items()]
-    run.report["baselines"] = baselines(data, cfg, stored, items.index, human, types)
+    training = run.training_data("majority baselines")
+    train = load_answers(*training) if training is not None else None
+    run.report["baselines"] = baselines(train, data, stored, items.index, human, types)
     rows += [_row(name, r) for name, r in run.report["baselines"].items()]
     return markdown_table(["answered from", "overall", "yes/no", "number", "other"], rows)
 
 
-def baselines(data: PreparedData, cfg: Config, stored: Answers, index: np.ndarray, human, types) -> Dict[str, dict]:
-    """The majority answer of the training questions (overall, and per answer type: a model told the answer type),
-    and the ceiling of a classifier over the answer vocabulary (its best answer for every question)."""
-    train = baseline_answers(data, cfg.data.train_split)
-    majority = majority_answers(list(train.multiple_choice), list(train.answer_types))
+def baselines(train: Optional[Answers], data: PreparedData, stored: Answers, index: np.ndarray, human, types
+              ) -> Dict[str, dict]:
+    """The majority answer of the training questions `train` (overall, and per answer type: a model told the answer
+    type; none without them), and the ceiling of a classifier over the answer vocabulary (its best answer for every
+    question)."""
     out = {}
-    for name, per_type in (("majority answer", False), ("majority answer per type", True)):
+    majority = majority_answers(list(train.multiple_choice), list(train.answer_types)) if train else None
+    for name, per_type in (("majority answer", False), ("majority answer per type", True)) if train else ():
         out[name] = accuracy_table(vqa_accuracy(majority_predictions(majority, types, per_type), human), types)
         out[name]["answer"] = majority if per_type else majority["overall"]
     vocab = answer_vocabulary_of(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import mindspore as ms
+import numpy as np
 
 from src.config import ConfigError, load_config
 from src.model.convert import load_bert_weights
@@ -156,6 +157,21 @@ def read_checkpoint(path: Path) -> dict:
     except (RuntimeError, ValueError, OSError) as e:
         raise CheckpointError(f"{path}: cannot be read, the file is damaged or not a MindSpore checkpoint "
                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def read_parameter(path, name: str) -> Optional[np.ndarray]:
+    """One parameter of a checkpoint (or a run directory's newest) as an array, None when it has none by `name`."""
+    path = resolve_checkpoint(path)
+    try:
+        found = ms.load_checkpoint(str(path), choice_func=lambda n: n == name)
+    except (RuntimeError, ValueError) as e:
+        if "empty after filter" in str(e):  # MindSpore's answer when no parameter has that name
+            return None
+        raise CheckpointError(f"{path}: cannot be read ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                              ) from None
+    return found[name].asnumpy() if name in found else None
 
 
 def save_checkpoint(cell: ms.nn.Cell, directory: Path, step: int, epoch: int, batch: int, keep: int = 0) -> Path:

@@ -1,0 +1,153 @@
+"""Search a gallery with a trained retrieval model: embed the gallery once into an index folder, then answer queries
+from it as evaluation ranks (src/tasks/retrieval_eval.py): cosine over the index first, then the cross-encoder
+reranks the top eval.rerank_k by its logit + eval.rerank_fusion x the cosine.
+
+    python infer.py --ckpt RUN --gallery photos/ --index INDEX            # or a .txt list, or PREPARED [--split val]
+    python infer.py --index INDEX --text "a dog on a beach" [--top 10]    # or --image F / --audio F / --queries F
+
+An index folder holds index.json (the run, the gallery's modality, its files), embeddings.npy (unit-length, one row
+per gallery file) and inputs.npz (the gallery's model inputs, which the cross-encoder reads); it is written whole or
+not at all.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from src.config import Config, ConfigError
+from src.data.records import DatasetError, open_prepared, write_json_atomic
+from src.infer.file_inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, file_inputs, files_inputs, input_files
+from src.infer.graphs import match_graph
+from src.infer.items import content_codes, load_items, modalities_of, run_batched
+from src.infer.retrieval import normalise
+from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
+from src.tasks.registry import Task, register
+
+INDEX = "index.json"
+
+
+def gallery_inputs(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.ndarray], List[str]]:
+    """(modality, file or item names, model inputs of each, errors) of --gallery: a prepared set's split (its
+    distinct inputs of --gallery-modality), a folder or list of image or audio files, or a text file of captions
+    (--gallery-modality text)."""
+    gallery = args.gallery
+    if (Path(gallery) / "meta.json").is_file():
+        data = open_prepared(gallery)
+        split = args.split or cfg.data.eval_split
+        modality = args.gallery_modality or "image"
+        items = load_items(data, cfg.data, split)
+        has = np.flatnonzero(items.present()[:, MODALITIES.index(modality)])
+        _, first = np.unique(content_codes(items, (modality,))[has], return_index=True)
+        rows = has[np.sort(first)]
+        ids = data.read_columns(split, ["id"])["id"]
+        return modality, [str(ids[i]) for i in items.index[rows]], {c: items.inputs[c][rows] for c in INPUT_COLUMNS}, []
+    data = graphs.data(cfg)
+    if args.gallery_modality == "text":
+        captions = [line.strip() for line in Path(gallery).read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [file_inputs(data, cfg, text=c, lang=args.lang) for c in captions]
+        return "text", captions, {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}, []
+    files = input_files(gallery, IMAGE_EXTENSIONS + AUDIO_EXTENSIONS)
+    kinds = {"audio" if Path(f).suffix.lower() in AUDIO_EXTENSIONS[:-1] else "image" for f in files}
+    if len(kinds) > 1:
+        raise ConfigError(f"{gallery}: a gallery holds one modality (found images and recordings)")
+    modality = args.gallery_modality or kinds.pop()
+    inputs, errors = files_inputs(data, cfg, **{f"{modality}s": files})
+    ok = [i for i, e in enumerate(errors) if e is None]
+    if not ok:
+        raise DatasetError(f"{gallery}: no readable {modality} file (first error: {errors[0]})")
+    return (modality, [files[i] for i in ok], {c: x[ok] for c, x in zip(INPUT_COLUMNS, inputs)},
+            [e for e in errors if e])
+
+
+def build_index(args, graphs, cfg: Config) -> List[str]:
+    modality, names, inputs, errors = gallery_inputs(args, graphs, cfg)
+    embedded = run_batched(graphs["embed"], len(names), cfg.eval.batch_size,
+                           lambda rows: tuple(inputs[c][rows] for c in INPUT_COLUMNS))
+    embeddings = normalise(embedded[MODALITIES.index(modality)])
+    out = Path(args.index)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "embeddings.npy", embeddings)
+    np.savez(tmp / "inputs.npz", **{c: inputs[c] for c in COLUMNS_OF[modality]})
+    write_json_atomic(tmp / INDEX, {"checkpoint": str(graphs.checkpoint), "modality": modality, "count": len(names),
+                                    "files": names, "skipped": errors, "gallery": str(Path(args.gallery).resolve())})
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    lines = [f"indexed {len(names)} {modality} inputs of {args.gallery} into {out}"]
+    return lines + [f"skipped: {e}" for e in errors]
+
+
+def load_index(path: str) -> Tuple[dict, np.ndarray, Dict[str, np.ndarray]]:
+    root = Path(path)
+    if not (root / INDEX).is_file():
+        raise FileNotFoundError(f"no search index at {path} (make one with infer.py --ckpt RUN --gallery ... --index "
+                                f"{path})")
+    meta = json.loads((root / INDEX).read_text(encoding="utf-8"))
+    with np.load(root / "inputs.npz") as stored:
+        inputs = {c: stored[c] for c in stored.files}
+    return meta, np.load(root / "embeddings.npy"), inputs
+
+
+def query_rows(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.ndarray]]:
+    """(modality, the queries as shown, their model inputs) of --text, --image, --audio or --queries (a text file of
+    captions, one a line)."""
+    data = graphs.data(cfg)
+    if args.queries:
+        texts = [line.strip() for line in Path(args.queries).read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+        rows = [file_inputs(data, cfg, text=t, lang=args.lang) for t in texts]
+        return "text", texts, {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}
+    if args.text is not None:
+        row = file_inputs(data, cfg, text=args.text, lang=args.lang)
+        return "text", [args.text], dict(zip(INPUT_COLUMNS, row))
+    modality, path = ("image", args.image) if args.image else ("audio", args.audio)
+    row = file_inputs(data, cfg, **{modality: path})
+    return modality, [path], dict(zip(INPUT_COLUMNS, row))
+
+
+def search(args, graphs, cfg: Config) -> List[str]:
+    """infer.py on a retrieval run: with --gallery, index it; else answer the query from --index, a JSON line per
+    result {"query", "rank", "file", "score", "cosine"}, best first."""
+    if args.gallery:
+        if not args.index:
+            raise ConfigError("--gallery needs --index FOLDER: where to write the index")
+        return build_index(args, graphs, cfg)
+    if not args.index:
+        raise ConfigError("search reads --index FOLDER (made with --gallery) and a query: --text, --image, --audio or "
+                          "--queries")
+    meta, gallery, stored = load_index(args.index)
+    modality, shown, query = query_rows(args, graphs, cfg)
+    if modality == meta["modality"]:
+        raise ConfigError(f"the index holds {modality} inputs: ask with another modality")
+    q_embedded = run_batched(graphs["embed"], len(shown), cfg.eval.batch_size,
+                             lambda rows: tuple(query[c][rows] for c in INPUT_COLUMNS))
+    cosines = normalise(q_embedded[MODALITIES.index(modality)]) @ gallery.T
+    match = graphs[match_graph(modalities_of((modality, meta["modality"])))]
+    k = min(cfg.eval.rerank_k, len(gallery))
+    lines = []
+    for q, text in enumerate(shown):
+        order = np.argsort(-cosines[q], kind="stable")
+        top = order[:k]
+
+        def pair(rows, top=top, q=q):  # the query's columns beside each candidate's
+            return tuple(stored[c][top[rows]] if c in stored else query[c][np.full(len(rows), q)]
+                         for c in INPUT_COLUMNS)
+        cross = run_batched(match, k, cfg.eval.batch_size, pair)[0] if k else np.zeros(0)
+        fused = cross + cfg.eval.rerank_fusion * cosines[q, top]
+        ranked = list(top[np.argsort(-fused, kind="stable")]) + list(order[k:])
+        scores = dict(zip(top.tolist(), fused.tolist()))
+        for rank, g in enumerate(ranked[:args.top], 1):
+            lines.append(json.dumps({"query": text, "rank": rank, "file": meta["files"][g],
+                                     "score": round(scores[int(g)], 5) if int(g) in scores else None,
+                                     "cosine": round(float(cosines[q, g]), 5)}, ensure_ascii=False))
+    return lines
+
+
+register(Task("search", __name__, infer=search, graphs_of="retrieval", infer_from=("retrieval",),
+              help="search a gallery: index it once (--gallery, --index), then rank it for a query"))
