@@ -29,7 +29,8 @@ def wide_data(tmp_path_factory):
 
 CASES = {
     "train --resume of a missing file": (lambda w, d, t: train_py.main(
-        ["--config", TINY, "--set", f"data.path={d}", f"train.output_dir={t}", "--resume", str(t.dir / "no.ckpt")]),
+        ["--config", TINY, "--set", f"data.path={d}", f"train.output_dir={t.dir / 'run'}", "--resume",
+         str(t.dir / "no.ckpt")]),
         "checkpoint not found"),
     "train on a missing dataset": (lambda w, d, t: train_py.main(
         ["--config", TINY, "--set", f"data.path={t.dir / 'nowhere'}"]), "not a prepared dataset"),
