@@ -19,29 +19,35 @@ from src.config import Config, ConfigError, load_config, to_dict
 from src.train.checkpoint import load_run_config
 
 ROOT = Path(__file__).resolve().parents[2]
-# what makes the weights fit: taken from the pre-trained run. A recipe may set a decoder's layers to 0 (not built).
-SHAPE = ("hidden", "layers", "heads", "intermediate", "max_positions", "layer_norm_eps", "decoder_layers",
-         "vision_decoder_layers")
+# what makes the weights fit: taken from the pre-trained run (the audio positions are sized by data.max_audio_tokens).
+# A recipe may set a decoder's layers to 0 (not built).
+SHAPE = ("model.hidden", "model.layers", "model.heads", "model.intermediate", "model.max_positions",
+         "model.layer_norm_eps", "model.decoder_layers", "model.vision_decoder_layers", "data.max_audio_tokens")
 # settings a rerun may change and still continue the same run
 CONTINUABLE = {"train.max_steps", "train.epochs", "train.max_minutes", "train.save_every", "train.log_every",
                "train.keep_checkpoints", "model.init_from"}
 
 
+def _value(cfg: Config, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+def _unbuilt(key: str, value) -> bool:
+    return key.endswith("decoder_layers") and value == 0
+
+
 def recipe_shape_conflicts(recipe: str, pretrained: Config) -> List[str]:
-    """The model keys the recipe file sets to other values than the pre-trained run (0 layers of a decoder is not
+    """The shape keys the recipe file sets to other values than the pre-trained run (0 layers of a decoder is not
     building it, always allowed)."""
-    doc = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}
-    model = doc.get("model") or {}
-    return [f"model.{key} {model[key]} (pre-trained: {getattr(pretrained.model, key)})" for key in SHAPE
-            if key in model and model[key] != getattr(pretrained.model, key)
-            and not (key.endswith("decoder_layers") and model[key] == 0)]
+    given = flat(yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {})
+    return [f"{key} {given[key]} (pre-trained: {_value(pretrained, key)})" for key in SHAPE
+            if key in given and given[key] != _value(pretrained, key) and not _unbuilt(key, given[key])]
 
 
 def shape_overrides(recipe: str, pretrained: Config) -> List[str]:
-    doc = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}
-    model = doc.get("model") or {}
-    return [f"model.{key}={getattr(pretrained.model, key)}" for key in SHAPE
-            if not (key.endswith("decoder_layers") and model.get(key) == 0)]
+    given = flat(yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {})
+    return [f"{key}={_value(pretrained, key)}" for key in SHAPE if not _unbuilt(key, given.get(key))]
 
 
 def flat(tree: dict, prefix: str = "") -> dict:
