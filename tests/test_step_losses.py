@@ -19,10 +19,10 @@ RECORDED_NORM = [21.36237144470215, 17.134933471679688, 20.4893856048584, 26.300
 TOLERANCE = 2e-4  # relative: float32 sums taken in another order
 
 
-def tiny_run(prepared, steps: int = 8):
+def tiny_run(prepared, steps: int = 8, overrides=()):
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = tiny_config(f"data.path={prepared}", "model.dropout=0.1", "train.lr=0.003", "train.warmup_steps=2",
-                      "train.grad_clip=1.0")
+                      "train.grad_clip=1.0", *overrides)
     ms.set_seed(cfg.train.seed)
     loss_net, make_dataset, _ = build(cfg)
     step = train_step(loss_net, cfg.train, learning_rates(cfg.train, steps))

@@ -164,8 +164,8 @@ class DVAE(nn.Cell):
         self.image_side = ms.Parameter(ms.Tensor(image_size, ms.int32), name="image_side", requires_grad=False)
 
     def logits(self, images):
-        """[B, S, S, 3] in [0, 1] -> [B, S/8, S/8, K]."""
-        return self.encoder(images * 2.0 - 1.0)
+        """[B, S, S, 3] in [0, 1] -> [B, S/8, S/8, K] float32 (the encoder may run in float16: train.amp_level)."""
+        return self.encoder(images * 2.0 - 1.0).astype(ms.float32)
 
     def codes(self, images):
         """The most likely code of each grid cell, row-major: [B, (S/8)^2] int32."""

@@ -1,5 +1,9 @@
 """Pre-training heads and their losses. Every loss is a weighted mean over the slots/rows whose weight is 1, so padded
-slots, unmasked positions and rows excluded by the pipeline carry no loss."""
+slots, unmasked positions and rows excluded by the pipeline carry no loss.
+
+Losses are computed in float32 whatever precision the network runs in (train.amp_level O2 runs the heads' matrix
+products in float16): the loss cells keep float32 (`keep_float32`, see `src/train/precision.py`), the loss functions
+cast their predictions up first (a no-op in float32), and VocabHead returns float32 logits."""
 from __future__ import annotations
 
 import mindspore as ms
@@ -18,11 +22,13 @@ def gather_positions(states, positions):
 
 
 def weighted_mean(values, weights):
-    return (values * weights).sum() / ops.maximum(weights.sum(), 1.0)
+    """A float32 scalar whatever the precision of `values`."""
+    return (values.astype(ms.float32) * weights).sum() / ops.maximum(weights.sum(), 1.0)
 
 
 class CrossEntropy(nn.Cell):
-    """Per-item cross-entropy of logits [..., C] against integer targets [...]."""
+    """Per-item cross-entropy of logits [..., C] against integer targets [...]; float32 under mixed precision."""
+    keep_float32 = True
 
     def __init__(self):
         super().__init__()
@@ -35,7 +41,8 @@ class CrossEntropy(nn.Cell):
 
 class SoftTargetKL(nn.Cell):
     """KL(target || softmax(logits)) per item, for targets given as their k most likely classes (UNITER's MRC-kl):
-    logits [..., C], class ids [..., k] and probabilities [..., k] summing to 1."""
+    logits [..., C], class ids [..., k] and probabilities [..., k] summing to 1. Float32 under mixed precision."""
+    keep_float32 = True
 
     def __init__(self):
         super().__init__()
@@ -48,6 +55,18 @@ class SoftTargetKL(nn.Cell):
         p = probs.reshape(-1, k)
         log_p = ops.log(ops.maximum(p, 1e-12))
         return (p * (log_p - log_q)).sum(-1).reshape(ids.shape[:-1])
+
+
+class TableLogits(nn.Cell):
+    """h [N, H] @ table [C, H]^T + bias [C] -> float32 logits [N, C]. A cell of its own so that under mixed precision
+    its inputs (a float32 LayerNorm output, the table) enter its float16 product together."""
+
+    def __init__(self):
+        super().__init__()
+        self.matmul = ops.MatMul(transpose_b=True)  # no [C, H] -> [H, C] copy of the table per step
+
+    def construct(self, h, table, bias):
+        return (self.matmul(h, table) + bias).astype(ms.float32)  # callers take log-softmaxes
 
 
 class VocabHead(nn.Cell):
@@ -70,7 +89,7 @@ class VocabHead(nn.Cell):
             self.dense = Dense(hidden, hidden)
             self.act = nn.GELU(approximate=False)
             self.norm = LayerNorm(hidden, eps)
-        self.matmul_table = ops.MatMul(transpose_b=True)  # no [V, H] -> [H, V] copy of the table per step
+        self.logits = TableLogits()
         self.output_ids = self.class_index = self.table = self.class_bias = None
         if output_ids is None:
             self.bias = ms.Parameter(ops.zeros(vocab_size, ms.float32), name="bias")
@@ -92,8 +111,8 @@ class VocabHead(nn.Cell):
         if self.transform:
             h = self.norm(self.act(self.dense(h)))
         if self.output_ids is None:
-            return self.matmul_table(h, table) + self.bias
-        return self.matmul_table(h, self.table) + self.class_bias
+            return self.logits(h, table, self.bias)
+        return self.logits(h, self.table, self.class_bias)
 
     def classes_of(self, ids):
         """Piece ids [...] -> their class indices (the ids themselves without output_ids)."""
@@ -124,15 +143,15 @@ class FeatureRegression(nn.Cell):
 
 def regression_loss(pred, target, weights):
     """Mean squared error per token, averaged over the weighted slots."""
-    return weighted_mean(((pred - target) ** 2).mean(-1), weights)
+    return weighted_mean(((pred.astype(ms.float32) - target) ** 2).mean(-1), weights)
 
 
 def contrastive_loss(pred, target, weights, temperature: float):
     """MAM contrastive (paper eq. 8): each masked token's prediction should be most similar (cosine) to its own original
     feature; the other masked tokens of the batch are the negatives. Lower when pred equals its target."""
     d = pred.shape[-1]
-    p = pred.reshape(-1, d)
-    t = target.reshape(-1, d)
+    p = pred.reshape(-1, d).astype(ms.float32)
+    t = target.reshape(-1, d).astype(ms.float32)
     w = weights.reshape(-1)
     p = p / ops.maximum(ops.norm(p, dim=-1, keepdim=True), 1e-6)
     t = t / ops.maximum(ops.norm(t, dim=-1, keepdim=True), 1e-6)
@@ -145,7 +164,8 @@ def contrastive_loss(pred, target, weights, temperature: float):
 
 def binary_cross_entropy(logits, targets):
     """Element-wise BCE of logits against targets in [0, 1], in the form that neither overflows nor loses precision:
-    max(x, 0) - x t + log(1 + exp(-|x|))."""
+    max(x, 0) - x t + log(1 + exp(-|x|)), in float32."""
+    logits = logits.astype(ms.float32)
     return ops.maximum(logits, 0.0) - logits * targets + ops.log(1.0 + ops.exp(-ops.abs(logits)))
 
 

@@ -60,7 +60,7 @@ class Attention(nn.Cell):
     def attend(self, x, k, v, bias):
         q = self.split(self.query(x))
         scores = self.scores(q, k) * self.scale + bias
-        probs = self.dropout(self.softmax(scores))
+        probs = self.dropout(self.softmax(scores)).astype(v.dtype)  # float32 softmax, float16 values under O2
         context = ops.matmul(probs, v).transpose(0, 2, 1, 3)
         b, l = context.shape[0], context.shape[1]
         return self.output(context.reshape(b, l, -1))

@@ -6,9 +6,14 @@ MindSpore 2.10's CPU kernels for the reductions inside these gradients are slow 
 matrix-vector product takes 6. The cells below keep MindSpore's parameters and names (`weight`, `bias`, `gamma`,
 `beta`: checkpoints and the MiniLM converter see no difference) and write out the backward of the parameter-free part
 as a cell with `bprop` (a cell's custom backward gives gradients for its inputs, so the parameters enter as inputs).
+
+Mixed precision (train.amp_level O2, `src/train/precision.py`): cells whose class sets `keep_float32` run in float32
+inside a float16 network (their inputs are cast up, their output stays float32): LayerNorm (its statistics and
+backward) and Softmax. Dense runs in the network's precision: its matrix products are where float16 pays.
 """
 from __future__ import annotations
 
+import mindspore as ms
 from mindspore import nn, ops
 
 
@@ -30,7 +35,9 @@ class AddBias(nn.Cell):
         return x + bias
 
     def bprop(self, x, bias, out, dout):
-        return dout, column_sums(dout)
+        # summed in float32, the parameter's type: under O2 the bias enters as float16, and the gradient a custom
+        # backward gives it is not cast back to the parameter's type
+        return dout, column_sums(dout.astype(ms.float32))
 
 
 class Dense(nn.Dense):
@@ -71,7 +78,8 @@ class Normalize(nn.Cell):
 
 
 class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm over the last axis (gamma, beta [H]) with Normalize's backward."""
+    """nn.LayerNorm over the last axis (gamma, beta [H]) with Normalize's backward; float32 under mixed precision."""
+    keep_float32 = True
 
     def __init__(self, hidden: int, eps: float):
         super().__init__((hidden,), epsilon=eps)
@@ -83,7 +91,9 @@ class LayerNorm(nn.LayerNorm):
 
 
 class Softmax(nn.Cell):
-    """Softmax over the last axis; backward y (dy - sum(dy y))."""
+    """Softmax over the last axis; backward y (dy - sum(dy y)); float32 under mixed precision (its output is cast to
+    the values' precision by the caller)."""
+    keep_float32 = True
 
     def construct(self, x):
         return ops.softmax(x, axis=-1)

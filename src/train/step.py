@@ -14,6 +14,7 @@ from src.config import ConfigError, TrainConfig
 from src.model.dropout import number_dropouts
 from src.train.adamw import AdamW
 from src.train.distributed import MeanOverRanks, data_parallel_size
+from src.train.precision import mixed_precision
 
 LOSS_SCALES = ("dynamic", "static", "none")
 
@@ -171,7 +172,9 @@ class TrainStep(nn.Cell):
 
 def train_step(loss_net: nn.Cell, cfg: TrainConfig, learning_rates: np.ndarray) -> TrainStep:
     """The train step of `loss_net` under `cfg`: AdamW over its parameters but the frozen ones, new heads (those
-    model.init_from did not provide, `loss_net.initialised`) at lr x new_lr_scale; in training mode."""
+    model.init_from did not provide, `loss_net.initialised`) at lr x new_lr_scale; in training mode, at
+    cfg.amp_level's precision (set on `loss_net` in place)."""
+    mixed_precision(loss_net, cfg.amp_level)
     optimizer = build_optimizer(trainable(loss_net, cfg.freeze), cfg, learning_rates,
                                 getattr(loss_net, "initialised", None))
     step = TrainStep(loss_net, optimizer, cfg)

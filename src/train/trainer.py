@@ -117,8 +117,6 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     out.mkdir(parents=True, exist_ok=True)
     steps = total_steps(cfg, batches_per_epoch)
     rates = learning_rates(t, steps)
-    if t.amp_level != "O0":
-        loss_net = ms.amp.auto_mixed_precision(loss_net, t.amp_level)
     step_cell = train_step(loss_net, t, rates)
 
     position = {"step": 0, "epoch": 0, "batch": 0}
