@@ -171,7 +171,7 @@ class TrainConfig:
     init_loss_scale: float = 65536.0
     loss_scale_factor: float = 2.0
     loss_scale_window: int = 1000  # finite steps before a dynamic scale grows
-    amp_level: str = "O0"         # mindspore.amp level; O0 on CPU (fp16 gives no speed there)
+    amp_level: str = "O0"         # O0 (float32) or O2 (float16 but norms, softmaxes and losses: src/train/precision.py)
     save_every: int = 500         # optimizer steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 3
     log_every: int = 10

@@ -1,5 +1,6 @@
 """Mixed precision (train.amp_level O2, src/train/precision.py): what stays float32, O2's pre-training losses against
-O0's, every task trained under O2, and every base recipe (all but the dVAE's set O2) for two steps at tiny sizes.
+O0's, every task trained under O2, and every base and COCO recipe (all but the dVAE's set O2) for two steps at tiny
+sizes.
 
 Each training run costs a graph compilation (20-70 s on 2 busy cores): the O2 runs of the caption, retrieval and VQA
 tiny recipes are marked slow, since their base recipes train them under O2 in the default run."""
@@ -24,7 +25,7 @@ from tests.conftest import ROOT
 from tests.test_vqa_data import prepare_vqa
 
 CONFIGS = ROOT / "config"
-BASES = sorted(p.stem for p in CONFIGS.glob("*_base.yaml"))
+BASES = sorted(p.stem for pattern in ("*_base.yaml", "*_coco.yaml") for p in CONFIGS.glob(pattern))
 # measured against O0 over tests/test_step_losses.py's 8 steps: total loss within 0.11 %, gradient norm within 0.23 %
 LOSS_TOLERANCE = 0.01
 NORM_TOLERANCE = 0.02

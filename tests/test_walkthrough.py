@@ -72,6 +72,19 @@ def test_own_data_walkthrough(pretrained_run, tmp_path, capsys):
     # eval.rerank_k 16 covers the 12 photos: all are reranked, best fused score (cross-encoder + 20 x cosine) first
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
 
+    (tmp_path / "queries.txt").write_text("a red square on grey\n\nthe stripe is blue\n")
+    assert infer_script.main(["--index", str(index), "--queries", str(tmp_path / "queries.txt"), "--top", "3"]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["query"], r["rank"]) for r in results] == [(q, k) for q in ("a red square on grey",
+                                                                           "the stripe is blue") for k in (1, 2, 3)]
+    (tmp_path / "captions.txt").write_text("".join(f"caption number {i}\n" for i in range(12)))
+    assert infer_script.main(["--ckpt", str(retrieval), "--gallery", str(tmp_path / "captions.txt"),
+                              "--gallery-modality", "text", "--index", str(tmp_path / "captions.index")]) == 0
+    capsys.readouterr()
+    assert infer_script.main(["--index", str(tmp_path / "captions.index"), "--image", str(photos / "p03.jpg")]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(results) == 10 and all(r["file"].startswith("caption number") for r in results)
+
     exported = tmp_path / "exports" / "retrieval"
     assert export_script.main(["--task", "retrieval", "--ckpt", str(retrieval), "--out", str(exported)]) == 0
     assert (tmp_path / "exports" / "retrieval.json").is_file()

@@ -30,6 +30,16 @@ from src.tasks.registry import Task, register
 INDEX = "index.json"
 
 
+def lines_of(path: str) -> List[str]:
+    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def caption_inputs(data, cfg: Config, captions: List[str], lang: str) -> Dict[str, np.ndarray]:
+    """Model inputs of captions, one row each."""
+    rows = [file_inputs(data, cfg, text=c, lang=lang) for c in captions]
+    return {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}
+
+
 def gallery_inputs(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.ndarray], List[str]]:
     """(modality, file or item names, model inputs of each, errors) of --gallery: a prepared set's split (its
     distinct inputs of --gallery-modality), a folder or list of image or audio files, or a text file of captions
@@ -47,9 +57,8 @@ def gallery_inputs(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str,
         return modality, [str(ids[i]) for i in items.index[rows]], {c: items.inputs[c][rows] for c in INPUT_COLUMNS}, []
     data = graphs.data(cfg)
     if args.gallery_modality == "text":
-        captions = [line.strip() for line in Path(gallery).read_text(encoding="utf-8").splitlines() if line.strip()]
-        rows = [file_inputs(data, cfg, text=c, lang=args.lang) for c in captions]
-        return "text", captions, {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}, []
+        captions = lines_of(gallery)
+        return "text", captions, caption_inputs(data, cfg, captions, args.lang), []
     files = input_files(gallery, IMAGE_EXTENSIONS + AUDIO_EXTENSIONS)
     kinds = {"audio" if Path(f).suffix.lower() in AUDIO_EXTENSIONS[:-1] else "image" for f in files}
     if len(kinds) > 1:
@@ -99,10 +108,8 @@ def query_rows(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.
     captions, one a line)."""
     data = graphs.data(cfg)
     if args.queries:
-        texts = [line.strip() for line in Path(args.queries).read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
-        rows = [file_inputs(data, cfg, text=t, lang=args.lang) for t in texts]
-        return "text", texts, {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}
+        texts = lines_of(args.queries)
+        return "text", texts, caption_inputs(data, cfg, texts, args.lang)
     if args.text is not None:
         row = file_inputs(data, cfg, text=args.text, lang=args.lang)
         return "text", [args.text], dict(zip(INPUT_COLUMNS, row))
