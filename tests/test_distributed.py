@@ -59,7 +59,7 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared
     assert job.returncode == 0, err[-3000:]
     first = fingerprints(dist)
     assert len(first[0]) == 1 and first[0] == first[1]  # both replicas hold the same parameters
-    assert sorted(p.name for p in dist.iterdir()) == ["config.yaml", "logs", "step_00000003.ckpt",
+    assert sorted(p.name for p in dist.iterdir()) == ["config.yaml", "data_settings", "logs", "step_00000003.ckpt",
                                                       "step_00000003.ckpt.sha256", "train_log.jsonl"]
 
     job = cpu_launch(prepared_complete, dist, "train.max_steps=4")  # the same command resumes, on every rank
