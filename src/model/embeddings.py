@@ -28,7 +28,8 @@ class TextEmbedding(nn.Cell):
     def construct(self, ids, start=0):
         """ids [B, L] at positions start .. start + L - 1 (a decoder step passes its position as `start`)."""
         length = ids.shape[1]
-        positions = (ops.arange(0, length, dtype=ms.int32) + start).expand_dims(0)
+        # position ids per row ([B, L], not [1, L]): no broadcasting add of [1, L, H] (primitives.spread)
+        positions = ops.broadcast_to((ops.arange(0, length, dtype=ms.int32) + start).expand_dims(0), ids.shape)
         x = self.word_embeddings(ids) + self.position_embeddings(positions) + \
             self.token_type_embeddings(ops.zeros_like(ids))
         return self.dropout(self.norm(x))
@@ -55,6 +56,6 @@ class AudioEmbedding(nn.Cell):
         self.dropout = Dropout(dropout)
 
     def construct(self, feats):
-        positions = ops.arange(0, feats.shape[1], dtype=ms.int32).expand_dims(0)
+        positions = ops.broadcast_to(ops.arange(0, feats.shape[1], dtype=ms.int32).expand_dims(0), feats.shape[:2])
         return self.dropout(self.norm(self.feature(feats) + self.position_embeddings(positions)))
 

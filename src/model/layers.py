@@ -12,7 +12,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.model.dropout import Dropout
-from src.model.primitives import Dense, LayerNorm, Softmax
+from src.model.primitives import GELU, BatchProduct, Dense, LayerNorm, Softmax, spread
 
 NEG = -10000.0  # BERT's additive mask value: exp() underflows to 0 without the NaNs of -inf on fully masked rows
 
@@ -42,12 +42,14 @@ class Attention(nn.Cell):
         self.value = Dense(hidden, hidden)
         self.output = Dense(hidden, hidden)
         self.softmax = Softmax()
-        self.scores = ops.BatchMatMul(transpose_b=True)  # q k^T without a transposed copy of k
+        self.scores = BatchProduct(transpose_b=True)  # q k^T without a transposed copy of k
+        self.weighted = BatchProduct()  # probs v
         self.dropout = Dropout(dropout)
 
     def split(self, x):
-        b, l, _ = x.shape
-        return x.reshape(b, l, self.heads, self.head_dim).transpose(0, 2, 1, 3)
+        """[B, L, H] -> [B, heads, L, head_dim] by Split and Stack: MindSpore 2.10's CPU Transpose keeps an 8-byte
+        source index per element for as long as its graph lives (1.6 GB of the demo retrieval step); these copy."""
+        return ops.stack(ops.split(x, self.head_dim, axis=-1), axis=1)
 
     def construct(self, x, memory, bias):
         k, v = self.keys_values(memory)
@@ -59,18 +61,18 @@ class Attention(nn.Cell):
 
     def attend(self, x, k, v, bias):
         q = self.split(self.query(x))
-        scores = self.scores(q, k) * self.scale + bias
+        scores = self.scores(q, k) * self.scale
+        scores = scores + spread(bias, scores)  # bias [B or 1, 1, Lq or 1, Lk]: see spread
         probs = self.dropout(self.softmax(scores)).astype(v.dtype)  # float32 softmax, float16 values under O2
-        context = ops.matmul(probs, v).transpose(0, 2, 1, 3)
-        b, l = context.shape[0], context.shape[1]
-        return self.output(context.reshape(b, l, -1))
+        context = ops.concat(ops.unstack(self.weighted(probs, v), axis=1), axis=-1)  # [B, Lq, H]: see split
+        return self.output(context)
 
 
 class FeedForward(nn.Cell):
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
         self.intermediate = Dense(hidden, intermediate)
-        self.act = nn.GELU(approximate=False)
+        self.act = GELU()  # exact, as nn.GELU(approximate=False), without its Div (primitives.GELU)
         self.output = Dense(intermediate, hidden)
 
     def construct(self, x):

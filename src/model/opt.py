@@ -169,6 +169,7 @@ class DecoderCalls:
 
 
 def masked_mean(states, mask):
-    """Average of the states [B, L, H] over the positions where mask [B, L] is 1."""
-    weights = mask.expand_dims(-1)
-    return (states * weights).sum(1) / ops.maximum(weights.sum(1), 1.0)
+    """Average of the states [B, L, H] over the positions where mask [B, L] is 1: mask [B, 1, L] @ states, a batched
+    product (states * mask [B, L, 1] would be a broadcasting multiply: src/model/primitives.py, spread)."""
+    total = ops.matmul(mask.expand_dims(1), states.astype(mask.dtype)).squeeze(1)
+    return total / ops.maximum(mask.sum(1, keepdims=True), 1.0)

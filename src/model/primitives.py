@@ -13,6 +13,8 @@ backward) and Softmax. Dense runs in the network's precision: its matrix product
 """
 from __future__ import annotations
 
+import math
+
 import mindspore as ms
 from mindspore import nn, ops
 
@@ -28,11 +30,23 @@ def column_sums(x):
     return ops.matmul(ops.ones((1, x.shape[0]), x.dtype), x).reshape(-1)
 
 
+def spread(small, like):
+    """`small` broadcast to the shape of `like` by an op of its own. MindSpore 2.10's CPU Add/Sub/Mul/Div kernels, given
+    two inputs of different shapes (neither a single element), build a table of two 8-byte input indices per output
+    element and keep it as long as the graph lives: 4x a float32 output, per broadcasting op of a graph (2 GB a layer
+    of the demo retrieval step). BroadcastTo and then a same-shape op keep nothing (docs/performance.md, Memory).
+
+    `small` must depend on the batch: a BroadcastTo of a Parameter alone is computed from weights only, and its output
+    is kept for the graph's lifetime like a constant (a bias add per Dense would keep a [N, out] copy of its bias).
+    `ops.bias_add` adds a bias; `ops.depend(parameter, like)` makes a parameter depend on the batch."""
+    return ops.broadcast_to(small, like.shape)
+
+
 class AddBias(nn.Cell):
     """x [N, C] + bias [C]; the bias gradient is ones @ dout."""
 
     def construct(self, x, bias):
-        return x + bias
+        return ops.bias_add(x, bias.astype(x.dtype))  # along axis 1, the last of [N, C]; no table (see spread)
 
     def bprop(self, x, bias, out, dout):
         # summed in float32, the parameter's type: under O2 the bias enters as float16, and the gradient a custom
@@ -69,11 +83,11 @@ class Normalize(nn.Cell):
 
     def bprop(self, x, gamma, beta, out, dout):
         h = x.shape[-1]
-        centred = x - row_sums(x) / h
-        rstd = ops.rsqrt(row_sums(centred * centred) / h + self.eps)
+        centred = x - spread(row_sums(x) / h, x)
+        rstd = spread(ops.rsqrt(row_sums(centred * centred) / h + self.eps), x)
         xhat = centred * rstd
-        g = dout * gamma
-        dx = rstd * (g - row_sums(g) / h - xhat * (row_sums(g * xhat) / h))
+        g = dout * spread(ops.depend(gamma, dout), dout)
+        dx = rstd * (g - spread(row_sums(g) / h, g) - xhat * spread(row_sums(g * xhat) / h, g))
         return dx, column_sums(dout * xhat), column_sums(dout)
 
 
@@ -100,4 +114,52 @@ class Softmax(nn.Cell):
 
     def bprop(self, x, out, dout):
         weighted = dout * out
-        return (weighted - out * row_sums(weighted),)
+        return (weighted - out * spread(row_sums(weighted), out),)
+
+
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def gelu_cdf(x):
+    """Phi(x), the standard normal CDF, in multiplies (see GELU)."""
+    return 0.5 + 0.5 * ops.erf(x * SQRT_HALF)
+
+
+def gelu_slope(x, cdf):
+    """d/dx x Phi(x) = Phi(x) + x phi(x)."""
+    return cdf + x * (ops.exp(x * x * -0.5) * INV_SQRT_2PI)
+
+
+class GELU(nn.Cell):
+    """Exact (erf) GELU, x * Phi(x), as nn.GELU(approximate=False), with its backward Phi(x) + x * phi(x), all in
+    multiplies: MindSpore 2.10 expands nn.GELU's on CPU around a Div, and the CPU Div kernel keeps a 16-byte index
+    per element however its inputs are shaped (0.56 GB a layer of the demo retrieval step; see spread)."""
+
+    def construct(self, x):
+        return x * gelu_cdf(x)
+
+    def bprop(self, x, out, dout):
+        return (dout * gelu_slope(x, gelu_cdf(x)),)
+
+
+class BatchProduct(nn.Cell):
+    """a @ b over the last two axes (b transposed with `transpose_b`), with a backward of products of transposed
+    operands: the automatic one transposes a and b first, and MindSpore 2.10's CPU Transpose keeps an 8-byte index per
+    element for as long as its graph lives."""
+
+    def __init__(self, transpose_b: bool = False):
+        super().__init__()
+        self.transpose_b = transpose_b
+        self.product = ops.BatchMatMul(transpose_b=transpose_b)
+        self.nn = ops.BatchMatMul()
+        self.tn = ops.BatchMatMul(transpose_a=True)
+        self.nt = ops.BatchMatMul(transpose_b=True)
+
+    def construct(self, a, b):
+        return self.product(a, b)
+
+    def bprop(self, a, b, out, dout):
+        if self.transpose_b:  # out = a b^T: da = dout b, db = dout^T a
+            return self.nn(dout, b), self.tn(dout, a)
+        return self.nt(dout, b), self.tn(a, dout)  # out = a b: da = dout b^T, db = a^T dout

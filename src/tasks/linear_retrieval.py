@@ -21,17 +21,21 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config, ModelConfig
+from src.config import Config, DataConfig, ModelConfig
+from src.data.content import fingerprints
+from src.data.padding import READ_COLUMNS, Padder
 from src.data.tokenizer import minilm_dir
 from src.infer.items import Items, content_codes, run_batched
 from src.model.heads import CrossEntropy
-from src.modality import MODALITIES
+from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
 from src.model.retrieval import (ModalityEmbedding, Projection, RetrievalModel, clamped_scale, l2_normalise,
                                  logit_scale_parameter, same_content, tri_modal_info_nce)
 from src.train.checkpoint import init_model
 
 BATCH_SIZE = 256  # rows per InfoNCE batch: many negatives, and on CPU a step still takes milliseconds
+CHUNK = 256  # training items held as padded model inputs at once by the warm start (350 KB each at the demo's shapes:
+#              the whole demo split at once was 1.5 GB, and 2.2 GB while it was being padded)
 
 
 class LinearHeads(nn.Cell):
@@ -105,24 +109,66 @@ def item_contents(items: Items) -> np.ndarray:
     return np.stack([content_codes(items, (m,)) for m in MODALITIES], axis=1)
 
 
+def item_chunks(data, cfg: DataConfig, split: str, chunk: int = CHUNK):
+    """The items of `split` in its shards' order (as `load_items`), `chunk` at a time."""
+    import mindspore.dataset as ds
+    padder, rows = Padder(data, cfg), []
+
+    def padded():
+        arrays = padder(len(rows), *([row[k] for row in rows] for k in range(len(READ_COLUMNS))))
+        return Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
+    reader = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, shuffle=False)
+    for row in reader.create_tuple_iterator(num_epochs=1, output_numpy=True):
+        rows.append(row)
+        if len(rows) == chunk:
+            yield padded()
+            rows = []
+    if rows:
+        yield padded()
+
+
+def streamed_embedding_features(model: RetrievalModel, data, cfg: Config):
+    """`embedding_features`, `present` and `item_contents` of the whole training split, read CHUNK items at a time
+    (the split's padded inputs are never all in memory; what is kept is [N, width] per modality). Each distinct
+    input is encoded once, as in `embedding_features`. Returns ((text, image, audio) features, present, contents)."""
+    cells = {m: ModalityEmbedding(model, m, projected=False) for m in MODALITIES}
+    known = {m: {} for m in MODALITIES}  # fingerprint of an input -> what the projection reads
+    prints, present = [], []
+    for items in item_chunks(data, cfg.data, cfg.data.train_split):
+        chunk_prints = []
+        for m in MODALITIES:
+            keys = fingerprints([items.inputs[c] for c in COLUMNS_OF[m]])
+            _, first = np.unique(keys, return_index=True)
+            new = np.array([i for i in first if keys[i] not in known[m]], np.int64)
+            if len(new):
+                pooled = run_batched(cells[m], len(new), cfg.eval.batch_size,
+                                     lambda rows: items.compose({m: new[rows]}))[0]  # noqa: B023 (called now)
+                known[m].update(zip(keys[new], pooled))
+            chunk_prints.append(keys)
+        prints.append(np.stack(chunk_prints, axis=1))
+        present.append(items.present())
+    prints = np.concatenate(prints)
+    features = tuple(np.stack([known[m][key] for key in prints[:, k]]) for k, m in enumerate(MODALITIES))
+    contents = np.stack([np.unique(prints[:, k], return_inverse=True)[1] for k in range(len(MODALITIES))], axis=1)
+    return features, np.concatenate(present), contents
+
+
 def fit_projections(loss_net: RetrievalModel, cfg: Config, log=print) -> None:
     """Fit the projections and temperature of `loss_net` to their inputs under its frozen encoder over every
     training item (`loss.warm_start_epochs` epochs at eval.probe_lr), in place."""
     from src.data.records import open_prepared
-    from src.infer.items import load_items
     started = time.perf_counter()
-    items = load_items(open_prepared(cfg.data.path), cfg.data, cfg.data.train_split)
     loss_net.set_train(False)
-    features = embedding_features(loss_net, items, cfg.eval.batch_size)
+    features, present, contents = streamed_embedding_features(loss_net, open_prepared(cfg.data.path), cfg)
     loss_net.set_train(True)
-    heads = fit_heads(features, items.present(), item_contents(items), cfg.model.embed_dim,
+    heads = fit_heads(features, present, contents, cfg.model.embed_dim,
                       cfg.model.layer_norm_eps, cfg.loss.contrastive_temperature, cfg.loss.warm_start_epochs,
                       cfg.eval.probe_lr, cfg.train.seed)
     targets = loss_net.parameters_dict()
     for name, p in heads.parameters_and_names():  # the fixed statistics too
         if name.startswith(("projections.", "logit_scale")):
             targets[name].set_data(p.value())
-    log(f"warm start: projections fitted to what they read under the frozen encoder, {len(items)} training items "
+    log(f"warm start: projections fitted to what they read under the frozen encoder, {len(present)} training items "
         f"({cfg.loss.warm_start_epochs} epochs, {time.perf_counter() - started:.0f} s)")
 
 

@@ -20,6 +20,7 @@ from src.config import Config, ConfigError, to_dict
 from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
+from src.train.memory import drop_compiled_graphs, release_freed_heap, small_pool_steps
 from src.train.schedule import learning_rates
 from src.train.step import train_step
 
@@ -34,6 +35,7 @@ def set_mode(mode: str, device: str = "") -> None:
         raise ConfigError(f"train.device must be CPU, GPU, Ascend or empty (MindSpore's default), got '{device}'")
     ms.set_context(mode=MODES[mode])
     set_device(device)
+    small_pool_steps()
 
 
 class TrainLog:
@@ -129,6 +131,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
             log(f"no checkpoint in {out}: starting from scratch")
         if warm_start is not None:
             warm_start()
+            drop_compiled_graphs()  # the warm start's graphs are not used again (src/train/memory.py)
     if ranks.main:
         write_text_atomic(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
@@ -137,7 +140,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     any_rank = AnyRank() if ranks.distributed else bool
     step, epoch, batch = position["step"], position["epoch"], position["batch"]
     deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
-    micro, started, entry = 0, time.perf_counter(), {}
+    micro, started, entry, compiled = 0, time.perf_counter(), {}, set()
     if step >= steps:
         log(f"the run is complete ({step} of {steps} steps); raise train.max_steps or train.epochs to go on")
     else:
@@ -152,6 +155,10 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
                 epoch, batch = epoch + 1, 0
             micro += 1
             apply = micro == t.accumulation_steps
+            if apply not in compiled:  # compiled apart, so that the heap compilation frees is returned before the run
+                step_cell.compile(apply, *inputs)
+                release_freed_heap()
+                compiled.add(apply)
             outputs = step_cell(apply, *inputs)
             if not apply:
                 continue
