@@ -20,7 +20,7 @@ from src.config import Config, ConfigError, to_dict
 from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
-from src.train.memory import drop_compiled_graphs, release_freed_heap, small_pool_steps
+from src.train.memory import drop_compiled_graphs, one_pool_block, release_freed_heap
 from src.train.schedule import learning_rates
 from src.train.step import train_step
 
@@ -35,7 +35,7 @@ def set_mode(mode: str, device: str = "") -> None:
         raise ConfigError(f"train.device must be CPU, GPU, Ascend or empty (MindSpore's default), got '{device}'")
     ms.set_context(mode=MODES[mode])
     set_device(device)
-    small_pool_steps()
+    one_pool_block()
 
 
 class TrainLog:
