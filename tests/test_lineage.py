@@ -14,7 +14,7 @@ RETRIEVAL_TINY = str(ROOT / "config" / "retrieval_tiny.yaml")
 QUIET = dict(log=lambda *a: None)
 
 
-def test_prepare_like_a_run_and_refusals(prepared, pretrained_run, tmp_path, capsys):
+def test_prepare_like_a_run_and_refusals(prepared, pretrained_run, tmp_path, capsys, monkeypatch):
     settings = pretrained_run / SETTINGS_DIR
     assert (settings / "vocab.txt").read_bytes() == (prepared / "vocab.txt").read_bytes()
     assert open_prepared(settings).splits == [] and open_prepared(settings).meta["trained_on"] == str(prepared)
@@ -39,7 +39,24 @@ def test_prepare_like_a_run_and_refusals(prepared, pretrained_run, tmp_path, cap
     assert f"--like {pretrained_run}" in err and len(err.strip().splitlines()) == 1
 
     assert finetune(tmp_path / "like", tmp_path / "a", RETRIEVAL_TINY, "train.max_steps=1") == 0
+    monkeypatch.chdir(tmp_path)  # the same run named by relative paths: resumed (here: complete), not refused
+    assert finetune("like", "a", RETRIEVAL_TINY, "train.max_steps=1") == 0
+    assert "the run is complete" in capsys.readouterr().out
+    monkeypatch.undo()
     assert finetune(tmp_path / "like", tmp_path / "a", RETRIEVAL_TINY, "train.max_steps=1", "train.lr=0.5") == 2
     assert "holds a run of another recipe or data (differs in train.lr)" in capsys.readouterr().err
     assert finetune(tmp_path / "like", tmp_path / "b", str(ROOT / "config" / "retrieval_coco.yaml")) == 2
     assert "sets model.hidden 768 (pre-trained: 32)" in capsys.readouterr().err
+
+
+def test_like_a_set_without_labels_keeps_the_new_sets_own(tmp_path):
+    """A pre-training set has no labels: a labelled set prepared --like it collects its own label set (a reference
+    with labels would refuse every label outside its own)."""
+    labelled = make_manifest(tmp_path / "labelled", n=12, val=2)
+    rows = [json.loads(line) for line in labelled.read_text().splitlines()]
+    unlabelled = labelled.with_name("unlabelled.jsonl")
+    unlabelled.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "labels"}) + "\n" for r in rows))
+    prepare(str(unlabelled), str(tmp_path / "reference"), tiny_config().prepare, **QUIET)
+    meta = prepare(str(labelled), str(tmp_path / "like"), tiny_config().prepare, like=str(tmp_path / "reference"),
+                   **QUIET)
+    assert meta["labels"] == sorted({label for r in rows for label in r["labels"]}) and meta["counts"]["skipped"] == 0

@@ -1,19 +1,22 @@
-"""docs/own_data.md end to end on a generated Karpathy set, as a user runs it: prepare every split --like a pre-trained
-run, fine-tune retrieval with the script, evaluate in the papers' form, fine-tune captioning, caption a folder of
-unseen images, index the folder and search it with a caption, export. The default fine-tuning recipes run, shortened,
-from a tiny pre-trained run."""
+"""docs/own_data.md run literally, as a user runs it from a clone: its bash blocks, in order, in a folder that holds the
+repository's entry points (a path with a space), with `runs/demo/pretrain` a tiny pre-training run, `coco/` a
+generated Karpathy set (COCO's layout) and `my_photos/` unseen images. The one change to the page's text: the two
+fine-tuning lines get SHORTER appended (one epoch, small batches), as a user may append key=value settings."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import cv2
 
-import export as export_script
 import infer as infer_script
 from tests.conftest import ROOT
 from tests.formats import make_karpathy, picture
 
+WALKTHROUGH = ROOT / "docs" / "own_data.md"
+ENTRY_POINTS = ("scripts", "src", "config", "train.py", "eval.py", "infer.py", "export.py")
+FINETUNE_LINES = re.compile(r"^bash scripts/(run_standalone_train_retrieval|train_caption)\.sh ")
 # the default fine-tuning recipes, shortened: one epoch of batches the tiny set fills, a short warm start
 SHORTER = ["train.epochs=1", "data.batch_size=8", "loss.warm_start_epochs=2", "eval.batch_size=8",
            "generate.batch_size=8", "generate.max_len=8"]
@@ -27,52 +30,80 @@ def script(name, *args):
     return done.stdout
 
 
-def test_own_data_walkthrough(pretrained_run, tmp_path, capsys):
-    pretrained = pretrained_run  # stands for the demo's (or your) pre-training run
-    source = make_karpathy(tmp_path / "my data", {"train": 8, "restval": 2, "val": 2, "test": 4}, captions=2)
-    data = tmp_path / "my data" / "prepared"
+def bash_blocks(page):
+    """The ```bash blocks of a markdown page, in order, each as its text."""
+    return re.findall(r"^```bash\n(.*?)^```", page.read_text(encoding="utf-8"), flags=re.S | re.M)
 
-    script("prepare_data.sh", source, data, "--format", "karpathy", "--like", pretrained)
-    meta = json.loads((data / "meta.json").read_text())
-    assert {s: v["count"] for s, v in meta["splits"].items()} == {"train": 20, "val": 4, "test": 8}
 
-    retrieval = tmp_path / "runs" / "retrieval"  # the default recipe (config/retrieval_finetune.yaml), shorter
-    script("run_standalone_train_retrieval.sh", pretrained, data, retrieval, *SHORTER)
-    assert "the run is complete" in script("run_standalone_train_retrieval.sh", pretrained, data, retrieval,
-                                           *SHORTER)  # a rerun resumes it, nothing else
-    printed = script("run_standalone_eval_retrieval.sh", retrieval, data, "--split", "test")
-    report = json.loads((retrieval / "eval_retrieval_test.json").read_text())
-    assert list(report["directions"]) == ["image->text", "text->image"]  # what an image-text set supports
-    protocol = report["protocol"]["all"]
-    assert (protocol["images"], protocol["texts"]) == (4, 8) and 0 < protocol["RSUM"] <= 600
-    assert "RSUM" in printed and "frozen R@1" in printed  # the baseline fitted on the run's training data
+def as_tested(block):
+    return "\n".join(line + " " + " ".join(SHORTER) if FINETUNE_LINES.match(line) else line
+                      for line in block.splitlines())
 
-    caption = tmp_path / "runs" / "caption"
-    script("train_caption.sh", pretrained, data, caption, *SHORTER)  # config/caption_finetune.yaml, shorter
 
-    photos = tmp_path / "new photos"
+def user_folder(base, pretrained):
+    """A folder laid out as a clone the walkthrough runs in, with its inputs."""
+    home = base / "my clone"
+    home.mkdir()
+    for name in ENTRY_POINTS:
+        (home / name).symlink_to(ROOT / name)
+    (home / "runs" / "demo").mkdir(parents=True)
+    (home / "runs" / "demo" / "pretrain").symlink_to(pretrained)
+    make_karpathy(home / "coco", {"train": 8, "restval": 2, "val": 2, "test": 4}, captions=2)
+    photos = home / "my_photos"
     photos.mkdir()
     for i in range(12):
         cv2.imwrite(str(photos / f"p{i:02d}.jpg"), picture(40 + i))
     (photos / "notes.txt").write_text("not an image")
     (photos / "broken.png").write_bytes(b"not a png")
-    captions = tmp_path / "captions.jsonl"
-    assert infer_script.main(["--ckpt", str(caption), "--image", str(photos), "--out", str(captions)]) == 0
-    lines = [json.loads(line) for line in captions.read_text().splitlines()]
+    return home
+
+
+def run_block(block, home, prelude):
+    """One bash block (after the variables set by earlier blocks) in `home`; its stdout."""
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+           "PYTHON": sys.executable}
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + as_tested(block)], cwd=home, text=True,
+                          capture_output=True, env=env, timeout=900)
+    assert done.returncode == 0, f"{block}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_own_data_page_runs_as_written(pretrained_run, tmp_path, capsys):
+    home = user_folder(tmp_path, pretrained_run)
+    blocks = bash_blocks(WALKTHROUGH)
+    assert len(blocks) == 7 and sum(bool(FINETUNE_LINES.match(line)) for b in blocks for line in b.splitlines()) == 2
+    prelude, printed = "", []
+    for block in blocks:
+        printed.append(run_block(block, home, prelude))
+        prelude += "".join(line + "\n" for line in block.splitlines() if re.match(r"^[A-Z_]+=", line))
+
+    meta = json.loads((home / "data" / "coco" / "meta.json").read_text())
+    assert {s: v["count"] for s, v in meta["splits"].items()} == {"train": 20, "val": 4, "test": 8}
+    retrieval = home / "runs" / "coco_retrieval"
+    report = json.loads((retrieval / "eval_retrieval_test.json").read_text())
+    assert list(report["directions"]) == ["image->text", "text->image"]  # what an image-text set supports
+    protocol = report["protocol"]["all"]
+    assert (protocol["images"], protocol["texts"]) == (4, 8) and 0 < protocol["RSUM"] <= 600
+    assert "RSUM" in printed[3] and "frozen R@1" in printed[3]  # the baseline fitted on the run's training data
+    assert "CIDEr" in printed[4] and "ROUGE-L" in printed[4]
+
+    lines = [json.loads(line) for line in (home / "captions.jsonl").read_text().splitlines()]
     assert len(lines) == 13 and [line["file"] for line in lines][-1].endswith("p11.jpg")
     assert "cannot decode image" in lines[0]["error"] and all(isinstance(x.get("text"), str) for x in lines[1:])
 
-    index = tmp_path / "photos.index"
-    assert infer_script.main(["--ckpt", str(retrieval), "--gallery", str(photos), "--index", str(index)]) == 0
-    capsys.readouterr()
-    assert infer_script.main(["--index", str(index), "--text", "a red square on grey"]) == 0
-    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    results = [json.loads(line) for line in printed[5].splitlines() if line.startswith("{")]
     assert [r["rank"] for r in results] == list(range(1, 11))
     assert len({r["file"] for r in results}) == 10 and all(r["file"].endswith(".jpg") for r in results)
     # eval.rerank_k 16 covers the 12 photos: all are reranked, best fused score (cross-encoder + 20 x cosine) first
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert (home / "exports" / "coco_retrieval.json").is_file() and (home / "exports" / "coco_caption.json").is_file()
 
+    # beyond the page: a rerun resumes, a queries file, captions as the gallery for an image query
+    again = run_block(blocks[2], home, prelude)
+    assert "the run is complete" in again
+    index = home / "my_photos.index"
     (tmp_path / "queries.txt").write_text("a red square on grey\n\nthe stripe is blue\n")
+    capsys.readouterr()
     assert infer_script.main(["--index", str(index), "--queries", str(tmp_path / "queries.txt"), "--top", "3"]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["query"], r["rank"]) for r in results] == [(q, k) for q in ("a red square on grey",
@@ -81,13 +112,10 @@ def test_own_data_walkthrough(pretrained_run, tmp_path, capsys):
     assert infer_script.main(["--ckpt", str(retrieval), "--gallery", str(tmp_path / "captions.txt"),
                               "--gallery-modality", "text", "--index", str(tmp_path / "captions.index")]) == 0
     capsys.readouterr()
-    assert infer_script.main(["--index", str(tmp_path / "captions.index"), "--image", str(photos / "p03.jpg")]) == 0
+    assert infer_script.main(["--index", str(tmp_path / "captions.index"),
+                              "--image", str(home / "my_photos" / "p03.jpg")]) == 0
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(results) == 10 and all(r["file"].startswith("caption number") for r in results)
-
-    exported = tmp_path / "exports" / "retrieval"
-    assert export_script.main(["--task", "retrieval", "--ckpt", str(retrieval), "--out", str(exported)]) == 0
-    assert (tmp_path / "exports" / "retrieval.json").is_file()
 
 
 def test_pretrain_script_chains_dvae_codes_and_pretraining(prepared, tmp_path):

@@ -210,14 +210,18 @@ class Settings:
     like: Optional[str] = None
 
 
-def settings_like(ref_dir: str) -> Settings:
-    """The settings of a prepared set, or of the data a run was trained on (RUN/data_settings)."""
+def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
+    """The settings of a prepared set, or of the data a run was trained on (RUN/data_settings). What the reference
+    has no part in stays the caller's (`own`): a label set or a VQA answer vocabulary (and its
+    prepare.answer_min_count) when the reference has none, as a pre-training set has none."""
     ref = reference_settings(ref_dir)
     prep = from_dict(PrepareConfig, ref.meta["prepare"], where=f"{ref_dir}/{META}")
+    if not ref.meta.get("vqa"):
+        prep.answer_min_count = own.answer_min_count
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
     standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") if ref.meta[m].get("standardize")}
-    return Settings(prep, ref.vocab_path, labels=list(ref.labels), codebook=codebook, mrc=ref.meta["image"]["mrc"],
+    return Settings(prep, ref.vocab_path, labels=list(ref.labels) or None, codebook=codebook, mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
                     answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
                     like=str(ref.meta.get("trained_on") or Path(ref_dir).resolve()))
@@ -230,7 +234,7 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     `annotations`: the answers of a VQA questions file (fmt 'vqa'); `options`: the format's own (CSV columns)."""
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
-    settings = settings_like(like) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
+    settings = settings_like(like, cfg) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
     cfg = settings.prepare
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()

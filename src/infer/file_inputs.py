@@ -58,7 +58,7 @@ def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios
     """Model inputs of many rows at once, row i from images[i] and/or audios[i] (either list may be empty), features
     extracted as for the model's training data, the image network over whole batches; and per row None or the error
     that left it without input (it is then a padding row, its output to be dropped)."""
-    prep = settings_like(cfg.data.path).prepare
+    prep = settings_like(cfg.data.path, cfg.prepare).prepare
     n = max(len(images), len(audios))
     images, audios = list(images) or [None] * n, list(audios) or [None] * n
     regions = dict(zip([i for i, p in enumerate(images) if p],

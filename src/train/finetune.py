@@ -26,6 +26,7 @@ SHAPE = ("model.hidden", "model.layers", "model.heads", "model.intermediate", "m
 # settings a rerun may change and still continue the same run
 CONTINUABLE = {"train.max_steps", "train.epochs", "train.max_minutes", "train.save_every", "train.log_every",
                "train.keep_checkpoints", "model.init_from"}
+PATH_KEYS = ("data.path", "train.output_dir", "model.init_from")  # compared as the folders they name
 
 
 def _value(cfg: Config, key: str):
@@ -64,8 +65,9 @@ def run_conflicts(out: Path, cfg: Config) -> List[str]:
     """The settings in which the run already in `out` differs from `cfg` (none: the same run, to resume)."""
     previous = flat(to_dict(load_config(str(out / "config.yaml"))))
     wanted = flat(to_dict(cfg))
-    if Path(previous.get("data.path", "")).resolve() == Path(wanted["data.path"]).resolve():
-        previous["data.path"] = wanted["data.path"]
+    for key in PATH_KEYS:  # one folder, written relative once and absolute another time
+        if previous.get(key) and wanted[key] and Path(previous[key]).resolve() == Path(wanted[key]).resolve():
+            previous[key] = wanted[key]
     return [key for key in wanted if key not in CONTINUABLE and previous.get(key) != wanted[key]]
 
 
@@ -78,6 +80,8 @@ def finetune_config(task: str, pretrained: str, data: str, out: str, recipe: str
     if conflicts:
         raise ConfigError(f"{recipe} sets {', '.join(conflicts)}: the model's shape comes from the pre-trained run; "
                           "drop those keys from the recipe or choose one for this model size")
+    # recorded absolute: the run is then found, evaluated and resumed from any working directory
+    data, out, pretrained = (str(Path(p).resolve()) for p in (data, out, pretrained))
     cfg = load_config(recipe, shape_overrides(recipe, base) + [
         f"data.path={data}", f"train.output_dir={out}", f"model.init_from={pretrained}"] + overrides)
     if cfg.task != task:
