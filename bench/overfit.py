@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 
 from src.config import load_config  # noqa: E402
-from src.tasks import task_module  # noqa: E402
+from src.tasks.registry import training_module  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
 from src.train.step import train_step  # noqa: E402
 from src.train.trainer import set_mode  # noqa: E402
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.set + ["train.max_steps=" + str(args.steps)])
     set_mode(cfg.train.mode, cfg.train.device)
     ms.set_seed(cfg.train.seed)
-    task = task_module(cfg.task)
+    task = training_module(cfg.task)
     loss_net, make_dataset, _ = task.build(cfg)
     batches = []
     for inputs in make_dataset(0, 0).create_tuple_iterator(num_epochs=1):
