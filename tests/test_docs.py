@@ -196,3 +196,28 @@ def test_entry_point_help_runs(name, capsys):
     with pytest.raises(SystemExit) as done:
         loaded.main(["--help"])
     assert done.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_every_relative_link_of_the_pages_exists():
+    broken = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                path = target.split("#")[0]
+                if path and not re.match(r"^[a-z]+://", path) and not (page.parent / path).exists():
+                    broken.append(f"{page.relative_to(ROOT)}:{number}: {target}")
+    assert not broken, "\n".join(broken)
+
+
+TASK_PAGES = ("install", "own_data", "data", "pretraining", "distributed", "retrieval", "captioning", "vqa", "probe",
+              "text_to_image", "deployment", "configuration", "performance", "reliability", "results", "development")
+
+
+def test_readme_is_short_and_every_task_page_says_what_it_is_for_and_its_errors():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 20_000
+    for name in TASK_PAGES:
+        text = (ROOT / "docs" / f"{name}.md").read_text(encoding="utf-8")
+        assert text.startswith("# "), name
+        assert text.split("\n\n")[1].strip(), f"{name}.md: no opening paragraph"
+        assert "\n## Errors you may meet here\n" in text, f"{name}.md: no errors section"
+        assert f"docs/{name}.md" in (ROOT / "README.md").read_text(encoding="utf-8"), f"README: no link to {name}.md"
