@@ -7,7 +7,8 @@
 # from the validation captions (text-to-image: contact sheet, R-precision) and from one caption; fine-tune it for VQA
 # on the demo's VQA v2-format set and answer the validation questions written, spoken and both; export the
 # retrieval, caption, text-to-image and VQA models as MINDIR graphs, then caption the file, draw the caption and
-# answer a question from them.
+# answer a question from them; last, draw each training stage's losses (RUN_DIR/losses_<stage>.png) and each task's
+# result beside its baselines (RUN_DIR/results.png, with the same as a Markdown table and RUN_DIR/results.json).
 #
 #   bash scripts/run_demo.sh [RUN_DIR]            (default: runs/demo)
 #
@@ -113,4 +114,10 @@ echo "   caption, one image and one answer from the graphs"
   --out "$RUN/exports/face_with_tears_of_joy.png"
 "$PY" "$ROOT/infer.py" --mindir "$RUN/exports/vqa.json" --image "$DATA/raw/images/emoji0007.png" \
   --question "which group is this emoji in?"
+
+stage "pictures: each training stage's losses against the step, each task's result beside its baselines"
+for name in dvae pretrain retrieval caption vqa; do
+  "$PY" "$ROOT/scripts/show_losses.py" "$RUN/$name/train_log.jsonl" --png "$RUN/losses_$name.png" | tail -n 1
+done
+"$PY" "$ROOT/scripts/show_results.py" "$RUN" --png "$RUN/results.png" --json "$RUN/results.json"
 stage "done"
