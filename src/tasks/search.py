@@ -83,8 +83,10 @@ def build_index(args, graphs, cfg: Config) -> List[str]:
     tmp.mkdir(parents=True)
     np.save(tmp / "embeddings.npy", embeddings)
     np.savez(tmp / "inputs.npz", **{c: inputs[c] for c in COLUMNS_OF[modality]})
-    write_json_atomic(tmp / INDEX, {"checkpoint": str(graphs.checkpoint), "modality": modality, "count": len(names),
-                                    "files": names, "skipped": errors, "gallery": str(Path(args.gallery).resolve())})
+    # the checkpoint absolute: the index answers from any working directory
+    write_json_atomic(tmp / INDEX, {"checkpoint": str(Path(graphs.checkpoint).resolve()), "modality": modality,
+                                    "count": len(names), "files": names, "skipped": errors,
+                                    "gallery": str(Path(args.gallery).resolve())})
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
