@@ -9,6 +9,9 @@
     python eval.py --task dvae --ckpt runs/demo/dvae                      # reconstruction PSNR vs mean colour
     python eval.py --task t2i --ckpt runs/demo/pretrain                   # text -> image: PNGs, sheet, R-precision
 
+    python eval.py --task TASK (--ckpt RUN | --mindir SIDECAR) [--config RECIPE.yaml] [--data PREPARED]
+                   [--split NAME] [--train-split NAME] [--full] [--limit N] [--out FILE.json] [--set key=value ...]
+
 --ckpt is a checkpoint file or a run directory (its newest checkpoint). The model config is the run's config.yaml
 unless --config names another; --data evaluates a set prepared elsewhere (prepare it with --like the training set).
 Results are printed as a table and written as JSON (default: next to the checkpoint); text generation also writes

@@ -5,17 +5,23 @@ dimension and a JSON sidecar naming their inputs, outputs and the tokenizer.
     python export.py --task caption --ckpt runs/demo/caption --out exports/caption [--set generate.strategy=greedy]
     python export.py --task pretrain --ckpt runs/demo/pretrain --out exports/pretrain
     python export.py --task t2i --ckpt runs/demo/pretrain --out exports/t2i [--set t2i.top_k=16]
+    python export.py --task vqa --ckpt runs/demo/vqa --out exports/vqa
+    python export.py --task TASK --ckpt RUN --out PREFIX [--format MINDIR|AIR] [--config RECIPE.yaml]
+                     [--data PREPARED] [--set key=value ...]
 
 writes exports/<task>.<graph>.mindir, exports/<task>.vocab.txt and exports/<task>.json (what each graph takes and
-returns: src/infer/export.py). Every graph is loaded back and checked against the network before the command ends.
-Run them with `eval.py --mindir exports/<task>.json`, `infer.py --mindir exports/caption.json --image x.png` or
-`infer.py --mindir exports/t2i.json --text "a caption" --out x.png`.
+returns: src/infer/export.py). Every graph is loaded back and checked against the network, on rows of the prepared
+data (--data, default the config's data.path), before the command ends. --config names the recipe the checkpoint was
+trained with (default: the run's config.yaml). Run the graphs with `eval.py --mindir exports/<task>.json`,
+`infer.py --mindir exports/caption.json --image x.png`, `infer.py --mindir exports/t2i.json --text "a caption" --out
+x.png` or `infer.py --mindir exports/vqa.json --image x.png --question "..."`.
 """
 from __future__ import annotations
 
 import sys
 
 from src.cli import entry_point, task_parser
+from src.commands import add_set_arg
 from src.compile_cache import enable_compile_cache, graph_options
 from src.tasks import registry
 
@@ -29,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the run's "
                                                   "config.yaml)")
     p.add_argument("--data", default=None, help="a prepared dataset (default: the config's data.path)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    add_set_arg(p)
     return p.parse_args(argv)
 
 

@@ -1,4 +1,5 @@
-"""Train a model: `python train.py --config config/pretrain_demo.yaml [--set key=value ...] [--resume [PATH]]`.
+"""Train a model: `python train.py --config config/pretrain_demo.yaml [--set key=value ...] [--resume [PATH]]`, or
+fine-tune a pre-trained run: `python train.py --finetune TASK PRETRAINED DATA OUT [RECIPE.yaml] [key=value ...]`.
 
 The config's `task` says what is trained; every task shares the loop in `src/train/trainer.py` (schedule, loss
 scaling, accumulation, clipping, logging, atomic checkpoints, exact resume). Started by a launcher in `scripts/`
@@ -13,6 +14,7 @@ import sys
 import mindspore as ms
 
 from src.cli import entry_point
+from src.commands import add_set_arg
 from src.compile_cache import enable_compile_cache
 from src.config import load_config
 from src.data.lineage import check_prepared_like, save_settings
@@ -30,7 +32,7 @@ def parse_args(argv=None):
                    help="TASK PRETRAINED DATA OUT [RECIPE.yaml] [key=value ...]: fine-tune a pre-trained run on "
                         "prepared data with a task's recipe (default config/TASK_finetune.yaml), the model's shape "
                         "from PRETRAINED; a rerun resumes OUT (scripts/run_standalone_train_retrieval.sh)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    add_set_arg(p)
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue from a checkpoint (default: the newest in train.output_dir)")
     args = p.parse_args(argv)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.pipeline import training_data  # noqa: E402
 from src.data.prepare import prepare  # noqa: E402
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", help="benchmark preparation of this manifest")
     ap.add_argument("--prepared", help="benchmark the pipeline over this prepared dataset")
     ap.add_argument("--config", default="config/pretrain_tiny.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    add_set_arg(ap, dest="overrides")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train-json", default=None, help="bench_train.py --json output: print the pipeline's lead")
     ap.add_argument("--json", default=None)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 from mindspore import nn  # noqa: E402
 
+from src.commands import add_set_arg  # noqa: E402
 from src.data.thumbnails import load_thumbnails  # noqa: E402
 from src.infer.items import run_batched  # noqa: E402
 from src.tasks.dvae import load_trained  # noqa: E402
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="train")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--set", nargs="*", default=[])
+    add_set_arg(p)
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = load_run_config(args.ckpt, overrides=args.set)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
 
+from src.commands import add_set_arg  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.tasks.retrieval import load_trained  # noqa: E402
 from src.tasks.retrieval_eval import RetrievalEvaluator  # noqa: E402
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", type=int, default=1000)
     p.add_argument("--queries", type=int, default=50, help="queries ranked by both methods")
     p.add_argument("--direction", default="image->text")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    add_set_arg(p)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from src.commands import add_set_arg  # noqa: E402
 
 
 def start(config: str, overrides: list, cache: Path, out: Path, steps: int) -> dict:
@@ -39,7 +41,7 @@ def start(config: str, overrides: list, cache: Path, out: Path, steps: int) -> d
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--set", nargs="*", default=[])
+    add_set_arg(ap)
     ap.add_argument("--steps", type=int, default=3)
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
+from src.commands import add_set_arg  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.tasks.text_to_image import image_generator, input_set, load_trained  # noqa: E402
 from src.train.checkpoint import load_run_config, resolve_checkpoint  # noqa: E402
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt", required=True, help="a pre-training run with DIR")
     p.add_argument("--rows", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--set", nargs="*", default=[])
+    add_set_arg(p)
     args = p.parse_args(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = load_run_config(args.ckpt, overrides=args.set + [f"t2i.batch_size={args.rows}"])

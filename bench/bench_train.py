@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mindspore as ms  # noqa: E402
 
+from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
 from src.data.pipeline import training_data  # noqa: E402
@@ -122,7 +123,7 @@ def time_torch(cfg, dims, names, batches, threads: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--set", nargs="*", default=[])
+    add_set_arg(ap)
     ap.add_argument("--steps", type=int, default=8, help="timed graph-mode steps after the compiling one")
     ap.add_argument("--pynative-steps", type=int, default=2, help="timed PyNative steps (0: skip)")
     ap.add_argument("--reference", choices=["torch"], help="also time the same network in PyTorch eager")

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
 
+from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.tasks.registry import training_module  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--every", type=int, default=10, help="print the losses every this many steps")
     p.add_argument("--save", default="", help="write the trained weights to this checkpoint (to inspect them)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    add_set_arg(p)
     args = p.parse_args(argv)
     cfg = load_config(args.config, args.set + ["train.max_steps=" + str(args.steps)])
     set_mode(cfg.train.mode, cfg.train.device)

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mindspore as ms  # noqa: E402
 
 from bench_train import mindspore_step, read_batches  # noqa: E402
+from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def scope(full_name: str, depth: int = 3) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True)
-    ap.add_argument("--set", nargs="*", default=[])
+    add_set_arg(ap)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--depth", type=int, default=4, help="scope levels to sum by")

@@ -3,8 +3,5 @@
 #
 #   TASK=retrieval bash scripts/finetune.sh PRETRAINED DATA OUT [RECIPE.yaml] [key=value ...]
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
-if [ $# -lt 3 ]; then
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${USAGE_OF:-$0}"
-  exit 2
-fi
+need_operands 3 "$@"  # the usage printed is that of USAGE_OF, the script that ran this one
 exec "${PYTHON:-python}" "$ROOT/train.py" --finetune "${TASK:?set TASK}" "$@"

@@ -1,18 +1,12 @@
 # Shared by the run_distributed_*.sh launchers (sourced, not run): environment, log directory, the msrun launch and
 # the failure report. Every launch passes --resume, so running the same command again continues the run.
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# scripts/common.sh: set -euo pipefail, ROOT, PYTHONPATH, usage and the argument checks (need_args, need_operands)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PY="${PYTHON:-python}"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 # msrun starts its workers with plain `python`: put the interpreter in use (a virtual environment's) first on PATH
 PY_DIR="$(dirname "$(command -v "$PY")")"
 export PATH="$PY_DIR:$PATH"
 TAIL_LINES="${TAIL_LINES:-30}"
-
-usage() {  # print the header comment of the launcher that sourced this file
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-  exit 2
-}
 
 require_count() {  # NAME VALUE: a positive integer or exit 2
   if ! [[ "$2" =~ ^[1-9][0-9]*$ ]]; then

@@ -7,7 +7,7 @@
 - labels: emoji group and subgroup, clip-art category and sub-category;
 - split: about 10 % of the images go to `val` (an emoji's English and Chinese samples stay in the same split).
 
-    python scripts/make_demo_data.py RAW_DIR [--clipart 1200] [--workers 2]
+    python scripts/make_demo_data.py RAW_DIR [--clipart 1200] [--emoji N] [--workers 2]
 writes RAW_DIR/manifest.jsonl, RAW_DIR/images/*.png, RAW_DIR/audio/*.wav and RAW_DIR/corpus_zh.txt.
 """
 from __future__ import annotations

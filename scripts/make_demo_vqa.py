@@ -10,7 +10,7 @@ soft scores matter:
 Every question is also spoken (espeak-ng / flite voices, as the captions are): one recording per distinct question
 text and voice, linked as audio/<question_id>.wav.
 
-    python scripts/make_demo_vqa.py RAW_DIR [--workers 2]
+    python scripts/make_demo_vqa.py RAW_DIR [--workers 2] [--seed 0]
 reads RAW_DIR/manifest.jsonl (scripts/make_demo_data.py) and writes RAW_DIR/vqa/: questions_<split>.json,
 annotations_<split>.json, images.jsonl (image_id -> image) and audio/<question_id>.wav.
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from make_demo_data import EN_VOICES, speak  # noqa: E402
+from src.commands import USAGE, error_line  # noqa: E402
 from src.data.answers import normalize_answer  # noqa: E402
 
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
@@ -116,6 +117,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     raw = Path(args.raw_dir).resolve()
+    if not (raw / "manifest.jsonl").is_file():  # before anything is written
+        error_line(f"{raw / 'manifest.jsonl'} not found: make the demo data first (scripts/prepare_demo_data.sh)")
+        return USAGE
     out = raw / "vqa"
     (out / "audio").mkdir(parents=True, exist_ok=True)
     (out / "speech").mkdir(exist_ok=True)

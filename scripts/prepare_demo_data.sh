@@ -8,11 +8,10 @@
 # prepares OUT_DIR/prepared (train and val splits); then the VQA set (scripts/prepare_demo_vqa.sh). Every step reuses
 # what an earlier run finished.
 # Environment: CLIPART (clip-art drawings, default 1200), EMOJI (first N emoji, default all), PYTHON.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+at_most_operands 1 "$@"
 OUT="${1:-$ROOT/data/demo}"
 PY="${PYTHON:-python}"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 PACKAGES="fonts-noto-color-emoji unicode-data unicode-cldr-core openclipart-svg librsvg2-bin espeak-ng flite sox"
 missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)

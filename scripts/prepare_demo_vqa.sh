@@ -9,11 +9,10 @@
 # every question spoken) and prepares DEMO_DIR/vqa/train like DEMO_DIR/prepared (the pre-training data: its vocab,
 # features and statistics; config/vqa_demo.yaml's answer_min_count) and DEMO_DIR/vqa/val like the train split. Every
 # step reuses what an earlier run finished. Environment: PYTHON.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+at_most_operands 1 "$@"
 OUT="${1:-$ROOT/data/demo}"
 PY="${PYTHON:-python}"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 "$PY" "$ROOT/scripts/make_demo_vqa.py" "$OUT/raw"
 VQA="$OUT/raw/vqa"

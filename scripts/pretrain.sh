@@ -9,7 +9,7 @@
 # (e.g. train.amp_level=O0 on CPU). A pre-training recipe with loss.dir 0 needs no dVAE: those stages are skipped.
 # For several devices, run the dVAE and codes stages here, then scripts/run_distributed_*.sh with the recipe.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
-need_args 2 "$@"
+need_operands 2 "$@"
 DATA="$1"
 OUT="$2"
 shift 2
@@ -20,10 +20,8 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then DVAE="$1"; shift; fi
 if [ $# -gt 0 ] && [ "$1" = "--" ]; then shift; fi
 PY="${PYTHON:-python}"
 
-uses_dir="$("$PY" -c 'import sys; from src.config import load_config
-cfg = load_config(sys.argv[1], sys.argv[2:])
-print(int(cfg.loss.dir > 0))' "$PRETRAIN" "$@")"
-if [ "$uses_dir" = 1 ]; then
+dir_weight="$("$PY" -m src.config "$PRETRAIN" loss.dir "$@")" || exit  # its one-line error is printed
+if awk -v w="$dir_weight" 'BEGIN { exit !(w > 0) }'; then
   echo "== dVAE -> $OUT/dvae"
   "$PY" "$ROOT/train.py" --config "$DVAE" --resume --set "data.path=$DATA" "train.output_dir=$OUT/dvae"
   echo "== dVAE codes -> $DATA/image_codes"

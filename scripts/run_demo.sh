@@ -19,8 +19,8 @@
 # directory, default data/demo), MINUTES (pre-training time bound, default 9), RETRIEVAL_MINUTES and CAPTION_MINUTES
 # (fine-tuning time bounds, default 3 and 6), DVAE_MINUTES (default 3), VQA_MINUTES (default 4). The defaults keep
 # the whole demo near 50 minutes on 2 CPU cores.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
+at_most_operands 1 "$@"
 if [ -n "${PYTHON:-}" ]; then
   PY="$PYTHON"
 else
@@ -33,8 +33,6 @@ RETRIEVAL_MINUTES="${RETRIEVAL_MINUTES:-3}"
 CAPTION_MINUTES="${CAPTION_MINUTES:-6}"
 DVAE_MINUTES="${DVAE_MINUTES:-3}"
 VQA_MINUTES="${VQA_MINUTES:-4}"
-export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export GLOG_v="${GLOG_v:-3}"  # MindSpore's C++ warnings off
 START=$SECONDS
 stage() {  # a stage's header, with the time since the demo started
   printf '== [%d:%02d] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*"

@@ -14,7 +14,7 @@
 # Each rank trains on data.batch_size rows of its own shard; rank 0 writes checkpoints and train_log.jsonl.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_common.sh"
-[ $# -ge 3 ] || usage
+need_args 3 "$@"
 require_count DEVICE_NUM "$2"
 if [ "$1" = "--msrun" ]; then
   msrun_train Ascend "$2" "$3" "${@:4}"

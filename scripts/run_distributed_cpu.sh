@@ -10,6 +10,6 @@
 # NODES and NODE_RANK (several machines: start the same command on each), CLUSTER_TIMEOUT (seconds, 600).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_common.sh"
-[ $# -ge 2 ] || usage
+need_operands 2 "$@"
 require_count WORKERS "$1"
 msrun_train CPU "$1" "$2" "${@:3}"

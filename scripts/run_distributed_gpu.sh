@@ -10,6 +10,6 @@
 # address) set. Environment: PYTHON, MASTER_PORT (8118), CLUSTER_TIMEOUT (seconds, 600).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/launch_common.sh"
-[ $# -ge 2 ] || usage
+need_operands 2 "$@"
 require_count DEVICE_NUM "$1"
 msrun_train GPU "$1" "$2" "${@:3}"

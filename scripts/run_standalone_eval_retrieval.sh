@@ -7,7 +7,7 @@
 # CKPT: a retrieval checkpoint or run directory. DATA: a prepared dataset to evaluate instead of the run's own
 # (prepare it with --like the training set). Options go to eval.py, e.g. --split val --full --set eval.rerank_k=32.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
-need_args 1 "$@"
+need_operands 1 "$@"
 CKPT="$1"
 shift
 DATA_ARGS=()

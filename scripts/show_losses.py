@@ -9,12 +9,14 @@ every loss against the step (one panel per loss and the total: the logged values
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.commands import InputError, OutsideError, run_main  # noqa: E402
 
 SKIP = {"step", "epoch", "lr", "loss_scale", "grad_norm", "overflow", "step_time", "samples_per_s"}
 PANEL_INCHES = (3.6, 2.6)  # width, height of one loss's panel
@@ -36,8 +38,24 @@ def loss_names(entries: list) -> list:
 
 
 def read_log(path) -> list:
+    """The logged steps of a train_log.jsonl; an InputError names the line that is not one."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"training log not found: {path}")
+    entries = []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{n}: not JSON ({e.msg}); is it a train_log.jsonl?") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("step_time"), (int, float)):
+                raise InputError(f"{path}:{n}: not a logged step (no step_time); is it a train_log.jsonl?")
+            entries.append(entry)
+    if not entries:
+        raise InputError(f"{path}: no steps logged")
+    return entries
 
 
 def moving_average(values, window: int):
@@ -113,7 +131,11 @@ def print_summary(entries: list, window: int) -> None:
     print(f"{len(entries)} steps, {sum(e['step_time'] for e in timed) / len(timed):.2f} s/step after the first; "
           f"mean of steps 1-{w} vs the last {w}:")
     print(f"{'loss':>10} {'first':>9} {'last':>9} {'change':>8}")
-    for name, first, last in summarise(entries, w):
+    try:
+        rows = summarise(entries, w)
+    except (KeyError, TypeError) as e:
+        raise InputError(f"the logged steps differ in their losses ({e})") from None
+    for name, first, last in rows:
         print(f"{name:>10} {first:9.4f} {last:9.4f} {100 * (last - first) / abs(first or 1):+7.1f}%")
 
 
@@ -134,24 +156,22 @@ def main(argv=None) -> int:
                                                            "picture's moving average")
     ap.add_argument("--png", default=None, metavar="OUT.png", help="also draw every loss against the step there")
     args = ap.parse_args(argv)
+    return run_main(lambda: show(args.log, args.window, args.png))
+
+
+def show(logs: list, window: int, png) -> int:
     runs = []
-    for log in args.log:
+    for log in logs:
         entries = read_log(log)
-        if not entries:
-            print(f"{log}: no steps logged", file=sys.stderr)
-            return 1
-        if len(args.log) > 1:
+        if len(logs) > 1:
             print(f"{log}:")
-        print_summary(entries, args.window)
+        print_summary(entries, window)
         runs.append((run_label(log), entries))
-    if args.png:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("--png needs matplotlib: pip install -r requirements.txt", file=sys.stderr)
-            return 1
-        width, height = draw_losses(runs, max(1, args.window), args.png)
-        print(f"losses: {args.png} ({width}x{height})")
+    if png:
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OutsideError("--png needs matplotlib: pip install -r requirements.txt")
+        width, height = draw_losses(runs, max(1, window), png)
+        print(f"losses: {png} ({width}x{height})")
     return 0
 
 

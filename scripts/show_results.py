@@ -11,11 +11,13 @@ nearest neighbour, majority answer, chance, mean colour). A task whose JSON is m
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from src.commands import InputError, OutsideError, run_main  # noqa: E402
 
 # eval.py's tasks in the order they are shown, each with what it is called here
 TASKS = {"retrieval": "retrieval", "probe": "linear probe", "caption": "captioning (image)",
@@ -235,18 +237,22 @@ def main(argv=None) -> int:
     ap.add_argument("--png", default=None, metavar="OUT.png", help="draw the bar chart there")
     ap.add_argument("--json", default=None, metavar="OUT.json", help="write the table's numbers there")
     args = ap.parse_args(argv)
+    return run_main(lambda: show(args))
+
+
+def show(args) -> int:
+    if not Path(args.run_dir).is_dir():
+        raise FileNotFoundError(f"run folder not found: {args.run_dir}")
     found, missing = find_reports(args.run_dir, args.split)
     for task in missing:
         print(f"show_results: no eval_{task}_{args.split}.json in {args.run_dir} or its folders: {TASKS[task]} left "
               "out", file=sys.stderr)
     if not found:
-        print(f"show_results: no evaluation results in {args.run_dir} (run eval.py first)", file=sys.stderr)
-        return 1
+        raise InputError(f"no evaluation results in {args.run_dir} (run eval.py first)")
     panels = result_panels({task: report for task, (_, report) in found.items()}, args.recall,
                            lambda line: print(f"show_results: {line}", file=sys.stderr))
     if not panels:
-        print(f"show_results: nothing to show from {args.run_dir}", file=sys.stderr)
-        return 1
+        raise InputError(f"nothing to show from {args.run_dir}")
     print("\n".join(markdown_rows(panels)))
     if args.json:
         from src.files import write_text_atomic
@@ -256,11 +262,8 @@ def main(argv=None) -> int:
              "sources": {task: str(path) for task, (path, _) in found.items()}}, indent=1) + "\n")
         print(f"results JSON: {args.json}")
     if args.png:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("--png needs matplotlib: pip install -r requirements.txt", file=sys.stderr)
-            return 1
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OutsideError("--png needs matplotlib: pip install -r requirements.txt")
         title = Path(args.run_dir).resolve().name
         width, height = draw_results(panels, title, args.png)
         print(f"results chart: {args.png} ({width}x{height})")

@@ -7,7 +7,7 @@
 # CKPT: a caption checkpoint or run directory. TASK: caption (image), asr (audio), caption_ia (image+audio); default
 # all three. Options after -- go to eval.py, e.g. -- --split val --limit 100 --set generate.strategy=greedy.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
-need_args 1 "$@"
+need_operands 1 "$@"
 CKPT="$1"
 shift
 TASKS=()

@@ -1,31 +1,26 @@
 """What the entry points (train.py, eval.py, export.py, infer.py) share: what a user can fix (a config, a path, a
-dataset, a checkpoint, an input file, an export) is answered with one line on stderr and exit status 2, not a
-traceback; OPT_DEBUG=1 in the environment lets the traceback through."""
+dataset, a checkpoint, an input file, an export, a missing extractor package) is answered with one line on stderr and
+exit status 2, not a traceback; a full disk with one line and 1; OPT_DEBUG=1 in the environment lets the traceback
+through (src/commands.py: the convention every command follows)."""
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Callable
 
+from src.commands import add_set_arg, run_main
 from src.config import ConfigError
-from src.data.errors import FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError
 from src.data.records import DatasetError
 from src.infer.graphs import ExportError
 from src.train.checkpoint import CheckpointError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError, PrepareError,
+               ExtractorUnavailable)
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """body()'s exit status, or 2 with `error: <message>` on stderr for a user's error."""
-    try:
-        return body() or 0
-    except USER_ERRORS as e:
-        if os.environ.get("OPT_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """body()'s exit status, or 2 with `error: <message>` on stderr for a user's error (1 for a full disk)."""
+    return run_main(body, USER_ERRORS)
 
 
 def add_source_args(parser, what: str) -> None:
@@ -35,7 +30,7 @@ def add_source_args(parser, what: str) -> None:
                                                        "graphs; they run in place of the Python network")
     parser.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the "
                                                        "run's config.yaml)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values")
+    add_set_arg(parser)
 
 
 def check_source_args(parser, args) -> None:

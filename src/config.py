@@ -7,16 +7,18 @@ is a `ConfigError` that names the key (and the file), never a silent default.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import types
 import typing
 from dataclasses import dataclass, field
-import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
 import yaml
+
+from src.commands import run_main
 
 
 class ConfigError(ValueError):
@@ -424,22 +426,21 @@ def _suggest(key: str, names: List[str]) -> str:
 
 def main(argv=None) -> int:
     """`python -m src.config CONFIG KEY [key=value ...]` prints one value of the loaded config (for shell scripts)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) < 2:
-        print("usage: python -m src.config CONFIG KEY [key=value ...]", file=sys.stderr)
-        return 2
-    try:
-        value = to_dict(load_config(argv[0], argv[2:]))
-        for key in argv[1].split("."):
-            if not isinstance(value, dict) or key not in value:
-                raise ConfigError(f"{argv[0]}: no key '{argv[1]}'")
-            value = value[key]
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(value)
-    return 0
+    p = argparse.ArgumentParser(prog="python -m src.config", description="print one value of a config (a recipe "
+                                "with its overrides), e.g. python -m src.config config/x.yaml train.output_dir")
+    p.add_argument("config", help="a YAML recipe")
+    p.add_argument("key", help="a dotted key, e.g. train.output_dir, or a section")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, as --set takes them")
+    args = p.parse_args(argv)
 
+    def run() -> None:
+        value = to_dict(load_config(args.config, args.overrides))
+        for key in args.key.split("."):
+            if not isinstance(value, dict) or key not in value:
+                raise ConfigError(f"{args.config}: no key '{args.key}'")
+            value = value[key]
+        print(value)
+    return run_main(run, (ConfigError,))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,7 @@
 cannot go stale: every key with its type, default and the comment written beside it in the source.
 
     python -m src.config_docs --write docs/configuration.md    # after changing a config dataclass
-    python -m src.config_docs --check docs/configuration.md    # exit 1 when the page differs (a test runs this)
+    python -m src.config_docs --check docs/configuration.md    # exit 1 when the page differs, 2 when it is missing
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from src.commands import DONE, FAILED, error_line, run_main
 from src.config import Config
 from src.files import write_text_atomic
 
@@ -132,19 +133,23 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     action = p.add_mutually_exclusive_group(required=True)
     action.add_argument("--write", metavar="PAGE", help="write the reference to PAGE")
-    action.add_argument("--check", metavar="PAGE", help="exit 1 when PAGE differs from the reference")
+    action.add_argument("--check", metavar="PAGE", help="exit 1 when PAGE differs from the reference (2: no PAGE)")
     args = p.parse_args(argv)
+    return run_main(lambda: _write_or_check(args))
+
+
+def _write_or_check(args) -> int:
     text = reference_markdown()
     if args.write:
         write_text_atomic(args.write, text)
-        return 0
+        return DONE
     page = Path(args.check)
-    if not page.is_file() or page.read_text(encoding="utf-8") != text:
-        print(f"{page} differs from the config dataclasses: run python -m src.config_docs --write {page}",
-              file=sys.stderr)
-        return 1
-    return 0
-
+    if not page.is_file():
+        raise FileNotFoundError(f"{page} not found: write it with python -m src.config_docs --write {page}")
+    if page.read_text(encoding="utf-8") != text:  # the check failed: exit status 1, as diff's
+        error_line(f"{page} differs from the config dataclasses: run python -m src.config_docs --write {page}")
+        return FAILED
+    return DONE
 
 if __name__ == "__main__":
     sys.exit(main())

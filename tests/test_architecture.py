@@ -11,11 +11,13 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # a layer may import the layers listed for it (and itself): data < model < train / infer < tasks < cli, the entry
-# points' shared code; config, files and the modality spec are the base every layer reads, metrics stand beside
-BASE = {"src.config", "src.files", "src.modality"}
+# points' shared code; config, files, the modality spec and what every command shares (exit statuses, --set) are the
+# base every layer reads, metrics stand beside
+BASE = {"src.config", "src.files", "src.modality", "src.commands"}
 MAY_IMPORT = {
-    "src.config": set(),
-    "src.config_docs": {"src.config", "src.files"},  # the configuration reference page, generated
+    "src.commands": set(),
+    "src.config": {"src.commands"},
+    "src.config_docs": {"src.config", "src.files", "src.commands"},  # the configuration reference page, generated
     "src.files": set(),
     "src.compile_cache": {"src.config"},  # the entry points' graph cache: they and tasks/cli start it
     "src.modality": {"src.config"},

@@ -181,6 +181,36 @@ def test_the_checker_catches_what_it_should():
         ["python", "x.py", "--a", "b c"], ["bash", "y.sh"], ["tee", "z"]]
 
 
+# the Python commands, each with the usage text that must name every flag of its parser: its module docstring, or the
+# header comment of the script that runs it
+USAGE_TEXTS = {
+    "train.py": None, "eval.py": None, "infer.py": None, "export.py": None,
+    "src.data.prepare": "scripts/prepare_data.sh", "src.data.extract": "scripts/extract_features.sh",
+    "src.data.tokenizer": None, "src.tasks.dvae_codes": None, "src.train.rank_table": None, "src.config": None,
+    "src.config_docs": None, "scripts/show_losses.py": None, "scripts/make_demo_data.py": None,
+    "scripts/make_demo_vqa.py": None,
+}
+
+
+@pytest.mark.parametrize("target", list(USAGE_TEXTS))
+def test_every_usage_text_names_every_flag(target):
+    module = not target.endswith(".py")
+    flags = entry_point_flags(target, module) - {"-h", "--help"}
+    if module:
+        doc = importlib.import_module(target).__doc__
+    else:
+        spec = importlib.util.spec_from_file_location(f"usage_{Path(target).stem}", ROOT / target)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        doc = loaded.__doc__
+    texts = {target: doc or ""}
+    if USAGE_TEXTS[target]:
+        texts[USAGE_TEXTS[target]] = script_header(ROOT / USAGE_TEXTS[target])
+    for where, text in texts.items():
+        missing = sorted(f for f in flags if not re.search(re.escape(f) + r"\b", text))
+        assert not missing, f"{where} does not mention {', '.join(missing)}"
+
+
 def test_configuration_reference_is_generated_from_the_dataclasses():
     page = ROOT / "docs" / "configuration.md"
     assert page.read_text(encoding="utf-8") == config_docs.reference_markdown(), (

@@ -126,7 +126,7 @@ def test_extract_skips_bad_files_and_says_so(tmp_path, capsys):
     manifest = make_manifest(tmp_path, n=6, val=0)
     (tmp_path / "img" / "0.png").write_bytes(b"not an image")
     raw = ["--config", str(TINY)]
-    assert main([str(manifest), str(tmp_path / "f"), *raw]) == 1
+    assert main([str(manifest), str(tmp_path / "f"), *raw]) == 2
     assert "0.png: cannot decode image" in capsys.readouterr().err and not (tmp_path / "f").exists()
     assert main([str(manifest), str(tmp_path / "f"), *raw, "--on-error", "skip"]) == 0
     record = json.loads((tmp_path / "f" / "features.json").read_text())
@@ -134,4 +134,4 @@ def test_extract_skips_bad_files_and_says_so(tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "f" / "manifest.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["s001", "s002", "s003", "s004", "s005"]
     assert all((tmp_path / "f" / r["image"]).is_file() for r in rows if "image" in r)
-    assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "g")]) == 1
+    assert main([str(tmp_path / "missing.jsonl"), str(tmp_path / "g")]) == 2

@@ -175,9 +175,9 @@ def test_show_results_table_and_chart_from_the_evaluations_json(tmp_path, capsys
 
 def test_show_results_without_evaluations_says_so(tmp_path, capsys):
     show_results = script("show_results")
-    assert show_results.main([str(tmp_path)]) == 1
+    assert show_results.main([str(tmp_path)]) == 2
     assert "no evaluation results" in capsys.readouterr().err
     (tmp_path / "dvae").mkdir()
     (tmp_path / "dvae" / "eval_dvae_val.json").write_text(json.dumps({"task": "dvae", "items": 3}))
-    assert show_results.main([str(tmp_path), "--png", str(tmp_path / "r.png")]) == 1
+    assert show_results.main([str(tmp_path), "--png", str(tmp_path / "r.png")]) == 2
     assert "dvae: the results have no 'psnr'" in capsys.readouterr().err and not (tmp_path / "r.png").exists()

@@ -264,11 +264,11 @@ def test_bad_input_skipped_and_reported(tmp_path, tiny_cfg, case):
 def test_cli_reports_errors_and_skips(tmp_path, capsys):
     manifest = _break(tmp_path, "corrupt image")
     tiny = "config/pretrain_tiny.yaml"
-    assert main([str(manifest), str(tmp_path / "out"), "--config", tiny]) == 1
+    assert main([str(manifest), str(tmp_path / "out"), "--config", tiny]) == 2
     assert "cannot decode image" in capsys.readouterr().err
     assert main([str(manifest), str(tmp_path / "out"), "--config", tiny, "--on-error", "skip"]) == 0
     assert "1 samples skipped" in capsys.readouterr().out
-    assert main([str(manifest), str(tmp_path / "o2"), "--config", tiny, "--set", "prepare.shardz=2"]) == 1
+    assert main([str(manifest), str(tmp_path / "o2"), "--config", tiny, "--set", "prepare.shardz=2"]) == 2
     assert "unknown key 'shardz'" in capsys.readouterr().err
 
 

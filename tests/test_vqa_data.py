@@ -151,7 +151,7 @@ def test_images_by_folder_number_or_manifest(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"image_id": 5, "image": "f/7.png"}\n')
     assert image_index(str(tmp_path / "m.jsonl")) == {5: str((tmp_path / "f" / "7.png").resolve())}
     (tmp_path / "bad.jsonl").write_text('{"image_id": "5", "image": "f/7.png"}\n')
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(PrepareError, match="bad.jsonl:1"):
         image_index(str(tmp_path / "bad.jsonl"))
 
 

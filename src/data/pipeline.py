@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from src.config import DataConfig
+from src.config import ConfigError, DataConfig
 from src.data.objectives import make_objective
 from src.data.padding import READ_COLUMNS, Padder
 from src.data.records import PreparedData, open_prepared
@@ -60,8 +60,8 @@ def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, epoch: in
     indices = epoch_indices(data.count(split), cfg.seed, epoch, cfg.shuffle, num_shards, shard_id, drop_last=True)
     indices = indices[start_batch * cfg.batch_size:]
     if len(indices) < cfg.batch_size:
-        raise ValueError(f"split '{split}' gives this rank {len(indices)} samples, fewer than one batch of "
-                         f"{cfg.batch_size}")
+        raise ConfigError(f"split '{split}' gives this rank {len(indices)} samples, fewer than one batch of "
+                          f"{cfg.batch_size} (data.batch_size)")
     dataset = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, sampler=ds.SubsetSampler(indices.tolist()))
     target = make_objective(objective, data, cfg, **options)
     return dataset.batch(cfg.batch_size, drop_remainder=True, num_parallel_workers=max(1, cfg.workers),

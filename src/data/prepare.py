@@ -1,15 +1,20 @@
 """Raw files (or precomputed features) -> MindRecord shards + meta.json. The entry behind scripts/prepare_data.sh.
 
-    python -m src.data.prepare SOURCE OUT_DIR [--format manifest|coco|narratives|vqa] [--on-error fail|skip]
-                               [--annotations VQA_ANNOTATIONS] [--like TRAIN_DIR] [--config config/x.yaml]
-                               [--set prepare.shards=8]
+    python -m src.data.prepare SOURCE OUT_DIR [--format manifest|coco|karpathy|aic|csv|webdataset|narratives|vqa]
+                               [--on-error fail|skip] [--like TRAIN_DIR] [--split NAME] [--image-dir DIR]
+                               [--audio-dir DIR] [--annotations VQA_ANNOTATIONS] [--csv-img-key COL]
+                               [--csv-caption-key COL] [--csv-audio-key COL] [--csv-separator SEP]
+                               [--config config/x.yaml] [--set prepare.shards=8 ...]
 
 Steps: read and check every entry of the source, fit the MRC codebook on training regions (unless reusing one), extract
 features in worker processes, tokenise, write shards into a temporary directory, and rename it into place at the end.
+Exit status (src/commands.py): 0 done; 2 bad input (a bad sample, a missing file, a bad config key; one `error:`
+line, nothing written); 1 a full disk (one line, nothing written) or a bug.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,9 +28,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from src.commands import add_set_arg, run_main
 from src.config import Config, ConfigError, PrepareConfig, from_dict, load_config
 from src.data.audio import load_npz_frames, read_audio
-from src.data.errors import ExtractorUnavailable, FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError, PrepareWriteError
 from src.data.extractors import (audio_extractor_info, audio_feature_dim, audio_token_seconds, audio_tokens_batch,
                                  check_extractors, image_extractor_info, image_feature_dim, image_regions_batch,
                                  top_k_distribution)
@@ -38,10 +44,6 @@ from src.data import archive, captions, webdataset  # noqa: F401 (captions, webd
 from src.data.sources import PATTERN_FORMATS, READERS, Problem, Sample, read_source
 from src.data.vqa import vocabulary_of, write_answers
 from src.data.tokenizer import Tokenizer, resolve_vocab
-
-
-class PrepareError(RuntimeError):
-    """Preparation stopped on bad input (with --on-error fail); nothing was written."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     """Prepare `source` into `out_dir` and return its meta; an up-to-date `out_dir` is reused as it is.
     `annotations`: the answers of a VQA questions file (fmt 'vqa'); `options`: the format's own (CSV columns)."""
     if on_error not in ("fail", "skip"):
-        raise ValueError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
+        raise ConfigError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
     settings = settings_like(like, cfg) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
     cfg = settings.prepare
     check_extractors(cfg.image, cfg.audio)
@@ -259,12 +261,12 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
                     prepare=dataclasses.asdict(cfg), like=settings.like)
         write_json_atomic(tmp / META, meta)
         _replace_dir(tmp, out)
-    except PrepareError:
+    except (PrepareError, ExtractorUnavailable):  # bad input, a missing package: not the disk
         raise
     except (OSError, RuntimeError) as e:  # a full disk: OSError from our writes, RuntimeError from MindRecord's
         free = shutil.disk_usage(out.parent).free / 1e6
-        raise PrepareError(f"{out}: writing the prepared data failed ({_first_error_line(e)}); {free:.0f} MB free "
-                           "on its disk; nothing was written") from None
+        raise PrepareWriteError(f"{out}: writing the prepared data failed ({first_error_line(e)}); {free:.0f} MB "
+                                "free on its disk; nothing was written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     secs = time.time() - t0
@@ -570,7 +572,7 @@ def _up_to_date(out: Path, fingerprint: str, log) -> bool:
     return False
 
 
-def _first_error_line(e: BaseException) -> str:
+def first_error_line(e: BaseException) -> str:
     """The line of an exception's message that says what went wrong (MindSpore's come framed in banners)."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip() and not line.strip().startswith("-")]
     marked = [line for line in lines if line.startswith("[ERROR]")]
@@ -623,9 +625,26 @@ def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
     ap.add_argument("--csv-separator", default=None, help="csv: the field separator (default: a tab for .tsv, "
                                                           "else a comma)")
     ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, e.g. prepare.shards=8 (repeatable)")
+    add_set_arg(ap, dest="overrides", help="override config values of the 'prepare' section")
     return ap
+
+
+# what preparation and feature extraction answer with one line and exit status 2 (src/commands.py)
+USER_ERRORS = (ConfigError, PrepareError, DatasetError, FeatureError, ExtractorUnavailable, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def extractor_hint(reference: Optional[str] = None):
+    """A missing extractor package, with the setting that prepares without it; a set prepared --like a reference
+    keeps the reference's extractor, so there the package is the only way."""
+    try:
+        yield
+    except ExtractorUnavailable as e:
+        if e.alternative is None:
+            raise
+        hint = (f"the data of --like {reference} was prepared with it, so this set needs it too" if reference else
+                f"or prepare without it: --set {e.alternative}")
+        raise ExtractorUnavailable(f"{e} ({hint})", e.alternative) from None
 
 
 def format_options(args: argparse.Namespace) -> dict:
@@ -644,16 +663,16 @@ def main(argv=None) -> int:
     ap.add_argument("--annotations", default=None, help="VQA: the annotations JSON of the questions (none for a test "
                                                         "split)")
     args = ap.parse_args(argv)
-    try:
+
+    def run() -> int:
         cfg: Config = load_config(args.config, args.overrides)
-        meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
-                       args.image_dir, args.audio_dir, args.annotations, **format_options(args))
-    except (ConfigError, PrepareError, DatasetError, ExtractorUnavailable, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    if meta["skipped"]:
-        print(f"{len(meta['skipped'])} samples skipped; see 'skipped' in {Path(args.out_dir) / META}")
-    return 0
+        with extractor_hint(reference=args.like):
+            meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
+                           args.image_dir, args.audio_dir, args.annotations, **format_options(args))
+        if meta["skipped"]:
+            print(f"{len(meta['skipped'])} samples skipped; see 'skipped' in {Path(args.out_dir) / META}")
+        return 0
+    return run_main(run, USER_ERRORS)
 
 
 if __name__ == "__main__":

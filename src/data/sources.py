@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from src.data import archive
+from src.data.errors import PrepareError
 
 @dataclass
 class Sample:
@@ -77,7 +78,7 @@ def read_source(path: str, fmt: str = "manifest", split: str = "train", image_di
     if fmt not in PATTERN_FORMATS and not Path(path).is_file():
         raise FileNotFoundError(f"source file not found: {path}")
     if annotations and fmt != "vqa":
-        raise ValueError(f"an annotations file is read with format vqa only (this source's format: {fmt})")
+        raise PrepareError(f"an annotations file is read with format vqa only (this source's format: {fmt})")
     return checked(READERS[fmt](path, split, image_dir, audio_dir, annotations, **options))
 
 

@@ -4,6 +4,7 @@ English goes through BERT's basic tokenizer (lower-casing, accent stripping, pun
 match the MiniLM checkpoint. Chinese is split into words by jieba (or into characters) before WordPiece.
 
     python -m src.data.tokenizer build-vocab corpus.txt --out vocab.txt --size 8000 [--base minilm] [--lang zh]
+                                 [--min-count 1] [--chinese jieba|char]
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Iterable, List, Optional
 
 import numpy as np
 
+from src.commands import InputError, run_main
+from src.config import ConfigError
 from src.files import write_text_atomic
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -71,7 +74,7 @@ class WordSplitter:
     def __init__(self, lower_case: bool = True, chinese: str = "jieba"):
         import mindspore.dataset.text as text
         if chinese not in ("jieba", "char"):
-            raise ValueError(f"chinese must be 'jieba' or 'char', got '{chinese}'")
+            raise ConfigError(f"chinese must be 'jieba' or 'char', got '{chinese}'")
         self.lower_case, self.chinese = lower_case, chinese
         self._basic = text.BasicTokenizer(lower_case=lower_case)
 
@@ -99,7 +102,7 @@ class Tokenizer:
         self.ids = {t: i for i, t in enumerate(self.tokens)}
         missing = [t for t in SPECIALS if t not in self.ids]
         if missing:
-            raise ValueError(f"{self.vocab_path}: vocab lacks special tokens {missing}")
+            raise ConfigError(f"{self.vocab_path}: vocab lacks special tokens {missing}")
         self._wordpiece = text.WordpieceTokenizer(text.Vocab.from_list(self.tokens), unknown_token="[UNK]")
 
     def __len__(self) -> int:
@@ -194,11 +197,20 @@ def main(argv=None) -> int:
     b.add_argument("--lang", default="en")
     b.add_argument("--chinese", default="jieba", choices=["jieba", "char"])
     args = ap.parse_args(argv)
-    lines = [l.strip() for l in open(args.corpus, encoding="utf-8") if l.strip()]
-    tokens = build_vocab(lines, [args.lang] * len(lines), args.size, args.min_count, args.base, args.chinese)
-    write_vocab(tokens, args.out)
-    print(f"wrote {len(tokens)} tokens to {args.out}")
-    return 0
+
+    def run() -> None:
+        corpus = Path(args.corpus)
+        if not corpus.is_file():
+            raise FileNotFoundError(f"corpus not found: {args.corpus}")
+        try:
+            with open(corpus, encoding="utf-8") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except UnicodeDecodeError as e:
+            raise InputError(f"{args.corpus}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        tokens = build_vocab(lines, [args.lang] * len(lines), args.size, args.min_count, args.base, args.chinese)
+        write_vocab(tokens, args.out)
+        print(f"wrote {len(tokens)} tokens to {args.out}")
+    return run_main(run, (ConfigError,))
 
 
 if __name__ == "__main__":

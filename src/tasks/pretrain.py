@@ -47,9 +47,9 @@ class PretrainLoss(nn.Cell):
         self.match_head = Dense(h, len(MATCH_CASES)) if self.use[5] else None
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
-            raise ValueError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
+            raise ConfigError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
         if self.use[7] and self.net.vision_decoder is None:
-            raise ValueError("the DIR loss needs a vision decoder (model.vision_decoder_layers > 0) and dVAE codes")
+            raise ConfigError("the DIR loss needs a vision decoder (model.vision_decoder_layers > 0) and dVAE codes")
         self.dir_head = Dense(h, dims.codebook_size) if self.use[7] else None
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 

@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 import mindspore as ms
 import numpy as np
 
+from src.commands import OutsideError
 from src.config import ConfigError, load_config
 from src.model.convert import load_bert_weights
 
@@ -28,6 +29,11 @@ NAME = re.compile(r"^step_(\d{8})\.ckpt$")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot continue this run; the message names the file and what is wrong."""
+
+
+class CheckpointWriteError(CheckpointError, OutsideError):
+    """Writing a checkpoint failed (a full disk); the earlier ones are untouched. Exit status 1: not the input's
+    fault."""
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -202,7 +208,7 @@ def save_checkpoint(cell: ms.nn.Cell, directory: Path, step: int, epoch: int, ba
         for leftover in (partial, partial.with_suffix(".tmp"), partial_sum):  # .tmp: MindSpore's own partial file
             leftover.unlink(missing_ok=True)
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{final}: writing the checkpoint failed ({why}); the earlier checkpoints in "
+        raise CheckpointWriteError(f"{final}: writing the checkpoint failed ({why}); the earlier checkpoints in "
                               f"{directory} are untouched") from None
     if keep > 0:
         for old in list_checkpoints(directory)[:-keep]:

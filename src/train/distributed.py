@@ -40,7 +40,7 @@ def launched_workers() -> int:
         value = os.environ.get(name, "").strip()
         if value:
             if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"environment variable {name}='{value}' is not a positive process count")
+                raise ConfigError(f"environment variable {name}='{value}' is not a positive process count")
             return int(value)
     return 1
 

@@ -1,6 +1,7 @@
 """HCCL rank tables for Ascend 910 data parallelism: write one for this machine, validate one before a launch.
 
     python -m src.train.rank_table write --devices 8 --out rank_table_8pcs.json [--server-ip IP] [--hccn /etc/hccn.conf]
+                                         [--device-ips IP ...]   (instead of --hccn)
     python -m src.train.rank_table check rank_table_8pcs.json --devices 8
     python -m src.train.rank_table ranks rank_table_8pcs.json [--server IP]    (prints "rank_id device_id" lines)
 
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from src.commands import run_main
 from src.files import write_text_atomic
 
 
@@ -130,36 +132,36 @@ def main(argv=None) -> int:
     r.add_argument("table")
     r.add_argument("--server", default=None, help="server_id of this server (needed when the table lists several)")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "ranks":
-            for rank, device in server_ranks(check_rank_table(args.table), args.table, args.server):
-                print(rank, device)
-            return 0
-        if args.cmd == "check":
-            table = check_rank_table(args.table, args.devices)
-            count = sum(len(s["device"]) for s in table["server_list"])
-            print(f"{args.table}: {len(table['server_list'])} server(s), {count} devices: ok")
-            return 0
-        if args.devices < 1:
-            raise RankTableError("--devices must be at least 1")
-        ips = args.device_ips if args.device_ips is not None else None
-        if ips is None:
-            known = read_device_ips(args.hccn)
-            absent = [i for i in range(args.devices) if i not in known]
-            if absent:
-                raise RankTableError(f"{args.hccn} has no address for device(s) {absent}")
-            ips = [known[i] for i in range(args.devices)]
-        if len(ips) != args.devices:
-            raise RankTableError(f"{len(ips)} device IPs for {args.devices} devices")
-        server_ip = args.server_ip or socket.gethostbyname(socket.gethostname())
-        table = build_rank_table(server_ip, ips)
-        write_text_atomic(args.out, json.dumps(table, indent=2) + "\n")
-        check_rank_table(args.out, args.devices)
-        print(f"wrote {args.out}: {args.devices} devices on {server_ip}")
+    return run_main(lambda: _run(args), (RankTableError,))
+
+
+def _run(args) -> int:
+    if args.cmd == "ranks":
+        for rank, device in server_ranks(check_rank_table(args.table), args.table, args.server):
+            print(rank, device)
         return 0
-    except RankTableError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "check":
+        table = check_rank_table(args.table, args.devices)
+        count = sum(len(s["device"]) for s in table["server_list"])
+        print(f"{args.table}: {len(table['server_list'])} server(s), {count} devices: ok")
+        return 0
+    if args.devices < 1:
+        raise RankTableError("--devices must be at least 1")
+    ips = args.device_ips if args.device_ips is not None else None
+    if ips is None:
+        known = read_device_ips(args.hccn)
+        absent = [i for i in range(args.devices) if i not in known]
+        if absent:
+            raise RankTableError(f"{args.hccn} has no address for device(s) {absent}")
+        ips = [known[i] for i in range(args.devices)]
+    if len(ips) != args.devices:
+        raise RankTableError(f"{len(ips)} device IPs for {args.devices} devices")
+    server_ip = args.server_ip or socket.gethostbyname(socket.gethostname())
+    table = build_rank_table(server_ip, ips)
+    write_text_atomic(args.out, json.dumps(table, indent=2) + "\n")
+    check_rank_table(args.out, args.devices)
+    print(f"wrote {args.out}: {args.devices} devices on {server_ip}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import export as export_py
 import infer as infer_py
 import train as train_py
 from src.config import ConfigError
-from src.data.prepare import prepare
+from src.data.prepare import main as prepare_main, prepare
+from src.data.records import DatasetError
+from src.train.checkpoint import CheckpointError
 from tests.conftest import make_manifest, tiny_config
 from tests.faults.conftest import TINY
 
@@ -65,7 +67,21 @@ def test_entry_point_errors_are_one_line(case, whole, prepared, wide_data, tmp_p
     record(case, f"exit 2, one line with '{phrase}'", seen[:64] + ("..." if len(seen) > 64 else ""))
 
 
-def test_opt_debug_shows_the_traceback(tmp_path, monkeypatch):
+DEBUGGED = {  # an entry point on an input error past argument parsing, and the exception OPT_DEBUG=1 lets through
+    "train.py on a missing dataset": (lambda t: train_py.main(
+        ["--config", TINY, "--set", f"data.path={t / 'nowhere'}", f"train.output_dir={t / 'run'}"]), DatasetError),
+    "eval.py on a missing checkpoint": (lambda t: eval_py.main(
+        ["--task", "retrieval", "--ckpt", str(t / "no" / "run")]), CheckpointError),
+    "prepare_data.sh with a bad config value": (lambda t: prepare_main(
+        [str(make_manifest(t, n=4, val=0)), str(t / "out"), "--config", TINY, "--set", "prepare.shards=many"]),
+        ConfigError),
+}
+
+
+@pytest.mark.parametrize("case", list(DEBUGGED))
+def test_opt_debug_shows_the_traceback(case, tmp_path, monkeypatch, capsys):
+    run, error = DEBUGGED[case]
+    assert run(tmp_path) == 2 and capsys.readouterr().err.startswith("error: ")  # without it: one line
     monkeypatch.setenv("OPT_DEBUG", "1")
-    with pytest.raises(ConfigError):
-        train_py.main(["--config", TINY, "--set", "train.learning_rate=1"])
+    with pytest.raises(error):
+        run(tmp_path)
