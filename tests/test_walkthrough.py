@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 
 import infer as infer_script
 from tests.conftest import ROOT
@@ -68,6 +69,7 @@ def run_block(block, home, prelude):
     return done.stdout
 
 
+@pytest.mark.e2e
 def test_own_data_page_runs_as_written(pretrained_run, tmp_path, capsys):
     home = user_folder(tmp_path, pretrained_run)
     blocks = bash_blocks(WALKTHROUGH)
@@ -86,6 +88,8 @@ def test_own_data_page_runs_as_written(pretrained_run, tmp_path, capsys):
     assert (protocol["images"], protocol["texts"]) == (4, 8) and 0 < protocol["RSUM"] <= 600
     assert "RSUM" in printed[3] and "frozen R@1" in printed[3]  # the baseline fitted on the run's training data
     assert "CIDEr" in printed[4] and "ROUGE-L" in printed[4]
+    # test_caption.sh ran what an image-caption set supports: caption, not asr or caption_ia
+    assert sorted(p.name for p in (home / "runs" / "coco_caption").glob("eval_*.json")) == ["eval_caption_test.json"]
 
     lines = [json.loads(line) for line in (home / "captions.jsonl").read_text().splitlines()]
     assert len(lines) == 13 and [line["file"] for line in lines][-1].endswith("p11.jpg")
@@ -118,6 +122,7 @@ def test_own_data_page_runs_as_written(pretrained_run, tmp_path, capsys):
     assert len(results) == 10 and all(r["file"].startswith("caption number") for r in results)
 
 
+@pytest.mark.e2e
 def test_pretrain_script_chains_dvae_codes_and_pretraining(prepared, tmp_path):
     """scripts/pretrain.sh: dVAE -> codes stored with the data -> pre-training with DIR; a rerun resumes each
     stage (nothing is trained or encoded again)."""

@@ -34,9 +34,9 @@ import numpy as np
 
 from src.commands import run_main
 from src.config import PrepareConfig, load_config
-from src.data.errors import ExtractorUnavailable, PrepareError, PrepareWriteError
+from src.data.errors import PrepareError, written_whole
 from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
-from src.data.prepare import (USER_ERRORS, extract_all, extractor_hint, first_error_line, format_options,
+from src.data.prepare import (USER_ERRORS, extract_all, extractor_hint, format_options,
                               source_arguments)
 from src.data.records import FEATURES_RECORD, write_json_atomic
 from src.data.sources import Problem, Sample, read_source
@@ -73,7 +73,7 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
     (tmp / "images").mkdir(parents=True)
     (tmp / "audio").mkdir()
     rows, written = [], set()
-    try:
+    with written_whole(out, tmp, "the features"):
         for sample, result in zip(samples, extract_all(samples, cfg)):
             if isinstance(result, Problem):
                 _stop_on([result], on_error)
@@ -91,14 +91,6 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
-    except (PrepareError, ExtractorUnavailable):  # bad input, a missing package: not the disk
-        raise
-    except (OSError, RuntimeError) as e:  # a full disk
-        free = shutil.disk_usage(out.parent).free / 1e6
-        raise PrepareWriteError(f"{out}: writing the features failed ({first_error_line(e)}); {free:.0f} MB free "
-                                "on its disk; nothing was written") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     secs = time.time() - t0
     log(f"extracted the features of {len(rows)} samples ({len(written)} files) into {out} in {secs:.1f} s "
         f"({len(rows) / max(secs, 1e-9):.1f} samples/s); skipped {len(problems)}")

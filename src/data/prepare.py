@@ -31,7 +31,7 @@ import numpy as np
 from src.commands import add_set_arg, run_main
 from src.config import Config, ConfigError, PrepareConfig, from_dict, load_config
 from src.data.audio import load_npz_frames, read_audio
-from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError, PrepareWriteError
+from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError, written_whole
 from src.data.extractors import (audio_extractor_info, audio_feature_dim, audio_token_seconds, audio_tokens_batch,
                                  check_extractors, image_extractor_info, image_feature_dim, image_regions_batch,
                                  top_k_distribution)
@@ -255,20 +255,12 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     _remove_partials(out, log)
     tmp = out.parent / f".{out.name}.partial-{mp.current_process().pid}"
     tmp.mkdir(parents=True)
-    try:
+    with written_whole(out, tmp, "the prepared data"):
         meta = _write(samples, problems, settings, tmp, on_error, log)
         meta.update(fingerprint=fingerprint, source={"path": str(Path(source).resolve()), "format": fmt},
                     prepare=dataclasses.asdict(cfg), like=settings.like)
         write_json_atomic(tmp / META, meta)
         _replace_dir(tmp, out)
-    except (PrepareError, ExtractorUnavailable):  # bad input, a missing package: not the disk
-        raise
-    except (OSError, RuntimeError) as e:  # a full disk: OSError from our writes, RuntimeError from MindRecord's
-        free = shutil.disk_usage(out.parent).free / 1e6
-        raise PrepareWriteError(f"{out}: writing the prepared data failed ({first_error_line(e)}); {free:.0f} MB "
-                                "free on its disk; nothing was written") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     secs = time.time() - t0
     n = meta["counts"]["written"]
     log(f"prepared {n} samples into {out} in {secs:.1f} s ({n / max(secs, 1e-9):.1f} samples/s); "
@@ -570,13 +562,6 @@ def _up_to_date(out: Path, fingerprint: str, log) -> bool:
         return True
     log(f"{out} was prepared from other inputs or settings; rebuilding it")
     return False
-
-
-def first_error_line(e: BaseException) -> str:
-    """The line of an exception's message that says what went wrong (MindSpore's come framed in banners)."""
-    lines = [line.strip() for line in str(e).splitlines() if line.strip() and not line.strip().startswith("-")]
-    marked = [line for line in lines if line.startswith("[ERROR]")]
-    return (marked or lines or [type(e).__name__])[0].removeprefix("[ERROR]").strip()
 
 
 def _remove_partials(out: Path, log) -> None:

@@ -158,6 +158,13 @@ def generation_table(report: Dict) -> List[str]:
     return lines
 
 
+def supported_tasks(data, split: str) -> List[str]:
+    """The text generation tasks (eval.py --task) whose inputs split `split` of `data` has: an image-text set
+    supports caption only, a speech set asr only."""
+    present = data.modalities(split)
+    return [task for task, inputs in EVAL_INPUTS.items() if all(m in present for m in ("text",) + inputs)]
+
+
 def evaluate_run(run) -> List[str]:
     """eval.py --task caption / asr / caption_ia."""
     run.report.update(evaluate_generation(run.graphs, run.data(), run.cfg, run.task, run.split, run.args.limit,
