@@ -3,12 +3,22 @@
 # (scripts/setup_env.sh), then runs pytest. Arguments go to pytest: bash scripts/run_tests.sh -k caption -x
 # Exit status as every command's: 0 all passed, 1 a test failed (or pytest itself did), 2 a usage error (pytest's
 # own 4: an unknown flag; 5: no test selected).
+# The tests run in parallel worker processes (pytest-xdist): one per CPU core, at most 4 and one per 5 GB of available
+# memory; OPT_TEST_WORKERS=N sets how many (1: a single process).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . "$ROOT/scripts/setup_env.sh" test
+workers="${OPT_TEST_WORKERS:-$("$PY" -c "
+import os
+memory_gb = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30
+print(max(1, min(len(os.sched_getaffinity(0)), 4, int(memory_gb // 5))))")}"
+parallel=()
+if [ "$workers" -gt 1 ]; then
+  parallel=(-n "$workers" --dist worksteal)
+fi
 status=0
-"$PY" -m pytest -q "$@" || status=$?
+"$PY" -m pytest -q "${parallel[@]}" "$@" || status=$?
 case "$status" in
   0 | 1) exit "$status" ;;
   4 | 5) exit 2 ;;

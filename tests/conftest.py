@@ -20,6 +20,12 @@ TINY = ROOT / "config" / "pretrain_tiny.yaml"
 WORDS = ["red", "apple", "blue", "sky", "green", "tree", "small", "dog", "big", "cat", "happy", "face"]
 
 
+def pytest_collection_modifyitems(items):
+    """The end-to-end tests (marked e2e, a minute or more each) first: run in parallel workers, none of them is left to
+    start last and run alone while the other workers idle."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 def tiny_config(*overrides):
     return load_config(str(TINY), list(overrides))
 

@@ -108,6 +108,7 @@ def tiny_sizes(base: str, data_path) -> list:
     return sets
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("base", BASES)
 def test_base_recipe_runs_two_steps_at_tiny_sizes(base, prepared, coded, vqa_set, tmp_path):
     cfg = load_config(str(CONFIGS / f"{base}.yaml"))

@@ -144,6 +144,7 @@ def test_caption_model_starts_from_the_pretrained_decoder(prepared, tmp_path):
         CaptionModel(replace(cfg.model, decoder_layers=0), dims)
 
 
+@pytest.mark.e2e
 def test_train_then_eval_caption_asr_and_infer(prepared, tmp_path, capsys):
     import eval as eval_py
     import infer as infer_py
@@ -173,6 +174,7 @@ def test_train_then_eval_caption_asr_and_infer(prepared, tmp_path, capsys):
     assert "0.png: cannot read audio" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_frozen_encoder_and_training_vocabulary_train_the_decoder_only(prepared, tmp_path):
     """The demo's captioning recipe: encoder and input embeddings frozen, the decoder and a head over the pieces of
     the training captions learn; the frozen weights are bit-for-bit those of the start."""

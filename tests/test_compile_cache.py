@@ -29,6 +29,7 @@ def test_recipe_key_changes_with_what_shapes_a_graph_only(prepared):
     assert compile_cache.recipe_key("train", base, {"resume": True}) != key
 
 
+@pytest.mark.e2e
 def test_second_start_reuses_the_graphs_and_trains_the_same(prepared, tmp_path):
     env = dict(os.environ, OPT_COMPILE_CACHE=str(tmp_path / "cache"))
     run = lambda out: subprocess.run(

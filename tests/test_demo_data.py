@@ -5,11 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from src.data.records import open_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.e2e
 def test_prepare_demo_data_builds_a_real_trimodal_set(tmp_path):
     env = dict(os.environ, EMOJI="24", CLIPART="12", PYTHON=sys.executable)
     run = subprocess.run(["bash", str(ROOT / "scripts" / "prepare_demo_data.sh"), str(tmp_path / "demo")], env=env,

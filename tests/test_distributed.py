@@ -51,6 +51,7 @@ def losses(out: Path) -> list:
             for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.e2e
 @pytest.mark.distributed
 def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared_complete, tmp_path):
     dist, single = tmp_path / "dist", tmp_path / "single"
@@ -84,6 +85,7 @@ def test_two_workers_equal_one_process_over_the_global_batch_and_resume(prepared
     assert moved > 1e-4 and apart < 1e-6, (moved, apart)
 
 
+@pytest.mark.e2e
 @pytest.mark.distributed
 def test_a_worker_that_dies_fails_the_job_and_its_log_is_shown(prepared_complete, tmp_path):
     out = tmp_path / "crash"

@@ -64,6 +64,7 @@ def timeless(results: dict) -> dict:
     return {k: {m: v for m, v in r.items() if "seconds" not in m} for k, r in results.items()}
 
 
+@pytest.mark.e2e
 def test_caption_export_decodes_like_the_network(runs, tmp_path, prepared, capsys):
     sidecar = export(runs["caption"], "caption", tmp_path / "exports" / "caption")
     meta = json.loads(sidecar.read_text())
@@ -96,6 +97,7 @@ def test_caption_export_decodes_like_the_network(runs, tmp_path, prepared, capsy
     assert "generate.beam_size 2 (exported: 3)" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_retrieval_and_probe_exports_rank_like_the_network(runs, tmp_path, capsys):
     retrieval = export(runs["retrieval"], "retrieval", tmp_path / "retrieval")
     meta = json.loads(retrieval.read_text())

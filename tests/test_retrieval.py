@@ -180,6 +180,7 @@ def test_probe_training_items_are_drawn_across_the_split():
     assert items.sample(0, seed=0) is items and items.sample(5000, seed=0) is items
 
 
+@pytest.mark.e2e
 def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
     import eval as eval_py
     import train as train_py

@@ -103,6 +103,7 @@ def test_eval_writes_images_sheet_and_r_precision(dir_pretrained, capsys):
     assert "R-precision" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_a_retrieval_run_scores_by_its_embeddings(dir_pretrained, coded, tmp_path):
     """t2i.scorer naming a retrieval run: each (caption, image) score is the cosine of that model's caption and image
     embeddings, and eval.py reports R-precision with it."""
@@ -143,6 +144,7 @@ def test_infer_draws_a_caption_with_and_without_audio(dir_pretrained, prepared, 
     assert "word pieces, the model reads the first 10 (data.max_text_len=12)" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_export_draws_what_the_network_draws(dir_pretrained, tmp_path):
     prefix = tmp_path / "t2i"
     assert export_script.main(["--task", "t2i", "--ckpt", str(dir_pretrained), "--out", str(prefix),

@@ -179,6 +179,7 @@ def read_log(run_dir):
     return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.e2e
 def test_sigkill_and_resume_gives_the_same_losses(prepared, tmp_path):
     """Dropout on, 12 steps over 3 epochs, killed right after the step-6 checkpoint: the resumed run's steps 7-12 equal
     those of an uninterrupted run."""

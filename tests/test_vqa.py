@@ -115,6 +115,7 @@ def test_eval_scores_every_question_form_beside_the_baselines(vqa_set, vqa_run, 
     assert report["baselines"]["vocabulary ceiling"]["overall"] == 100.0
 
 
+@pytest.mark.e2e
 def test_mindir_answers_equal_checkpoint_answers(vqa_set, vqa_run, tmp_path, capsys):
     data = ["--data", str(vqa_set / "val"), "--split", "val"]
     out = tmp_path / "exports" / "vqa"

@@ -1,4 +1,6 @@
-"""The fault suite: each test injects a fault and records (fault, expected, seen); the table prints at the end."""
+"""The fault suite: each test injects a fault and records (fault, expected, seen); the table prints at the end. The
+rows travel in each test's report (its user_properties), so the table is whole when pytest-xdist runs the tests in
+several worker processes."""
 from __future__ import annotations
 
 import contextlib
@@ -16,11 +18,16 @@ ROWS = []
 
 
 @pytest.fixture
-def record():
+def record(request):
     """record(fault, expected, seen): one row of the printed fault table."""
     def add(fault: str, expected: str, seen: str) -> None:
-        ROWS.append((fault, expected, seen))
+        request.node.user_properties.append(("fault", (fault, expected, seen)))
     return add
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        ROWS.extend(tuple(row) for name, row in report.user_properties if name == "fault")
 
 
 def train(prepared, out: Path, *extra) -> int:
