@@ -18,10 +18,11 @@ DIR. --task picks what runs (every task registered in src/tasks/ that infers); b
     python infer.py [--task TASK] (--ckpt RUN [--config RECIPE.yaml] | --mindir SIDECAR) [--lang zh] INPUT ...
 
 --lang is the language of the caption to generate or of --text. A search gallery's kind comes from its files
-(--gallery-modality image|audio|text says it); a prepared set as gallery is read from its --split. Features are extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio
-longer than the model hears (data.max_audio_tokens) is cut, with a warning that says by how much; so is a caption
-longer than data.max_text_len. Images are 64x64 PNGs (the dVAE's size); with --count N they are PATH_0.png ..
-PATH_{N-1}.png, N samples of the same caption.
+(--gallery-modality image|audio|text says it); a prepared set as gallery is read from its --split. Features are
+extracted exactly as for the data the model was trained on (its prepared directory's settings). Audio longer than the
+model hears (data.max_audio_tokens) is cut, with a warning that says by how much; so is a caption longer than
+data.max_text_len. Images are 64x64 PNGs (the dVAE's size); with --count N they are PATH_0.png .. PATH_{N-1}.png, N
+samples of the same caption.
 """
 from __future__ import annotations
 

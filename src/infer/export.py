@@ -1,10 +1,10 @@
 """Export a trained network as the graphs its evaluation runs (`src/infer/graphs.py` loads them back).
 
 `export.py --task T --ckpt RUN --out PREFIX` writes one graph file per cell of the task's `GraphSet` (each task builds
-its own), PREFIX.<graph>.mindir (or .air), every input with a dynamic batch dimension, and PREFIX.json, the sidecar: the graphs with their inputs and outputs
-(name, shape with -1 for dynamic, dtype), the run's config, the tokenizer (a copy of the vocabulary) and the features
-the inputs are made of. The graphs are exactly the cells that `eval.py` and `infer.py` compile, so
-`eval.py --mindir PREFIX.json` runs the same evaluation on the exported graphs.
+its own), PREFIX.<graph>.mindir (or .air), every input with a dynamic batch dimension, and PREFIX.json, the sidecar:
+the graphs with their inputs and outputs (name, shape with -1 for dynamic, dtype), the run's config, the tokenizer (a
+copy of the vocabulary) and the features the inputs are made of. The graphs are exactly the cells that `eval.py` and
+`infer.py` compile, so `eval.py --mindir PREFIX.json` runs the same evaluation on the exported graphs.
 
 - pretrain: `pooled_<INPUTS>` for each linear-probe input set (eval.probe_inputs): the mean cross-modal encoder
   state of each modality in the set, side by side [B, hidden x modalities];
