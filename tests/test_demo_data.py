@@ -18,7 +18,7 @@ def test_prepare_demo_data_builds_a_real_trimodal_set(tmp_path):
     run = subprocess.run(["bash", str(ROOT / "scripts" / "prepare_demo_data.sh"), str(tmp_path / "demo")], env=env,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    rows = [json.loads(l) for l in (tmp_path / "demo" / "raw" / "manifest.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "demo" / "raw" / "manifest.jsonl").read_text().splitlines()]
     langs = {r["lang"] for r in rows}
     assert langs == {"en", "zh"} and len(rows) >= 40
     assert any(r["labels"][0] == "clipart" for r in rows) and any(r["labels"][0] == "emoji" for r in rows)

@@ -117,7 +117,7 @@ def parser_flags(parser) -> set:
 
 def script_header(path: Path) -> str:
     lines = path.read_text().splitlines()[1:]
-    return "\n".join(line for line in lines[:next((i for i, l in enumerate(lines) if not l.startswith("#")),
+    return "\n".join(line for line in lines[:next((i for i, text in enumerate(lines) if not text.startswith("#")),
                                                   len(lines))])
 
 
@@ -129,7 +129,8 @@ def problems_of(words):
     found = []
     targets = set(words[:3]) if words[0] in PYTHONS or words[0] == "bash" else set()  # checked below
     for word in words:
-        if word not in targets and REPO_PATH.match(word) and not PLACEHOLDER.search(word) and not (ROOT / word).exists():
+        if (word not in targets and REPO_PATH.match(word) and not PLACEHOLDER.search(word)
+                and not (ROOT / word).exists()):
             found.append(f"no file {word}")
         key = CONFIG_KEY.match(word)
         if key and key.group(1).split(".")[0] in {f.name for f in dataclasses.fields(Config)}:

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 regions: the torch-free weights reader and the ONNX network against the package's PyTorch model."""
+"""EfficientNet-Lite0 regions: the torch-free weights reader and the ONNX network against the package's PyTorch
+model."""
 import os
 
 import numpy as np

@@ -88,7 +88,7 @@ def test_rerun_reuses_and_changed_input_rebuilds(tmp_path, tiny_cfg):
     write_tone(tmp_path / "wav" / "0.wav", 999)  # an input file changed
     logs.clear()
     rebuilt = prepare(str(manifest), str(out), tiny_cfg.prepare, log=logs.append)
-    assert rebuilt["fingerprint"] != first["fingerprint"] and any("rebuilding" in l for l in logs)
+    assert rebuilt["fingerprint"] != first["fingerprint"] and any("rebuilding" in line for line in logs)
 
 
 def test_interrupted_and_damaged_outputs_are_rebuilt_never_read(tmp_path, tiny_cfg):
@@ -99,7 +99,7 @@ def test_interrupted_and_damaged_outputs_are_rebuilt_never_read(tmp_path, tiny_c
     (stale / "train" / "data.mindrecord0").write_bytes(b"half")
     logs = []
     prepare(str(manifest), str(out), tiny_cfg.prepare, log=logs.append)
-    assert not stale.exists() and any("interrupted" in l for l in logs)
+    assert not stale.exists() and any("interrupted" in line for line in logs)
     shard = out / "train" / "data.mindrecord0"
     with open(shard, "r+b") as f:
         f.truncate(shard.stat().st_size // 2)
@@ -107,7 +107,7 @@ def test_interrupted_and_damaged_outputs_are_rebuilt_never_read(tmp_path, tiny_c
         open_prepared(out)
     logs.clear()
     prepare(str(manifest), str(out), tiny_cfg.prepare, log=logs.append)
-    assert any("rebuilding" in l for l in logs)
+    assert any("rebuilding" in line for line in logs)
     assert open_prepared(out).count("train") == 10
     meta = json.loads((out / "meta.json").read_text())
     meta["complete"] = False
@@ -128,7 +128,7 @@ def test_refuses_to_overwrite_a_foreign_directory(tmp_path, tiny_cfg):
 def test_like_reuses_tokenizer_settings_codebook_and_labels(prepared, tmp_path):
     other = tiny_config("prepare.image.grid=3", "prepare.audio.n_mels=20")  # ignored: --like wins
     manifest = make_manifest(tmp_path, n=6, val=0)
-    rows = [json.loads(l) for l in manifest.read_text().splitlines()]
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     manifest.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "split"}) + "\n" for r in rows))
     out = tmp_path / "eval"
     meta = prepare(str(manifest), str(out), other.prepare, split="test", like=str(prepared), **QUIET)
@@ -256,7 +256,7 @@ def test_bad_input_skipped_and_reported(tmp_path, tiny_cfg, case):
     assert meta["counts"]["written"] == 5 and meta["counts"]["skipped"] == 1
     (skipped,) = meta["skipped"]
     assert skipped["where"] == f"{manifest}:4" and BAD[case][1] in skipped["reason"]
-    assert any(l.startswith("skipping") for l in logs) and "skipped 1" in logs[-1]
+    assert any(line.startswith("skipping") for line in logs) and "skipped 1" in logs[-1]
     written = {str(r["id"]) for r in read_split(open_prepared(tmp_path / "out"), "train")}
     assert "s003" not in written or case == "duplicate id"
 

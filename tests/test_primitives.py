@@ -63,7 +63,8 @@ def test_layer_norm_matches_nn_layer_norm():
 
 def test_softmax_gradient_matches_ops_softmax():
     rng = np.random.default_rng(2)
-    x, w = rng.standard_normal((2, 3, 4, 9)).astype(np.float32) * 4, rng.standard_normal((2, 3, 4, 9)).astype(np.float32)
+    x = rng.standard_normal((2, 3, 4, 9)).astype(np.float32) * 4
+    w = rng.standard_normal((2, 3, 4, 9)).astype(np.float32)
 
     class Plain(nn.Cell):
         def construct(self, x):

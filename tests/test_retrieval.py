@@ -358,7 +358,8 @@ def hand_made_items():
 
 
 E = np.eye(4, dtype=np.float32)
-CAPTIONS = np.stack([E[0], E[1] + 0.5 * E[0], E[1], E[1], E[2], E[2] + 1.2 * E[3], E[2] + 0.5 * E[3], E[2] + 0.5 * E[3]])
+CAPTIONS = np.stack([E[0], E[1] + 0.5 * E[0], E[1], E[1],
+                     E[2], E[2] + 1.2 * E[3], E[2] + 0.5 * E[3], E[2] + 0.5 * E[3]])
 
 
 class HandMadeGraphs(dict):

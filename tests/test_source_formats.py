@@ -2,7 +2,6 @@
 import json
 import tarfile
 
-import numpy as np
 import pytest
 
 from src.data import archive, captions, webdataset  # noqa: F401 (captions, webdataset register their formats)

@@ -53,12 +53,14 @@ def test_coco_captions(tmp_path):
     for i in (1, 2):
         write_image(tmp_path / "train2017" / f"{i:012d}.jpg", i)
     doc = {"images": [{"id": 1, "file_name": "000000000001.jpg"}, {"id": 2, "file_name": "000000000002.jpg"}],
-           "annotations": [{"id": 10, "image_id": 1, "caption": "A dog."}, {"id": 11, "image_id": 1, "caption": "A pup."},
+           "annotations": [{"id": 10, "image_id": 1, "caption": "A dog."},
+                           {"id": 11, "image_id": 1, "caption": "A pup."},
                            {"id": 12, "image_id": 2, "caption": "A cat."}, {"id": 13, "image_id": 9, "caption": "?"}]}
     (tmp_path / "annotations").mkdir()
     path = tmp_path / "annotations" / "captions_train2017.json"
     path.write_text(json.dumps(doc))
-    samples, problems = split_entries(read_source(str(path), "coco", split="val", image_dir=str(tmp_path / "train2017")))
+    samples, problems = split_entries(read_source(str(path), "coco", split="val",
+                                                  image_dir=str(tmp_path / "train2017")))
     assert [(s.id, s.text) for s in samples] == [("10", "A dog."), ("11", "A pup."), ("12", "A cat.")]
     assert samples[0].image == samples[1].image and samples[0].split == "val"
     assert len(problems) == 1 and "image_id 9 is not in 'images'" in problems[0].reason

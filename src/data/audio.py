@@ -112,7 +112,8 @@ def _hann(win: int) -> np.ndarray:
 
 
 def frames_to_tokens(frames: np.ndarray, frames_per_token: int, normalize: bool) -> np.ndarray:
-    """Stack k consecutive frames into one token: [frames, D] -> [frames // k, k * D] (a trailing remainder is dropped)."""
+    """Stack k consecutive frames into one token: [frames, D] -> [frames // k, k * D] (a trailing remainder is
+    dropped)."""
     if normalize:
         frames = (frames - frames.mean(0)) / (frames.std(0) + 1e-5)
     n = len(frames) // frames_per_token

@@ -223,7 +223,8 @@ def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
     standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") if ref.meta[m].get("standardize")}
-    return Settings(prep, ref.vocab_path, labels=list(ref.labels) or None, codebook=codebook, mrc=ref.meta["image"]["mrc"],
+    return Settings(prep, ref.vocab_path, labels=list(ref.labels) or None, codebook=codebook,
+                    mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
                     answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
                     like=str(ref.meta.get("trained_on") or Path(ref_dir).resolve()))
@@ -274,7 +275,7 @@ def _drop_unknown_labels(samples: List[Sample], problems: List[Problem], labels:
         return samples
     known, kept = set(labels), []
     for s in samples:
-        unknown = [l for l in s.labels if l not in known]
+        unknown = [label for label in s.labels if label not in known]
         if unknown:
             problems.append(Problem(s.where, s.id, f"labels {unknown} are not in the reference label set"))
         else:
@@ -297,8 +298,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     cfg = settings.prepare
     tokenizer = Tokenizer(settings.vocab_path, cfg.text.lower_case, cfg.text.chinese)
     shutil.copyfile(settings.vocab_path, tmp / "vocab.txt")
-    labels = settings.labels if settings.labels is not None else sorted({l for s in samples for l in s.labels})
-    label_ids = {l: i for i, l in enumerate(labels)}
+    labels = settings.labels if settings.labels is not None else sorted({label for s in samples for label in s.labels})
+    label_ids = {label: i for i, label in enumerate(labels)}
     if settings.mrc is None:
         _choose_mrc(samples, settings, log)
     if settings.codebook is not None:
@@ -367,7 +368,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
                   "feature_dim": settings.image_dim or image_feature_dim(cfg.image), "box_dim": 7,
                   "thumb_size": cfg.image.thumb_size, "mrc": settings.mrc, "standardize": standardize.get("image")},
         "audio": {"extractor": _extractor_info(samples, "audio", cfg),
-                  "feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio), "sample_rate": cfg.audio.sample_rate,
+                  "feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio),
+                  "sample_rate": cfg.audio.sample_rate,
                   "token_seconds": audio_token_seconds(cfg.audio), "standardize": standardize.get("audio")},
         "feature_storage": "float16",
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
@@ -513,7 +515,8 @@ def _row(sample: Sample, regions, tokens, tokenizer: Tokenizer, label_ids: dict,
            "text_ids": np.asarray(ids, np.int32), "n_text": len(ids),
            "image_feat": b"", "image_boxes": empty_f, "mrc_ids": np.zeros(0, np.int32), "mrc_probs": empty_f,
            "n_regions": 0, "image_thumb": b"", "audio_feat": b"", "n_audio": 0,
-           "labels": np.asarray([label_ids[l] for l in sample.labels], np.int32), "n_labels": len(sample.labels)}
+           "labels": np.asarray([label_ids[label] for label in sample.labels], np.int32),
+           "n_labels": len(sample.labels)}
     if regions is not None:
         mrc_ids, mrc_probs = mrc_targets(regions, settings.mrc)
         row.update(image_feat=encode_features(regions.features), image_boxes=regions.boxes.reshape(-1),

@@ -68,7 +68,8 @@ class PreparedData:
 
     def modalities(self, split: Optional[str] = None) -> Tuple[str, ...]:
         """The modalities that some sample of `split` (default: of any split) has, in the model's order."""
-        counts = [self._split(split)["modalities"]] if split else [s["modalities"] for s in self.meta["splits"].values()]
+        splits = [self._split(split)] if split else list(self.meta["splits"].values())
+        counts = [s["modalities"] for s in splits]
         return tuple(m for m in MODALITIES if any(c.get(m, 0) > 0 for c in counts))
 
     def read_columns(self, split: str, columns: List[str]) -> Dict[str, list]:

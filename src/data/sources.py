@@ -169,7 +169,8 @@ def read_coco(path: str, split: str = "train", image_dir: Optional[str] = None) 
 
 def read_narratives(path: str, split: str = "train", image_dir: Optional[str] = None,
                     audio_dir: Optional[str] = None) -> Iterator[Entry]:
-    """Localized Narratives JSON Lines: caption, voice_recording (relative to `audio_dir`), image_id (in `image_dir`)."""
+    """Localized Narratives JSON Lines: caption, voice_recording (relative to `audio_dir`), image_id (in
+    `image_dir`)."""
     base = Path(path).resolve().parent
     images = Path(image_dir).resolve() if image_dir else base / "images"
     audios = Path(audio_dir).resolve() if audio_dir else base / "audio"

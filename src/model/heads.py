@@ -15,10 +15,10 @@ from src.model.primitives import Dense, LayerNorm
 
 def gather_positions(states, positions):
     """states [B, L, H], positions [B, M] -> [B, M, H]."""
-    b, l, h = states.shape
-    offsets = (ops.arange(0, b, dtype=ms.int32) * l).expand_dims(1)
+    b, length, h = states.shape
+    offsets = (ops.arange(0, b, dtype=ms.int32) * length).expand_dims(1)
     flat = (positions + offsets).reshape(-1)
-    return ops.gather(states.reshape(b * l, h), flat, 0).reshape(b, -1, h)
+    return ops.gather(states.reshape(b * length, h), flat, 0).reshape(b, -1, h)
 
 
 def weighted_mean(values, weights):

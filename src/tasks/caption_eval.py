@@ -72,7 +72,7 @@ def evaluate_generation(graphs, data, cfg: Config, task: str, split: str, limit:
               "seconds": seconds, "pieces_per_second": sum(len(p) + 1 for p in pieces) / max(seconds, 1e-9),
               "metrics": text_metrics(predictions, chosen_refs, chosen_langs, chinese), "by_lang": {}}
     for lang in sorted(set(chosen_langs)):
-        rows = [i for i, l in enumerate(chosen_langs) if l == lang]
+        rows = [i for i, item_lang in enumerate(chosen_langs) if item_lang == lang]
         report["by_lang"][lang] = dict(text_metrics([predictions[i] for i in rows], [chosen_refs[i] for i in rows],
                                                     [lang] * len(rows), chinese), items=len(rows))
     cut = _audio_cut(raw, items.index[usable], cfg.data.max_audio_tokens) if "audio" in modalities else 0
