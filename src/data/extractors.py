@@ -128,16 +128,6 @@ def audio_extractor_info(cfg: AudioFeatureConfig) -> dict:
 # ----------------------------------------------------------------------------------------------------------------------
 # One file (inference, tests): a batch of one
 # ----------------------------------------------------------------------------------------------------------------------
-def image_regions(path: str, cfg: ImageFeatureConfig) -> Regions:
-    """The regions of one image file (or precomputed `.npz`), with its thumbnail."""
-    if path.endswith(".npz"):
-        return load_npz_regions(path, cfg)
-    image = read_image(path)
-    regions = image_regions_batch([image], cfg)[0]
-    regions.thumb = thumbnail(image, cfg.thumb_size)
-    return regions
-
-
 def image_regions_files(paths: List[str], cfg: ImageFeatureConfig) -> list:
     """The regions of many image files (or `.npz`), the network over whole batches; a file that cannot be read or
     decoded gives its FeatureError (naming it) in its place."""

@@ -198,19 +198,3 @@ def decode_features(stored, n: int, dim: int) -> np.ndarray:
         return np.zeros((0, dim), np.float32)
     # a view of the stored buffer (bytes, or the array MindRecord hands over): nothing is copied before the cast
     return np.frombuffer(stored, np.float16, count=n * dim).reshape(n, dim).astype(np.float32)
-
-
-def decode_row(row: Dict[str, np.ndarray], image_dim: int, audio_dim: int, top_k: int = 1) -> dict:
-    """A MindRecord row back into shaped arrays (the inverse of the flat storage); features are the raw stored ones."""
-    n_regions, n_audio = int(row["n_regions"]), int(row["n_audio"])
-    flat = lambda key, n: np.reshape(row[key], -1)[:n]
-    return {
-        "index": int(row["index"]),
-        "text_ids": flat("text_ids", int(row["n_text"])),
-        "image_feat": decode_features(row["image_feat"], n_regions, image_dim),
-        "image_boxes": flat("image_boxes", n_regions * 7).reshape(n_regions, 7),
-        "mrc_ids": flat("mrc_ids", n_regions * top_k).reshape(n_regions, top_k),
-        "mrc_probs": flat("mrc_probs", n_regions * top_k).reshape(n_regions, top_k),
-        "audio_feat": decode_features(row["audio_feat"], n_audio, audio_dim),
-        "labels": flat("labels", int(row["n_labels"])),
-    }
