@@ -15,7 +15,7 @@ memory_gb = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30
 print(max(1, min(len(os.sched_getaffinity(0)), 4, int(memory_gb // 5))))")}"
 parallel=()
 if [ "$workers" -gt 1 ]; then
-  parallel=(-n "$workers" --dist worksteal)
+  parallel=(-n "$workers" --dist load --maxschedchunk 2)  # a few tests at a time: the long ones, first, spread
 fi
 status=0
 "$PY" -m pytest -q "${parallel[@]}" "$@" || status=$?
