@@ -60,8 +60,8 @@ class Attention(nn.Cell):
         return self.split(self.key(memory)), self.split(self.value(memory))
 
     def attend(self, x, k, v, bias):
-        q = self.split(self.query(x))
-        scores = self.scores(q, k) * self.scale
+        q = self.split(self.query(x) * self.scale)  # scaled before the product: [B, L, H] kept for the backward in
+        scores = self.scores(q, k)  # place of [B, heads, L, L] (docs/performance.md, Memory)
         scores = scores + spread(bias, scores)  # bias [B or 1, 1, Lq or 1, Lk]: see spread
         probs = self.dropout(self.softmax(scores)).astype(v.dtype)  # float32 softmax, float16 values under O2
         context = ops.concat(ops.unstack(self.weighted(probs, v), axis=1), axis=-1)  # [B, Lq, H]: see split

@@ -7,7 +7,8 @@ system between phases (docs/performance.md, Memory).
   block) the demo retrieval step (1.57 GB in use at its peak) spread over two 1 GB blocks and touched 2.2 GB of them;
   with a 2 GB block it touches 1.6 GB. Pages never touched cost nothing but address space.
 - The heap: graph compilation builds and frees hundreds of MB of IR in small blocks, which glibc keeps for the
-  process; malloc_trim(0) hands their pages back (0.3 GB after compiling the demo retrieval step).
+  process; malloc_trim(0) hands their pages back after compiling and after a graph's first run. Blocks of 1 MB or
+  more get mappings of their own (mallopt), which go back to the system as soon as they are freed.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def one_pool_block() -> None:
     if _pool_set or ms.get_context("device_target") != "CPU":
         return
     _pool_set = True
+    large_blocks_mapped_apart()
     try:
         ms.runtime.set_memory(init_size=POOL_INIT)
     except RuntimeError:  # set already (by the caller), or the pool is in use: keep MindSpore's
@@ -41,6 +43,20 @@ def drop_compiled_graphs() -> None:
     step)."""
     ms.ms_memory_recycle()
     release_freed_heap()
+
+
+def large_blocks_mapped_apart() -> None:
+    """Heap blocks of MMAP_THRESHOLD or more get a mapping of their own, returned to the system when freed. glibc's
+    default threshold rises to the largest block freed so far (up to 32 MB): after graph compilation frees its large
+    buffers, later ones land in the heap and leave holes among the compiled graph's small blocks."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD = 1 << 20
 
 
 def release_freed_heap() -> None:
