@@ -41,6 +41,17 @@ LETTERS = {spec.letter: m for m, spec in SPECS.items()}
 MASKED_LOSSES = tuple(loss for spec in SPECS.values() for loss in spec.masked_losses)
 
 
+def parse_input_set(name: str, where: str, allowed: Tuple[str, ...] = MODALITIES) -> Tuple[str, ...]:
+    """The project's one notation for a set of inputs: 'audio+image' -> ('image', 'audio'), in the model's order.
+    A name outside `allowed` or a repeated one is a ValueError that names `where` (the caller's config key)."""
+    parts = [p.strip() for p in name.split("+")]
+    unknown = [p for p in parts if p not in allowed]
+    if unknown or len(set(parts)) != len(parts) or not name.strip():
+        raise ValueError(f"{where}: '{name}' must join {', '.join(allowed)} with '+' (each once), e.g. "
+                         f"{'+'.join(allowed[-2:])}")
+    return tuple(m for m in MODALITIES if m in parts)
+
+
 def input_index(column: str) -> int:
     """The position of an input column in INPUT_COLUMNS (the model's positional inputs)."""
     return INPUT_COLUMNS.index(column)

@@ -24,6 +24,7 @@ IMAGE_FEAT, IMAGE_MASK, AUDIO_FEAT, AUDIO_MASK = (input_index(c) for c in ("imag
 
 
 def l2_normalise(x):
+    """Unit-length rows in the graph; numpy's twin is src/infer/retrieval.py's normalise (the same epsilon)."""
     return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
 
 

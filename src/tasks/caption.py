@@ -20,7 +20,7 @@ from src.data.pipeline import training_data
 from src.data.records import open_prepared
 from src.infer.generate import Generator, text_symbols
 from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
-from src.modality import MODALITIES
+from src.modality import MODALITIES, parse_input_set
 from src.model.heads import VocabHead, weighted_mean
 from src.model.opt import OPT, DataDims, DecoderCalls
 from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
@@ -28,18 +28,18 @@ from src.tasks.registry import Task, register
 from src.train.checkpoint import init_model
 
 LOSS_NAMES = ("caption",)
-# eval.py's generation tasks and the input set each one decodes from
+
+
 def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[Tuple[str, ...], ...]:
     """["image", "image+audio"] -> (("image",), ("image", "audio")), modalities in the model's order."""
     if not names:
         raise ConfigError(f"{where}: no input set (image, audio or image+audio) that the data has")
     sources = []
     for name in names:
-        parts = {p.strip() for p in name.split("+")}
-        unknown = parts - {"image", "audio"}
-        if unknown:
-            raise ConfigError(f"{where}: '{name}' names {sorted(unknown)}; the decoder reads image and/or audio")
-        sources.append(tuple(m for m in MODALITIES if m in parts))
+        try:
+            sources.append(parse_input_set(name, where, allowed=("image", "audio")))
+        except ValueError as e:
+            raise ConfigError(f"{e}; the decoder reads image and/or audio") from None
     return tuple(sources)
 
 

@@ -20,6 +20,7 @@ from src.infer.generate import Generator, generate_rows, text_symbols
 from src.infer.file_inputs import (AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, file_inputs, files_inputs, input_files,
                                    is_many)
 from src.infer.items import Items, content_codes, load_items
+from src.infer.retrieval import normalise
 from src.metrics.text import text_metrics
 from src.modality import MODALITIES
 
@@ -114,7 +115,7 @@ def pooled_inputs(items: Items, modalities) -> np.ndarray:
     for m in ("image", "audio"):
         if m in modalities:
             mean = items.mean_features(m)
-            parts.append(mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-6))
+            parts.append(normalise(mean))
     return np.concatenate(parts, axis=1)
 
 

@@ -16,7 +16,7 @@ from src.infer.graphs import match_graph
 from src.infer.items import Items, content_codes, load_items, modalities_of, run_batched
 from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
-from src.modality import MODALITIES
+from src.modality import MODALITIES, parse_input_set
 
 
 # every direction the default evaluation runs where the data has its modalities
@@ -31,10 +31,10 @@ def parse_direction(name: str) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
     sides = name.split("->")
     if len(sides) != 2:
         raise ConfigError(f"eval.directions: '{name}' must look like query->candidate, e.g. text+audio->image")
-    query, cand = (tuple(s.strip() for s in side.split("+")) for side in sides)
-    for m in query + cand:
-        if m not in MODALITIES:
-            raise ConfigError(f"eval.directions: '{name}' names '{m}' (modalities: {', '.join(MODALITIES)})")
+    try:
+        query, cand = (parse_input_set(side, f"eval.directions: '{name}'") for side in sides)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if set(query) & set(cand):
         raise ConfigError(f"eval.directions: '{name}' has a modality on both sides")
     return query, cand
