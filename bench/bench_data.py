@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.data.records import write_json_atomic
 from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.pipeline import training_data  # noqa: E402
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
             print(f"pipeline vs training: {ahead:.1f}x ({results['pipeline']['batches_per_s']} batches/s against "
                   f"{1 / step_s:.2f} steps/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_json_atomic(Path(args.json), results)
     return 0
 
 

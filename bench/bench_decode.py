@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
+from src.data.records import write_json_atomic
 from src.infer.generate import Generator, text_symbols  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.model.layers import NEG  # noqa: E402
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
                   f"{row['cache_decoder_tokens_per_second']:7.1f} vs {row['no_cache_decoder_tokens_per_second']:7.1f}"
                   f" tok/s: {row['decoder_speedup']:.2f}x | identical {row['identical']}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        write_json_atomic(Path(args.json), results)
     return 0 if all(r["identical"] for r in results) else 1
 
 

@@ -9,7 +9,6 @@ gallery. Times exclude graph compilation (each network is warmed up first).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,11 +17,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
 
+from src.data.records import write_json_atomic
 from src.commands import add_set_arg  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.tasks.retrieval import load_trained  # noqa: E402
 from src.tasks.retrieval_eval import RetrievalEvaluator  # noqa: E402
 from src.train.checkpoint import load_run_config, resolve_checkpoint  # noqa: E402
+
+
+def print_result(result: dict, title: str, q: int, every: dict, embedding_seconds: float) -> None:
+    print(title)
+    for name in ("two_stage", "full"):
+        r = result[name]
+        print(f"  {name:<10} R@1 {r['R@1']:5.1f}  R@5 {r['R@5']:5.1f}  R@10 {r['R@10']:5.1f}  "
+              f"{r['seconds']:8.1f} s  ({r['seconds'] / q * 1000:.0f} ms/query)")
+    print(f"  speedup {result['speedup']:.1f}x; all {every['queries']} queries two-stage: {every['seconds']:.1f} s "
+          f"(all-pairs estimated {result['full_all_queries_seconds_estimated']:.0f} s); "
+          f"embedding the gallery: {embedding_seconds:.1f} s; speedup with the embedding: "
+          f"{result['speedup_all_queries_with_embedding']:.1f}x")
 
 
 def main(argv=None) -> int:
@@ -56,17 +68,10 @@ def main(argv=None) -> int:
     }
     result["speedup_all_queries_with_embedding"] = result["full_all_queries_seconds_estimated"] / (
         every["seconds"] + evaluator.embedding_seconds)
-    print(f"{args.direction}, gallery {n}, k {both['rerank_k']}, {q} queries ranked by both:")
-    for name in ("two_stage", "full"):
-        r = result[name]
-        print(f"  {name:<10} R@1 {r['R@1']:5.1f}  R@5 {r['R@5']:5.1f}  R@10 {r['R@10']:5.1f}  "
-              f"{r['seconds']:8.1f} s  ({r['seconds'] / q * 1000:.0f} ms/query)")
-    print(f"  speedup {result['speedup']:.1f}x; all {every['queries']} queries two-stage: {every['seconds']:.1f} s "
-          f"(all-pairs estimated {result['full_all_queries_seconds_estimated']:.0f} s); "
-          f"embedding the gallery: {evaluator.embedding_seconds:.1f} s; speedup with the embedding: "
-          f"{result['speedup_all_queries_with_embedding']:.1f}x")
+    print_result(result, f"{args.direction}, gallery {n}, k {both['rerank_k']}, {q} queries ranked by both:", q,
+                 every, evaluator.embedding_seconds)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_json_atomic(Path(args.json), result)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -31,7 +30,7 @@ from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
 from src.data.pipeline import training_data  # noqa: E402
-from src.data.records import open_prepared  # noqa: E402
+from src.data.records import open_prepared, write_json_atomic  # noqa: E402
 from src.model.opt import DataDims  # noqa: E402
 from src.tasks.pretrain import LOSS_NAMES, build  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
@@ -160,7 +159,7 @@ def main(argv=None) -> int:
     for k, v in result.items():
         print(f"{k:>26}: {v}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_json_atomic(Path(args.json), result)
     return 0
 
 
