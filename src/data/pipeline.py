@@ -50,11 +50,17 @@ class Collator:
         return tuple(out[c] for c in self.objective.columns)
 
 
+# batches (and rows) each pipeline stage queues ahead of the next: the pipeline is far faster than a train step, and
+# MindSpore's default of 16 held a queue of full batches in memory for nothing (docs/performance.md, Memory)
+PREFETCH = 2
+
+
 def create_dataset(data, cfg: DataConfig, split: Optional[str] = None, epoch: int = 0, num_shards: int = 1,
                    shard_id: int = 0, start_batch: int = 0, objective: str = "pretrain", **options):
     """One epoch of training batches for this rank, starting at batch `start_batch` (for exact resume), carrying the
     columns of `objective` (src/data/objectives.py; `options` go to it: sources, codes, starts)."""
     import mindspore.dataset as ds
+    ds.config.set_prefetch_size(PREFETCH)
     data = data if isinstance(data, PreparedData) else open_prepared(data)
     split = split or cfg.train_split
     indices = epoch_indices(data.count(split), cfg.seed, epoch, cfg.shuffle, num_shards, shard_id, drop_last=True)
