@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.data.records import write_json_atomic
 from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.pipeline import training_data  # noqa: E402
 from src.data.prepare import prepare  # noqa: E402
+from src.data.records import write_json_atomic  # noqa: E402
 
 
 def bench_prepare(manifest: str, cfg) -> dict:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
 
-from src.data.records import write_json_atomic
+from src.data.records import write_json_atomic  # noqa: E402
 from src.infer.generate import Generator, text_symbols  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.model.layers import NEG  # noqa: E402

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mindspore as ms  # noqa: E402
 
-from src.data.records import write_json_atomic
 from src.commands import add_set_arg  # noqa: E402
+from src.data.records import write_json_atomic  # noqa: E402
 from src.infer.items import load_items  # noqa: E402
 from src.tasks.retrieval import load_trained  # noqa: E402
 from src.tasks.retrieval_eval import RetrievalEvaluator  # noqa: E402

@@ -61,3 +61,33 @@ def test_missing_file_and_bad_override():
 def test_shipped_recipes_load():
     for name in ("pretrain_tiny", "pretrain_demo"):
         load_config(f"config/{name}.yaml")
+
+
+def test_every_recipe_is_run_somewhere():
+    """A recipe nothing runs is a claim. Each file of config/ is run by tests/test_amp.py (every *_base and *_coco
+    recipe, two steps at tiny sizes), by tests/test_walkthrough.py (docs/own_data.md's fine-tune scripts, given no
+    recipe, run config/<task>_finetune.yaml), by a test that names it (the *_tiny recipes), or by the demo
+    (scripts/run_demo.sh, the *_demo recipes)."""
+    import shlex
+
+    from tests.conftest import ROOT
+    from tests.test_amp import BASES
+    from tests.test_walkthrough import FINETUNE_LINES
+
+    named = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    finetuned = set()
+    for line in (ROOT / "docs" / "own_data.md").read_text(encoding="utf-8").splitlines():
+        match = FINETUNE_LINES.match(line)
+        if match and len(shlex.split(line)) == 5:  # bash SCRIPT PRETRAINED DATA OUT: the default recipe
+            finetuned.add({"run_standalone_train_retrieval": "retrieval", "train_caption": "caption"}[match[1]])
+    demo = (ROOT / "scripts" / "run_demo.sh").read_text(encoding="utf-8")
+    unrun = []
+    for recipe in sorted(p.stem for p in (ROOT / "config").glob("*.yaml")):
+        task, kind = recipe.rsplit("_", 1)
+        runs = {"base": recipe in BASES, "coco": recipe in BASES, "finetune": task in finetuned,
+                "tiny": f"{recipe}.yaml" in named, "demo": f"config/{recipe}.yaml" in demo}.get(kind, False)
+        if not runs:
+            unrun.append(recipe)
+    assert not unrun, f"recipes that no test or the demo runs: {unrun}"
+    assert {"caption_finetune", "retrieval_finetune", "pretrain_base", "caption_coco"} <= {
+        p.stem for p in (ROOT / "config").glob("*.yaml")}

@@ -18,13 +18,14 @@ from src.metrics.retrieval import best_positive_ranks
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+L2_EPS = 1e-6  # the smallest norm divided by (a zero row stays zero); the graph's l2_normalise uses the same
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
     """Rows of `x` scaled to unit length, as the graph's l2_normalise (src/model/retrieval.py) does."""
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), L2_EPS)
 
-
-L2_EPS = 1e-6  # the smallest norm divided by (a zero row stays zero); the graph's l2_normalise uses the same
 
 
 def first_stage(queries: np.ndarray, candidates: np.ndarray, positives: np.ndarray, k: int,

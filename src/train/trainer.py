@@ -140,7 +140,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
     any_rank = AnyRank() if ranks.distributed else bool
     step, epoch, batch = position["step"], position["epoch"], position["batch"]
     deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes > 0 else None
-    micro, started, entry, compiled, ran = 0, time.perf_counter(), {}, set(), set()
+    micro, started, entry, compiled = 0, time.perf_counter(), {}, set()
     if step >= steps:
         log(f"the run is complete ({step} of {steps} steps); raise train.max_steps or train.epochs to go on")
     else:
@@ -155,14 +155,14 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
                 epoch, batch = epoch + 1, 0
             micro += 1
             apply = micro == t.accumulation_steps
-            if apply not in compiled:  # compiled apart, so that the heap compilation frees is returned before the run
+            first_run = apply not in compiled
+            if first_run:  # compiled apart, so that the heap compilation frees is returned before the run
                 step_cell.compile(apply, *inputs)
                 release_freed_heap()
                 compiled.add(apply)
             outputs = step_cell(apply, *inputs)
-            if apply not in ran:  # a graph's first run builds and frees host buffers of its kernels
+            if first_run:  # a graph's first run builds and frees host buffers of its kernels
                 release_freed_heap()
-                ran.add(apply)
             if not apply:
                 continue
             micro, step = 0, step + 1
