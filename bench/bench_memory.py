@@ -4,7 +4,7 @@ ru_maxrss from os.wait4), beside the peak of its whole process group sampled eve
 
     python bench/bench_memory.py                         # the demo recipes' model sizes on a generated set
     python bench/bench_memory.py --shape tiny            # the tiny recipes, in a few minutes
-    python bench/bench_memory.py --stages retrieval --items 600 --steps 3 --json memory.json
+    python bench/bench_memory.py --stages retrieval --items 600 --steps 12 --json memory.json
 
 The data is generated (tests/conftest.py's manifest: two-tone images, tones as audio, short captions) and prepared
 with the demo's feature widths and lengths (`--shape demo`: 7x7 regions of 1200-d grid features, 64x64 thumbnails,
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)} (a stage "
                    "reads the runs of the stages before it: retrieval, caption and vqa need pretrain's)")
     p.add_argument("--items", type=int, default=320, help="generated samples (1 in 8 in val)")
-    p.add_argument("--steps", type=int, default=3, help="optimizer steps of each training stage")
+    p.add_argument("--steps", type=int, default=12, help="optimizer steps of each training stage (a peak can come "
+                   "late: docs/performance.md, Memory)")
     p.add_argument("--work", default="/tmp/bench_memory", help="generated data and runs (data is reused)")
     p.add_argument("--limit-gb", type=float, default=12.0, help="kill a stage whose process group exceeds this")
     p.add_argument("--json", default=None, help="also write the results here")

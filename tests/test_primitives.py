@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
+from src.model.layers import FeedForward
 from src.model.primitives import Dense, LayerNorm, Softmax
 
 
@@ -72,3 +73,26 @@ def test_softmax_gradient_matches_ops_softmax():
 
     for a, b in zip(outputs_and_gradients(Softmax(), x, w), outputs_and_gradients(Plain(), x, w)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_feed_forward_matches_dense_gelu_dense():
+    """FeedForward's fused activation and output layer (GELUDense, which recomputes the GELU in the backward) give
+    nn.Dense -> nn.GELU(approximate=False) -> nn.Dense's outputs and gradients."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 8)).astype(np.float32)
+    w = rng.standard_normal((2, 5, 8)).astype(np.float32)
+
+    class Reference(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.intermediate, self.act, self.output = nn.Dense(8, 12), nn.GELU(approximate=False), nn.Dense(12, 8)
+
+        def construct(self, x):
+            return self.output(self.act(self.intermediate(x.reshape(-1, 8)))).reshape(x.shape)
+
+    ours, reference = FeedForward(8, 12), Reference()
+    same_parameters(ours, reference)
+    got, want = outputs_and_gradients(ours, x, w), outputs_and_gradients(reference, x, w)
+    assert len(got) == 6  # output, input gradient, two weights and two biases
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

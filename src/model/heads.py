@@ -10,7 +10,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.model.primitives import Dense, LayerNorm
+from src.model.primitives import GELU, Dense, LayerNorm
 
 
 def gather_positions(states, positions):
@@ -87,7 +87,7 @@ class VocabHead(nn.Cell):
         self.transform = transform
         if transform:
             self.dense = Dense(hidden, hidden)
-            self.act = nn.GELU(approximate=False)
+            self.act = GELU()
             self.norm = LayerNorm(hidden, eps)
         self.logits = TableLogits()
         self.output_ids = self.class_index = self.table = self.class_bias = None

@@ -12,7 +12,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.model.dropout import Dropout
-from src.model.primitives import GELU, BatchProduct, Dense, LayerNorm, Softmax, spread
+from src.model.primitives import BatchProduct, GELUDense, Dense, LayerNorm, Softmax, spread
 
 NEG = -10000.0  # BERT's additive mask value: exp() underflows to 0 without the NaNs of -inf on fully masked rows
 
@@ -69,14 +69,20 @@ class Attention(nn.Cell):
 
 
 class FeedForward(nn.Cell):
+    """Dense -> exact GELU (as nn.GELU(approximate=False)) -> Dense. The activation and the output layer run as one
+    cell (primitives.GELUDense) that recomputes the activation in the backward; `output` holds its parameters."""
+
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
         self.intermediate = Dense(hidden, intermediate)
-        self.act = GELU()  # exact, as nn.GELU(approximate=False), without its Div (primitives.GELU)
         self.output = Dense(intermediate, hidden)
+        self.activated_output = GELUDense()
 
     def construct(self, x):
-        return self.output(self.act(self.intermediate(x)))
+        u = self.intermediate(x)
+        shape = u.shape
+        y = self.activated_output(u.reshape(-1, shape[-1]), self.output.weight.astype(u.dtype), self.output.bias)
+        return y.reshape(shape[:-1] + (y.shape[-1],))
 
 
 class EncoderLayer(nn.Cell):

@@ -148,6 +148,28 @@ class GELU(nn.Cell):
         return (dout * gelu_slope(x, gelu_cdf(x)),)
 
 
+class GELUDense(nn.Cell):
+    """GELU(u) @ weight^T + bias for u [N, in], weight [out, in], bias [out] (a Dense's parameters, passed in): the
+    feed-forward block's activation and output layer in one cell, whose backward recomputes GELU(u) from u. A cell's
+    backward keeps its inputs: apart, GELU(u) would be kept as the output layer's input beside u, one [N, in] tensor
+    more per feed-forward block (docs/performance.md, Memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.product = ops.MatMul(transpose_b=True)
+        self.tn = ops.MatMul(transpose_a=True)
+
+    def construct(self, u, weight, bias):
+        return ops.bias_add(self.product(u * gelu_cdf(u), weight), bias.astype(u.dtype))
+
+    def bprop(self, u, weight, bias, out, dout):
+        u = ops.depend(u, dout)  # GELU(u) and its slope computed in the backward (see Normalize.bprop)
+        cdf = gelu_cdf(u)
+        du = ops.matmul(dout, ops.depend(weight, dout)) * gelu_slope(u, cdf)
+        # the bias gradient in float32, the parameter's type (see AddBias.bprop); the weight enters cast by the caller
+        return du, self.tn(dout, u * cdf), column_sums(dout.astype(ms.float32))
+
+
 class BatchProduct(nn.Cell):
     """a @ b over the last two axes (b transposed with `transpose_b`), with a backward of products of transposed
     operands: the automatic one transposes a and b first, and MindSpore 2.10's CPU Transpose keeps an 8-byte index per

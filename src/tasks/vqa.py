@@ -27,7 +27,7 @@ from src.model.opt import OPT, DataDims, masked_mean
 from src.tasks.registry import Task, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
 from src.train.checkpoint import init_model
-from src.model.primitives import Dense, LayerNorm
+from src.model.primitives import GELU, Dense, LayerNorm
 
 LOSS_NAMES = ("vqa",)
 VQA_COLUMNS = INPUT_COLUMNS + ["view", "row_weight", "targets"]
@@ -73,7 +73,7 @@ class AnswerHead(nn.Cell):
     def __init__(self, width: int, hidden: int, answers: int, eps: float):
         super().__init__()
         self.dense = Dense(width, 2 * hidden)
-        self.act = nn.GELU(approximate=False)
+        self.act = GELU()
         self.norm = LayerNorm(2 * hidden, eps)
         prior = float(np.log(1.0 / max(answers, 2)) - np.log1p(-1.0 / max(answers, 2)))
         self.out = Dense(2 * hidden, answers, bias_init=ms.common.initializer.Constant(prior))
