@@ -15,7 +15,7 @@ from mindspore import nn
 import train as train_script
 from src.config import ConfigError, load_config
 from src.data.records import open_prepared
-from src.model.heads import CrossEntropy, SoftTargetKL
+from src.model.losses import CrossEntropy, SoftTargetKL
 from src.model.opt import DataDims
 from src.model.primitives import LayerNorm, Softmax
 from src.tasks.registry import training_module

@@ -10,7 +10,8 @@ from mindspore import nn
 from src.data.objectives import PRETRAIN_COLUMNS
 from src.data.pipeline import create_dataset
 from src.data.records import open_prepared
-from src.model.heads import contrastive_loss, gather_positions, matching_loss, regression_loss
+from src.model.heads import gather_positions
+from src.model.losses import contrastive_loss, matching_loss, regression_loss
 from src.model.opt import DataDims
 from src.tasks.pretrain import LOSS_NAMES, PretrainLoss
 from tests.conftest import tiny_config

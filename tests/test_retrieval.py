@@ -16,7 +16,8 @@ from src.model.opt import OPT, DataDims
 from src.tasks.classify import PooledStates, parse_inputs, probe_scores, train_probe
 from src.metrics.classification import mean_average_precision
 from src.tasks.pretrain import PretrainLoss
-from src.model.retrieval import RetrievalModel, info_nce
+from src.model.losses import info_nce
+from src.model.retrieval import RetrievalModel
 from src.tasks.retrieval import RetrievalLoss
 from src.tasks.retrieval_eval import DIRECTIONS, parse_direction
 from src.train.checkpoint import CheckpointError, load_weights
@@ -276,7 +277,7 @@ def info_nce_reference(a, b, scale, allowed):
 
 
 def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared):
-    from src.model.retrieval import same_content
+    from src.model.losses import same_content
     cfg = tiny_config(*NO_DROPOUT)
     net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ from src.config import ConfigError, load_config
 from src.data.records import open_prepared
 from src.data.vqa import load_answers
 from src.metrics.vqa import vqa_accuracy
-from src.model.heads import soft_bce
+from src.model.losses import soft_bce
 from src.modality import AUDIO, IMAGE, TEXT
 from src.tasks.vqa import AnswerHead, question_views
 from src.tasks.vqa_eval import parse_forms

@@ -22,7 +22,7 @@ L2_EPS = 1e-6  # the smallest norm divided by (a zero row stays zero); the graph
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
-    """Rows of `x` scaled to unit length, as the graph's l2_normalise (src/model/retrieval.py) does."""
+    """Rows of `x` scaled to unit length, as the graph's l2_normalise (src/model/losses.py) does."""
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), L2_EPS)
 

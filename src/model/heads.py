@@ -1,9 +1,6 @@
-"""Pre-training heads and their losses. Every loss is a weighted mean over the slots/rows whose weight is 1, so padded
-slots, unmasked positions and rows excluded by the pipeline carry no loss.
-
-Losses are computed in float32 whatever precision the network runs in (train.amp_level O2 runs the heads' matrix
-products in float16): the loss cells keep float32 (`keep_float32`, see `src/train/precision.py`), the loss functions
-cast their predictions up first (a no-op in float32), and VocabHead returns float32 logits."""
+"""Pre-training heads: the vocabulary head (MLM, DTR, captioning), feature regression (MVFR, MAFR) and the positions
+they read. Their losses are in `src/model/losses.py`; VocabHead returns float32 logits whatever precision the network
+runs in (train.amp_level O2 runs the heads' matrix products in float16)."""
 from __future__ import annotations
 
 import mindspore as ms
@@ -19,42 +16,6 @@ def gather_positions(states, positions):
     offsets = (ops.arange(0, b, dtype=ms.int32) * length).expand_dims(1)
     flat = (positions + offsets).reshape(-1)
     return ops.gather(states.reshape(b * length, h), flat, 0).reshape(b, -1, h)
-
-
-def weighted_mean(values, weights):
-    """A float32 scalar whatever the precision of `values`."""
-    return (values.astype(ms.float32) * weights).sum() / ops.maximum(weights.sum(), 1.0)
-
-
-class CrossEntropy(nn.Cell):
-    """Per-item cross-entropy of logits [..., C] against integer targets [...]; float32 under mixed precision."""
-    keep_float32 = True
-
-    def __init__(self):
-        super().__init__()
-        self.ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="none")
-
-    def construct(self, logits, targets):
-        c = logits.shape[-1]
-        return self.ce(logits.reshape(-1, c), targets.reshape(-1)).reshape(targets.shape)
-
-
-class SoftTargetKL(nn.Cell):
-    """KL(target || softmax(logits)) per item, for targets given as their k most likely classes (UNITER's MRC-kl):
-    logits [..., C], class ids [..., k] and probabilities [..., k] summing to 1. Float32 under mixed precision."""
-    keep_float32 = True
-
-    def __init__(self):
-        super().__init__()
-        self.log_softmax = nn.LogSoftmax(axis=-1)
-        self.gather = ops.GatherD()
-
-    def construct(self, logits, ids, probs):
-        c, k = logits.shape[-1], ids.shape[-1]
-        log_q = self.gather(self.log_softmax(logits.reshape(-1, c)), 1, ids.reshape(-1, k))
-        p = probs.reshape(-1, k)
-        log_p = ops.log(ops.maximum(p, 1e-12))
-        return (p * (log_p - log_q)).sum(-1).reshape(ids.shape[:-1])
 
 
 class TableLogits(nn.Cell):
@@ -139,43 +100,3 @@ class FeatureRegression(nn.Cell):
 
     def construct(self, x):
         return self.proj(x)
-
-
-def regression_loss(pred, target, weights):
-    """Mean squared error per token, averaged over the weighted slots."""
-    return weighted_mean(((pred.astype(ms.float32) - target) ** 2).mean(-1), weights)
-
-
-def contrastive_loss(pred, target, weights, temperature: float):
-    """MAM contrastive (paper eq. 8): each masked token's prediction should be most similar (cosine) to its own original
-    feature; the other masked tokens of the batch are the negatives. Lower when pred equals its target."""
-    d = pred.shape[-1]
-    p = pred.reshape(-1, d).astype(ms.float32)
-    t = target.reshape(-1, d).astype(ms.float32)
-    w = weights.reshape(-1)
-    p = p / ops.maximum(ops.norm(p, dim=-1, keepdim=True), 1e-6)
-    t = t / ops.maximum(ops.norm(t, dim=-1, keepdim=True), 1e-6)
-    logits = ops.matmul(p, t.T) / temperature + (1.0 - w).expand_dims(0) * -10000.0  # empty slots are no negatives
-    log_probs = ops.log_softmax(logits, axis=-1)
-    n = p.shape[0]
-    own = ops.gather_elements(log_probs, 1, ops.arange(0, n, dtype=ms.int32).reshape(n, 1)).reshape(n)
-    return weighted_mean(-own, w)
-
-
-def binary_cross_entropy(logits, targets):
-    """Element-wise BCE of logits against targets in [0, 1], in the form that neither overflows nor loses precision:
-    max(x, 0) - x t + log(1 + exp(-|x|)), in float32."""
-    logits = logits.astype(ms.float32)
-    return ops.maximum(logits, 0.0) - logits * targets + ops.log(1.0 + ops.exp(-ops.abs(logits)))
-
-
-def matching_loss(logits, labels, weights):
-    """5-way sample-level matching with BCE against the one-hot label (paper eq. 11)."""
-    onehot = ops.one_hot(labels, logits.shape[-1], ms.Tensor(1.0, ms.float32), ms.Tensor(0.0, ms.float32))
-    return weighted_mean(binary_cross_entropy(logits, onehot).mean(-1), weights)
-
-
-def soft_bce(logits, targets, weights):
-    """VQA: BCE of every class against its soft target [B, C], summed over the classes, averaged over the weighted
-    rows."""
-    return weighted_mean(binary_cross_entropy(logits, targets).sum(-1), weights)

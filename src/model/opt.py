@@ -1,5 +1,6 @@
 """The OPT network: single-modal embeddings keyed by modality, the cross-modal encoder over [CLS; text; image; audio],
-the text decoder and the vision decoder (over dVAE codes). Heads and losses live in `src/model/heads.py`.
+the text decoder and the vision decoder (over dVAE codes). Heads live in `src/model/heads.py`, losses
+in `src/model/losses.py`.
 """
 from __future__ import annotations
 

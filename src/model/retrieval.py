@@ -3,7 +3,6 @@ inference cells over it (every modality's embedding, one modality's embedding, t
 Training is in `src/tasks/retrieval.py`, evaluation in `src/tasks/retrieval_eval.py`."""
 from __future__ import annotations
 
-import math
 from typing import Tuple
 
 import mindspore as ms
@@ -13,19 +12,12 @@ from mindspore import nn, ops
 from src.config import ModelConfig
 from src.data.masking import MATCH_CASES
 from src.modality import MODALITIES, SPECS, input_index
-from src.model.heads import weighted_mean
-from src.model.layers import NEG
+from src.model.losses import l2_normalise
 from src.model.opt import OPT, DataDims, masked_mean
 from src.model.primitives import Dense, LayerNorm
 
-MAX_LOG_SCALE = math.log(100.0)
 IMAGE_FEAT, IMAGE_MASK, AUDIO_FEAT, AUDIO_MASK = (input_index(c) for c in ("image_feat", "image_mask", "audio_feat",
                                                                            "audio_mask"))
-
-
-def l2_normalise(x):
-    """Unit-length rows in the graph; numpy's twin is src/infer/retrieval.py's normalise (the same epsilon)."""
-    return x / ops.maximum(ops.norm(x, dim=-1, keepdim=True), 1e-6)
 
 
 class Projection(nn.Cell):
@@ -92,43 +84,6 @@ class RetrievalModel(nn.Cell):
         """[B, 5] matching logits of the rows shown with `modalities` only."""
         states, _ = self.net.encode_only(modalities, *inputs)
         return self.match_head(states[:, 0])
-
-
-def logit_scale_parameter(temperature: float) -> ms.Parameter:
-    """CLIP's learnt temperature: a log-scale parameter starting at 1 / temperature; shape [1], since the optimizer's
-    updates are not 0-d."""
-    return ms.Parameter(ms.Tensor([math.log(1.0 / temperature)], ms.float32), name="logit_scale")
-
-
-def clamped_scale(log_scale):
-    """The logit scale, clamped at 100 (temperature 0.01) as in CLIP."""
-    return ops.exp(ops.minimum(log_scale, MAX_LOG_SCALE))
-
-
-def same_content(content, present):
-    """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
-    same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
-    equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
-    return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
-
-
-def info_nce(ce, embeddings, m, n, present, same, scale):
-    """Symmetric InfoNCE between modalities m and n over the rows that have both; another row with the same input
-    of m or of n is neither positive nor negative."""
-    both = present[:, m] * present[:, n]
-    b = both.shape[0]
-    duplicates = ops.minimum(same[m] + same[n], 1.0)
-    blocked = (duplicates - ops.eye(b, b, ms.float32)) + (1.0 - both).expand_dims(0)
-    logits = ops.matmul(embeddings[m], embeddings[n].T) * scale + ops.minimum(blocked, 1.0) * NEG
-    own = ops.arange(0, b, dtype=ms.int32)
-    return (weighted_mean(ce(logits, own), both) + weighted_mean(ce(logits.T, own), both)) / 2.0
-
-
-def tri_modal_info_nce(ce, embeddings, present, same, scale):
-    """embeddings [3, B, D] unit length (text, image, audio), present [B, 3], same [3, B, B] (`same_content`) -> the
-    mean InfoNCE over the pairs T-I, T-A and I-A."""
-    return (info_nce(ce, embeddings, 0, 1, present, same, scale) + info_nce(ce, embeddings, 0, 2, present, same, scale)
-            + info_nce(ce, embeddings, 1, 2, present, same, scale)) / 3.0
 
 
 class PooledEmbeddings(nn.Cell):

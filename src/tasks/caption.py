@@ -21,7 +21,8 @@ from src.data.records import open_prepared
 from src.infer.generate import Generator, text_symbols
 from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
 from src.modality import MODALITIES, parse_input_set
-from src.model.heads import VocabHead, weighted_mean
+from src.model.heads import VocabHead
+from src.model.losses import label_smoothed_nll, weighted_mean
 from src.model.opt import OPT, DataDims, DecoderCalls
 from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
 from src.tasks.registry import Task, register
@@ -144,8 +145,7 @@ class CaptionLoss(CaptionModel):
         targets = text_ids[:, 1:]
         log_probs = self.class_log_probs(self.net.text_decoder(inputs, memory, memory_mask))
         flat = self.dtr_head.classes_of(targets).reshape(-1)
-        nll = -ops.gather_elements(log_probs, 1, flat.expand_dims(1)).squeeze(1)
-        smoothed = (1.0 - self.smoothing) * nll - self.smoothing * log_probs.mean(-1)
+        smoothed = label_smoothed_nll(log_probs, flat, self.smoothing)
         weights = ((targets > 0).astype(ms.float32) * row_weight.expand_dims(1)).reshape(-1)
         loss = weighted_mean(smoothed, weights)
         return loss * self.weight, ops.stack((loss,))

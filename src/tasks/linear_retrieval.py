@@ -26,11 +26,11 @@ from src.data.content import fingerprints
 from src.data.padding import READ_COLUMNS, Padder
 from src.data.tokenizer import minilm_dir
 from src.infer.items import Items, content_codes, run_batched
-from src.model.heads import CrossEntropy
 from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
-from src.model.retrieval import (ModalityEmbedding, Projection, RetrievalModel, clamped_scale, l2_normalise,
-                                 logit_scale_parameter, same_content, tri_modal_info_nce)
+from src.model.losses import (CrossEntropy, clamped_scale, l2_normalise, logit_scale_parameter, same_content,
+                              tri_modal_info_nce)
+from src.model.retrieval import ModalityEmbedding, Projection, RetrievalModel
 from src.train.checkpoint import init_model
 
 BATCH_SIZE = 256  # rows per InfoNCE batch: many negatives, and on CPU a step still takes milliseconds

@@ -15,8 +15,9 @@ from mindspore import nn, ops
 from src.config import Config, ConfigError, LossConfig, ModelConfig
 from src.data.pipeline import training_data
 from src.data.masking import MATCH_CASES
-from src.model.heads import (CrossEntropy, FeatureRegression, SoftTargetKL, VocabHead, contrastive_loss,
-                             gather_positions, matching_loss, regression_loss, weighted_mean)
+from src.model.heads import FeatureRegression, VocabHead, gather_positions
+from src.model.losses import (CrossEntropy, SoftTargetKL, contrastive_loss, matching_loss, regression_loss,
+                              weighted_mean)
 from src.modality import MASKED_LOSSES
 from src.model.opt import OPT, DataDims
 from src.model.primitives import Dense

@@ -23,12 +23,12 @@ from src.data.masking import MATCH_CASES
 from src.data.pipeline import training_data
 from src.data.records import open_prepared
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
-from src.model.heads import CrossEntropy, matching_loss
+from src.model.losses import (CrossEntropy, clamped_scale, logit_scale_parameter, matching_loss, same_content,
+                              tri_modal_info_nce)
 from src.model.layers import NEG
 from src.modality import INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
-from src.model.retrieval import (MatchScore, PooledEmbeddings, RetrievalModel, clamped_scale, logit_scale_parameter,
-                                 same_content, tri_modal_info_nce)
+from src.model.retrieval import MatchScore, PooledEmbeddings, RetrievalModel
 from src.tasks.registry import Task, register
 from src.tasks.retrieval_eval import evaluate_run
 from src.train.checkpoint import init_model

@@ -22,7 +22,7 @@ from src.data.records import PreparedData, open_prepared
 from src.data.vqa import answer_vocabulary_of, load_answers
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.modality import INPUT_COLUMNS, MODALITIES
-from src.model.heads import soft_bce
+from src.model.losses import soft_bce
 from src.model.opt import OPT, DataDims, masked_mean
 from src.tasks.registry import Task, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms

@@ -4,7 +4,7 @@ but for what needs float32's range and precision.
 Under O2 the cells below the loss cell run in float16 (`Cell.to_float`: their inputs and the parameters their
 primitives read are cast to float16; the parameters themselves, their gradients and the optimizer state stay float32),
 except cells that keep float32: those whose class sets `keep_float32` (the project's LayerNorm, Softmax and loss
-cells, see `src/model/primitives.py` and `src/model/heads.py`) and MindSpore's norms, softmaxes and losses. The loss
+cells, see `src/model/primitives.py` and `src/model/losses.py`) and MindSpore's norms, softmaxes and losses. The loss
 cell itself is not cast: the losses it sums and stacks, and the batch columns it compares predictions with (regression
 targets, soft labels), stay float32.
 
