@@ -155,7 +155,36 @@ def test_images_by_folder_number_or_manifest(tmp_path):
         image_index(str(tmp_path / "bad.jsonl"))
 
 
+DELETE = object()
+# case -> (edits: (file, JSON keys, new value or DELETE), where the error points: (file, entry), what it says)
+ENTRY_DAMAGE = {
+    "answers not a list": ([("a", ["annotations", 3, "answers"], "yes")], ("a", "annotations[3]"),
+                           "'answers' must be a non-empty list"),
+    "answer not a string": ([("a", ["annotations", 3, "answers", 2], {"answer": 2})], ("a", "annotations[3]"),
+                            "answers[2] must be an object with an 'answer' string"),
+    "unanswered question": ([("a", ["annotations", 3], DELETE)], ("q", "questions[3]"),
+                            "no annotation has this question_id"),
+    "question id not an integer": ([("q", ["questions", 3, "question_id"], "x")], ("q", "questions[3]"),
+                                   "'question_id' must be an integer"),
+    "unknown image": ([("q", ["questions", 3, "image_id"], 999), ("a", ["annotations", 3, "image_id"], 999)],
+                      ("q", "questions[3]"), "no image for image_id 999"),
+}
+
+
+def _edit_json(path, keys, value):
+    doc = json.loads(path.read_text())
+    node = doc
+    for key in keys[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    path.write_text(json.dumps(doc))
+
+
 def _damage(files, case):
+    """Damage the training split's files as `case` says; (where the error must point, what it must say)."""
     q, a = files["train"]
     if case == "invalid json":
         a.write_text(a.read_text()[:-40])
@@ -163,35 +192,14 @@ def _damage(files, case):
     if case == "no list":
         q.write_text(json.dumps({"question": []}))
         return q, "a VQA questions file is an object with a 'questions' list"
-    doc = json.loads(a.read_text())
-    if case == "answers not a list":
-        doc["annotations"][3]["answers"] = "yes"
-        a.write_text(json.dumps(doc))
-        return f"{a}: annotations[3]", "'answers' must be a non-empty list"
-    if case == "answer not a string":
-        doc["annotations"][3]["answers"][2] = {"answer": 2}
-        a.write_text(json.dumps(doc))
-        return f"{a}: annotations[3]", "answers[2] must be an object with an 'answer' string"
-    if case == "unanswered question":
-        del doc["annotations"][3]
-        a.write_text(json.dumps(doc))
-        return f"{q}: questions[3]", "no annotation has this question_id"
-    qdoc = json.loads(q.read_text())
-    if case == "question id not an integer":
-        qdoc["questions"][3]["question_id"] = "x"
-        q.write_text(json.dumps(qdoc))
-        return f"{q}: questions[3]", "'question_id' must be an integer"
-    if case == "unknown image":
-        qdoc["questions"][3]["image_id"] = 999
-        doc["annotations"][3]["image_id"] = 999
-        q.write_text(json.dumps(qdoc))
-        a.write_text(json.dumps(doc))
-        return f"{q}: questions[3]", "no image for image_id 999"
-    raise ValueError(case)
+    paths = {"q": q, "a": a}
+    edits, (file, entry), reason = ENTRY_DAMAGE[case]
+    for which, keys, value in edits:
+        _edit_json(paths[which], keys, value)
+    return f"{paths[file]}: {entry}", reason
 
 
-DAMAGE = ["invalid json", "no list", "answers not a list", "answer not a string", "unanswered question",
-          "question id not an integer", "unknown image"]
+DAMAGE = ["invalid json", "no list", *ENTRY_DAMAGE]
 
 
 @pytest.mark.parametrize("case", DAMAGE)
