@@ -62,7 +62,7 @@ def test_o2_keeps_norms_softmaxes_and_losses_in_float32(prepared):
     assert net.get_flags().get("fp16") is not True  # the loss cell: losses summed and stacked in float32
     assert all(c.get_flags()["fp32"] for c in cells if isinstance(c, kept))
     assert sum(isinstance(c, LayerNorm) for c in cells) > 4
-    assert net.net.encoder.layers[0].attention.query.get_flags()["fp16"]
+    assert net.model.net.encoder.layers[0].attention.query.get_flags()["fp16"]
     assert all(p.dtype == ms.float32 for p in net.get_parameters() if p.dtype not in (ms.int32, ms.bool_))
     with pytest.raises(ConfigError, match="train.amp_level must be one of O0, O2"):
         mixed_precision(net, "O3")

@@ -52,17 +52,17 @@ def test_warm_start_fits_the_projections_to_the_frozen_encoder(prepared_complete
     cfg = load_config(RETRIEVAL_TINY, [f"data.path={prepared_complete}", "loss.warm_start_epochs=200"])
     data = open_prepared(cfg.data.path)
     net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
-    encoder_before = net.net.encoder.layers[0].attention.query.weight.asnumpy().copy()
+    encoder_before = net.model.net.encoder.layers[0].attention.query.weight.asnumpy().copy()
     items = load_items(data, cfg.data, "train")
 
     def text_image_recall():
         net.set_train(False)
-        feats = embedding_features(net, items, cfg.eval.batch_size)
-        embed = [net.projections[m](ms.Tensor(f)).asnumpy() for m, f in zip(("text", "image"), feats[:2])]
+        feats = embedding_features(net.model, items, cfg.eval.batch_size)
+        embed = [net.model.projections[m](ms.Tensor(f)).asnumpy() for m, f in zip(("text", "image"), feats[:2])]
         return recall_at_1(*embed)
     assert item_contents(items).shape == (len(items), 3)
     random_heads = text_image_recall()
     fit_projections(net, cfg, log=lambda line: None)
     assert text_image_recall() > random_heads + 20  # the 32 training items, chance 3
-    np.testing.assert_array_equal(net.net.encoder.layers[0].attention.query.weight.asnumpy(), encoder_before)
+    np.testing.assert_array_equal(net.model.net.encoder.layers[0].attention.query.weight.asnumpy(), encoder_before)
     assert net.logit_scale.asnumpy()[0] != np.float32(np.log(1 / cfg.loss.contrastive_temperature))

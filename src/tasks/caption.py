@@ -121,30 +121,33 @@ def load_trained(cfg: Config, ckpt):
     return model, data
 
 
-class CaptionLoss(CaptionModel):
-    """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss])."""
+class CaptionLoss(nn.Cell):
+    """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss]): the captioning network (`model`) with its
+    label-smoothed loss. Parameter names are the network's (net.*, dtr_head.*)."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources, output_ids=None,
                  memory: str = "encoder"):
-        super().__init__(model_cfg, dims, output_ids, memory)
+        super().__init__(auto_prefix=False)
+        self.model = CaptionModel(model_cfg, dims, output_ids, memory)
         # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
         self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
         self.weight = loss_cfg.caption
         self.smoothing = loss_cfg.label_smoothing
         self.initialised = tuple(init_model(self, model_cfg.init_from))
-        if output_ids is not None and self.dtr_head.table.name not in self.initialised:
-            self.dtr_head.init_table(self.net.word_embedding_table())  # from the pieces' pre-trained embeddings
-            self.initialised += (self.dtr_head.table.name,)
+        head = self.model.dtr_head
+        if output_ids is not None and head.table.name not in self.initialised:
+            head.init_table(self.model.net.word_embedding_table())  # from the pieces' pre-trained embeddings
+            self.initialised += (head.table.name,)
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
                   row_weight, decoder_start):
-        memory, memory_mask = self.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes,
-                                          image_mask * view[:, 1:2], audio_feat, audio_mask * view[:, 2:3])
+        memory, memory_mask = self.model.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes,
+                                                image_mask * view[:, 1:2], audio_feat, audio_mask * view[:, 2:3])
         # <language> w1 .. wn -> w1 .. wn [SEP]: the start piece in place of [CLS] names the language to generate
         inputs = ops.concat((decoder_start.expand_dims(1), text_ids[:, 1:-1]), axis=1)
         targets = text_ids[:, 1:]
-        log_probs = self.class_log_probs(self.net.text_decoder(inputs, memory, memory_mask))
-        flat = self.dtr_head.classes_of(targets).reshape(-1)
+        log_probs = self.model.class_log_probs(self.model.net.text_decoder(inputs, memory, memory_mask))
+        flat = self.model.dtr_head.classes_of(targets).reshape(-1)
         smoothed = label_smoothed_nll(log_probs, flat, self.smoothing)
         weights = ((targets > 0).astype(ms.float32) * row_weight.expand_dims(1)).reshape(-1)
         loss = weighted_mean(smoothed, weights)

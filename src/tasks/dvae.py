@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config
+from src.config import Config, DVAEConfig
 from src.data.records import open_prepared
 from src.data.thumbnails import load_thumbnails, thumb_size, thumbnail_training_data
 from src.infer.graphs import Graph, GraphSet
@@ -25,20 +25,26 @@ from src.tasks.registry import Task, register
 LOSS_NAMES = ("recon", "kl")
 
 
-class DVAELoss(DVAE):
-    """(images [B, S, S, 3], row_weight [B]) -> (recon + kl_weight x kl, [recon, kl])."""
+class DVAELoss(nn.Cell):
+    """(images [B, S, S, 3], row_weight [B]) -> (recon + kl_weight x kl, [recon, kl]): the dVAE (`model`, whose
+    parameter names it keeps) with its losses."""
+
+    def __init__(self, cfg: DVAEConfig, image_size: int):
+        super().__init__(auto_prefix=False)
+        self.model = DVAE(cfg, image_size)
+        self.kl_weight, self.log_codebook = cfg.kl_weight, math.log(cfg.codebook_size)
 
     def construct(self, images, row_weight):
-        logits = self.logits(images)
-        samples = self.relaxed_sample(logits)
+        logits = self.model.logits(images)
+        samples = self.model.relaxed_sample(logits)
         b = images.shape[0]
-        error = ((self.decode(samples) - images) ** 2).reshape(b, -1).mean(-1)
+        error = ((self.model.decode(samples) - images) ** 2).reshape(b, -1).mean(-1)
         log_q = ops.log_softmax(logits, -1)
-        kl_rows = (ops.exp(log_q) * log_q).sum(-1).reshape(b, -1).mean(-1) + math.log(self.cfg.codebook_size)
+        kl_rows = (ops.exp(log_q) * log_q).sum(-1).reshape(b, -1).mean(-1) + self.log_codebook
         rows = row_weight.sum() + 1e-6
         recon = (error * row_weight).sum() / rows
         kl = (kl_rows * row_weight).sum() / rows
-        return recon + self.cfg.kl_weight * kl, ops.stack((recon, kl))
+        return recon + self.kl_weight * kl, ops.stack((recon, kl))
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
@@ -82,7 +88,7 @@ class ReconstructionSnapshots:
     """After each checkpoint: validation images over their reconstructions, as reconstructions_<step>.png."""
 
     def __init__(self, cfg: Config, loss_net: DVAELoss):
-        self.cell, self.images = Reconstruct(loss_net), None
+        self.cell, self.images = Reconstruct(loss_net.model), None
         if cfg.dvae.samples > 0:
             data = open_prepared(cfg.data.path)
             _, self.images = load_thumbnails(data, cfg.data.eval_split, limit=cfg.dvae.samples, cfg=cfg.data)

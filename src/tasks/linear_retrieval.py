@@ -153,13 +153,14 @@ def streamed_embedding_features(model: RetrievalModel, data, cfg: Config):
     return features, np.concatenate(present), contents
 
 
-def fit_projections(loss_net: RetrievalModel, cfg: Config, log=print) -> None:
-    """Fit the projections and temperature of `loss_net` to their inputs under its frozen encoder over every
-    training item (`loss.warm_start_epochs` epochs at eval.probe_lr), in place."""
+def fit_projections(loss_net, cfg: Config, log=print) -> None:
+    """Fit the projections and temperature of `loss_net` (src/tasks/retrieval.py's RetrievalLoss: its `model` and
+    `logit_scale`) to their inputs under its frozen encoder over every training item (`loss.warm_start_epochs` epochs
+    at eval.probe_lr), in place."""
     from src.data.records import open_prepared
     started = time.perf_counter()
     loss_net.set_train(False)
-    features, present, contents = streamed_embedding_features(loss_net, open_prepared(cfg.data.path), cfg)
+    features, present, contents = streamed_embedding_features(loss_net.model, open_prepared(cfg.data.path), cfg)
     loss_net.set_train(True)
     heads = fit_heads(features, present, contents, cfg.model.embed_dim,
                       cfg.model.layer_norm_eps, cfg.loss.contrastive_temperature, cfg.loss.warm_start_epochs,

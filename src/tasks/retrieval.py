@@ -16,7 +16,7 @@ import itertools
 
 import mindspore as ms
 import numpy as np
-from mindspore import ops
+from mindspore import nn, ops
 
 from src.config import Config, LossConfig, ModelConfig
 from src.data.masking import MATCH_CASES
@@ -50,14 +50,17 @@ def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projection
     return model, data
 
 
-class RetrievalLoss(RetrievalModel):
-    """Batch columns (RETRIEVAL_COLUMNS) -> (weighted total, [match, contrastive]).
+class RetrievalLoss(nn.Cell):
+    """Batch columns (RETRIEVAL_COLUMNS) -> (weighted total, [match, contrastive]): the retrieval network (`model`)
+    with its losses. Parameter names are the network's (net.*, match_head.*, projections.*) and the learnt
+    temperature's (logit_scale), so checkpoints load either way.
 
     The contrastive loss runs over every row of the batch (single-modality passes are cheap); the matching loss over
     the first `loss.match_rows` of them (0: all), each shown twice at the full joint length, which costs most."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
-        super().__init__(model_cfg, dims)
+        super().__init__(auto_prefix=False)
+        self.model = RetrievalModel(model_cfg, dims)
         self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
         self.match_rows = loss_cfg.match_rows
         self.logit_scale = logit_scale_parameter(loss_cfg.contrastive_temperature)
@@ -67,8 +70,7 @@ class RetrievalLoss(RetrievalModel):
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, present,
                   content, view, swap):
         inputs = (text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask)
-        embeddings = ops.stack((self.embed("text", *inputs), self.embed("image", *inputs),
-                                self.embed("audio", *inputs)))
+        embeddings = ops.stack(tuple(self.model.embed(m, *inputs) for m in MODALITIES))
         same = same_content(content, present)
         scale = clamped_scale(self.logit_scale)
         contrastive = tri_modal_info_nce(self.ce, embeddings, present, same, scale)
@@ -104,7 +106,7 @@ class RetrievalLoss(RetrievalModel):
         rows = tuple(ops.concat((x[:b], x[r])) for x, r in zip(inputs, donor_of))
         shown = ops.concat((view, view))
         text_shown = ops.concat((ops.ones((2 * b, 1), ms.float32), rows[1][:, 1:] * shown[:, 0:1]), axis=1)
-        states, _ = self.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],
+        states, _ = self.model.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],
                                     rows[6] * shown[:, 2:3])
         triple = view.sum(1) > 2.5
         swapped_case = (swap * ms.Tensor(SWAPPED_CASE, ms.float32)).sum(1).astype(ms.int32)
@@ -112,7 +114,7 @@ class RetrievalLoss(RetrievalModel):
         labels = ops.concat((ops.zeros((b,), ms.int32), negative_label))
         usable = (view.sum(1) > 1.5).astype(ms.float32)
         weights = ops.concat((usable, usable * found))
-        return matching_loss(self.match_head(states[:, 0]), labels, weights)
+        return matching_loss(self.model.match_head(states[:, 0]), labels, weights)
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):

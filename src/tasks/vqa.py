@@ -120,6 +120,16 @@ class VQAModel(nn.Cell):
             start = start + length
         return ops.concat((cls,) + tuple(means[m] for m in MODALITIES), axis=1)
 
+    def view_features(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view):
+        """What the answer head reads, for rows that show the modalities of `view` [B, 3] (training's question
+        forms): the others are masked out."""
+        # a question form without text keeps [CLS] alone at the head of the sequence
+        text_shown = ops.concat((text_mask[:, :1], text_mask[:, 1:] * view[:, 0:1]), axis=1)
+        image_shown, audio_shown = image_mask * view[:, 1:2], audio_mask * view[:, 2:3]
+        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_shown, audio_feat,
+                                    audio_shown)
+        return self.pooled(states, (("text", text_shown), ("image", image_shown), ("audio", audio_shown)))
+
 
 class AnswerScores(nn.Cell):
     """Model inputs -> answer logits [B, answers] from [CLS] over the segments of `modalities` (absent segments are
@@ -136,31 +146,24 @@ class AnswerScores(nn.Cell):
         return self.model.answer_logits(states, tuple(zip(names, masks)))
 
 
-class VQALoss(VQAModel):
-    """Batch columns (VQA_COLUMNS) -> (weighted loss, [vqa loss]): binary cross-entropy of every answer against its
-    soft score, summed over the answers and averaged over the rows (UNITER's scale)."""
+class VQALoss(nn.Cell):
+    """Batch columns (VQA_COLUMNS) -> (weighted loss, [vqa loss]): the VQA network (`model`, whose parameter names it
+    keeps) with binary cross-entropy of every answer against its soft score, summed over the answers and averaged over
+    the rows (UNITER's scale)."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, answers: int,
                  pooling: str = "cls+segments"):
-        super().__init__(model_cfg, dims, answers, pooling)
+        super().__init__(auto_prefix=False)
+        self.model = VQAModel(model_cfg, dims, answers, pooling)
         self.weight = loss_cfg.vqa
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
                   row_weight, targets):
-        features = self.features(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
-                                 view)
-        loss = soft_bce(self.answer_head(features), targets, row_weight)
+        features = self.model.view_features(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
+                                            audio_mask, view)
+        loss = soft_bce(self.model.answer_head(features), targets, row_weight)
         return loss * self.weight, ops.stack((loss,))
-
-    def features(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view):
-        """What the answer head reads, for rows that show the modalities of `view`."""
-        # a question form without text keeps [CLS] alone at the head of the sequence
-        text_shown = ops.concat((text_mask[:, :1], text_mask[:, 1:] * view[:, 0:1]), axis=1)
-        image_shown, audio_shown = image_mask * view[:, 1:2], audio_mask * view[:, 2:3]
-        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_shown, audio_feat,
-                                    audio_shown)
-        return self.pooled(states, (("text", text_shown), ("image", image_shown), ("audio", audio_shown)))
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
