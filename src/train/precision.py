@@ -28,6 +28,15 @@ def keeps_float32(cell: nn.Cell) -> bool:
     return bool(getattr(cell, "keep_float32", False)) or isinstance(cell, FLOAT32_CELLS)
 
 
+def float16_cells(loss_net: nn.Cell):
+    """The cells O2 casts: the loss cell's children, and in place of the network it holds as `model` (src/tasks/*)
+    that network's children: the network's own methods (a dVAE's sampling, the retrieval embeddings' normalisation)
+    run in the loss cell's float32 like the losses."""
+    model = getattr(loss_net, "model", None)
+    for child in loss_net.name_cells().values():
+        yield from (child.name_cells().values() if child is model else (child,))
+
+
 def mixed_precision(loss_net: nn.Cell, level: str) -> nn.Cell:
     """`loss_net` (a cell returning float32 (total, losses)) set to run at `level`, in place; returned."""
     if level not in AMP_LEVELS:
@@ -35,8 +44,8 @@ def mixed_precision(loss_net: nn.Cell, level: str) -> nn.Cell:
                           f"softmaxes and losses), got '{level}'")
     if level == "O0":
         return loss_net
-    for child in loss_net.name_cells().values():
-        child.to_float(ms.float16)
+    for cell in float16_cells(loss_net):
+        cell.to_float(ms.float16)
     for _, cell in loss_net.cells_and_names():
         if cell is not loss_net and keeps_float32(cell):
             cell.to_float(ms.float32)
