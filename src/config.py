@@ -191,7 +191,7 @@ class EvalConfig:
     # retrieval on a split with more than fold_images distinct images also reports the mean over folds of that many
     # images (COCO 1K: five folds of the 5K test images); 0: no folds
     fold_images: int = 1000
-    # the probe's input sets (letters of src/modality.py); empty: every combination of the modalities the data has
+    # the probe's input sets (text, image+audio, ...); empty: every combination of the modalities the data has
     probe_inputs: List[str] = field(default_factory=list)
     probe_train_samples: int = 0  # training items (a seeded random draw) whose features train the probe (0: all)
     probe_epochs: int = 300       # full-batch Adam steps of the linear layer

@@ -10,7 +10,6 @@ from typing import Optional, Tuple
 @dataclass(frozen=True)
 class Modality:
     name: str
-    letter: str                    # its letter in the linear probe's input sets (eval.probe_inputs: TIA)
     columns: Tuple[str, ...]       # its model input columns; the last is its mask [B, L]
     stored: Tuple[str, ...]        # the shard columns it is read from; the last is its length
     budget: str                    # the data config field that bounds its sequence length
@@ -25,19 +24,18 @@ class Modality:
 
 
 SPECS = {
-    "text": Modality("text", "T", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, None,
+    "text": Modality("text", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, None,
                      ("mlm",), "mlm"),
-    "image": Modality("image", "I", ("image_feat", "image_boxes", "image_mask"),
+    "image": Modality("image", ("image_feat", "image_boxes", "image_mask"),
                       ("image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions"), "max_regions", 0,
                       "image_dim", ("mvfr", "mrc"), "mvm"),
-    "audio": Modality("audio", "A", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
+    "audio": Modality("audio", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
                       "audio_dim", ("mafr", "mam_nce"), "mam"),
 }
 MODALITIES = tuple(SPECS)
 TEXT, IMAGE, AUDIO = (MODALITIES.index(m) for m in ("text", "image", "audio"))
 COLUMNS_OF = {m: spec.columns for m, spec in SPECS.items()}
 INPUT_COLUMNS = [c for spec in SPECS.values() for c in spec.columns]
-LETTERS = {spec.letter: m for m, spec in SPECS.items()}
 MASKED_LOSSES = tuple(loss for spec in SPECS.values() for loss in spec.masked_losses)
 
 

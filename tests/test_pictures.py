@@ -96,7 +96,7 @@ def demo_reports(run_dir) -> None:
     # probe (src/tasks/classify.py): mAP per input set beside chance
     labels = (rng.random((12, 3)) > 0.5).astype(np.float32)
     inputs = {name: {**mean_average_precision(labels + rng.normal(0, s, labels.shape), labels),
-                     "chance_mAP": chance_map(labels > 0)} for name, s in (("T", 0.3), ("TIA", 0.1))}
+                     "chance_mAP": chance_map(labels > 0)} for name, s in (("text", 0.3), ("text+image+audio", 0.1))}
     write_eval(run_dir, "pretrain", "probe", {"items": 12, "train_split": "train", "train_items": 20,
                                               "inputs": inputs})
     # text generation (src/tasks/caption_eval.py): metrics beside the nearest training caption's
@@ -144,7 +144,7 @@ def test_show_results_table_and_chart_from_the_evaluations_json(tmp_path, capsys
     assert rows["retrieval image->text"] == ("| retrieval image->text | R@10 (%) | **75.0** | frozen-feature heads "
                                              "25.0; chance 16.7 |")
     assert "| retrieval text->audio | R@10 (%) | 75.0 | frozen-feature heads 100.0; chance 16.7 |" in table
-    assert rows["linear probe TIA"].startswith("| linear probe TIA | mAP (%) | **")
+    assert rows["linear probe text+image+audio"].startswith("| linear probe text+image+audio | mAP (%) | **")
     assert "| dVAE argmax codes | PSNR (dB) | **19.12** | per-image mean colour 11.88 |" in table
     assert rows["VQA text question"] == ("| VQA text question | accuracy (%) | **75.00** | majority answer per type "
                                          "50.00; majority answer 25.00 |")

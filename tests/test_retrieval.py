@@ -123,9 +123,10 @@ def test_direction_and_probe_input_names():
     for bad in ("text->text", "text->video", "text-image"):
         with pytest.raises(ConfigError):
             parse_direction(bad)
-    assert parse_inputs("AT") == ("text", "audio")
-    with pytest.raises(ConfigError):
-        parse_inputs("TX")
+    assert parse_inputs("audio+text") == ("text", "audio")
+    for bad in ("TA", "text+video", "text+text"):  # the letters of earlier versions are refused in one line
+        with pytest.raises(ConfigError, match="eval.probe_inputs: .* must join text, image, audio with '\\+'"):
+            parse_inputs(bad)
 
 
 def test_the_probe_learns_a_separable_problem():
@@ -213,7 +214,8 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
     out = tmp_path / "probe.json"
     assert eval_py.main(["--task", "probe", "--ckpt", str(run), "--out", str(out)]) == 0
     probe = json.loads(out.read_text())
-    assert list(probe["inputs"]) == ["T", "I", "A", "TI", "TA", "IA", "TIA"]
+    assert list(probe["inputs"]) == ["text", "image", "audio", "text+image", "text+audio", "image+audio",
+                                     "text+image+audio"]
     assert all(0 < r["mAP"] <= 100 and r["classes"] == 3 for r in probe["inputs"].values())
     assert probe["train_items"] == 32
 
@@ -403,7 +405,8 @@ def test_directions_and_probe_inputs_default_to_what_the_data_has():
     assert len(directions_for([], ("text", "image", "audio"), "x")) == 8
     with pytest.raises(ConfigError, match="'text->audio' needs audio, which split 'val' of d does not have"):
         directions_for(["image->text", "text->audio"], ("text", "image"), "split 'val' of d")
-    assert probe_input_sets([], ("text", "image"), "x") == ["T", "I", "TI"]
-    assert probe_input_sets([], ("text", "image", "audio"), "x") == ["T", "I", "A", "TI", "TA", "IA", "TIA"]
-    with pytest.raises(ConfigError, match="'TA' needs audio"):
-        probe_input_sets(["T", "TA"], ("text", "image"), "x")
+    assert probe_input_sets([], ("text", "image"), "x") == ["text", "image", "text+image"]
+    assert len(probe_input_sets([], ("text", "image", "audio"), "x")) == 7
+    assert probe_input_sets(["image+text"], ("text", "image"), "x") == ["text+image"]  # the model's order
+    with pytest.raises(ConfigError, match="'text\\+audio' needs audio"):
+        probe_input_sets(["text", "audio+text"], ("text", "image"), "x")

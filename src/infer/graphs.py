@@ -1,7 +1,7 @@
 """The inference cells of a trained network, by name: one interface whether they come from a checkpoint or from the
 graphs `export.py` wrote, so evaluation and inference have one code path.
 
-A task names its cells as its export names its graph files (`embed`, `match_text_image`, `pooled_TIA`,
+A task names its cells as its export names its graph files (`embed`, `match_text_image`, `pooled_text+image+audio`,
 `start_image`, `step`, `decode`, ...); its `graphs(cfg, ckpt)` builds them (a `GraphSet`). `CheckpointGraphs` builds
 them from a checkpoint when first asked; `ExportedGraphs` loads the exported MINDIR files. Both answer
 `graphs[name]` (a callable cell), `.config()`, `.checkpoint`, `.decoding` (the settings baked into a decoder's step)

@@ -12,31 +12,34 @@ from mindspore import nn, ops
 
 from src.config import Config, ConfigError, EvalConfig
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
-from src.infer.items import Items, load_items, modalities_of, run_batched
+from src.infer.items import Items, load_items, run_batched
 from src.metrics.classification import mean_average_precision
-from src.modality import INPUT_COLUMNS, LETTERS, MODALITIES, SPECS
+from src.modality import INPUT_COLUMNS, MODALITIES, parse_input_set
 from src.model.opt import OPT, masked_mean
 from src.tasks.registry import Task, register
 
 def probe_input_sets(requested: Sequence[str], present: Sequence[str], where: str) -> List[str]:
-    """eval.probe_inputs as asked, each checked against the modalities `present` in the data (one line naming what
-    is missing), or, when none is asked, every combination of them (T, I, A, TI, TA, IA, TIA on tri-modal data)."""
+    """eval.probe_inputs as asked, each in the model's order ('audio+text' -> 'text+audio') and checked against the
+    modalities `present` in the data (one line naming what is missing), or, when none is asked, every combination of
+    them (text, image, audio, text+image, ..., text+image+audio on tri-modal data)."""
     if requested:
-        for name in requested:
+        names = ["+".join(parse_inputs(name)) for name in requested]
+        for name in names:
             missing = [m for m in parse_inputs(name) if m not in present]
             if missing:
                 raise ConfigError(f"eval.probe_inputs: '{name}' needs {' and '.join(missing)}, which {where} does "
                                   f"not have (it has: {', '.join(present)})")
-        return list(requested)
-    letters = [SPECS[m].letter for m in MODALITIES if m in present]
-    return ["".join(c) for k in range(1, len(letters) + 1) for c in itertools.combinations(letters, k)]
+        return names
+    have = [m for m in MODALITIES if m in present]
+    return ["+".join(c) for k in range(1, len(have) + 1) for c in itertools.combinations(have, k)]
 
 
 def parse_inputs(name: str) -> Tuple[str, ...]:
-    """'TA' -> ('text', 'audio')."""
-    if not name or any(c not in LETTERS for c in name) or len(set(name)) != len(name):
-        raise ConfigError(f"eval.probe_inputs: '{name}' must combine T, I and A (e.g. TIA)")
-    return modalities_of([LETTERS[c] for c in name])
+    """'audio+text' -> ('text', 'audio'): the project's input-set notation (src/modality.py)."""
+    try:
+        return parse_input_set(name, "eval.probe_inputs")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 class PooledStates(nn.Cell):
@@ -118,13 +121,13 @@ def evaluate_probe(graphs, train: Items, test: Items, cfg: EvalConfig, input_set
         layer = train_probe(train_x, train.labels, cfg)
         results[name] = {**mean_average_precision(probe_scores(layer, test_x), test.labels),
                          "chance_mAP": chance_map(test.labels > 0)}
-        log(f"probe {name:<4} mAP {results[name]['mAP']:.2f} (chance {results[name]['chance_mAP']:.2f})")
+        log(f"probe {name:<16} mAP {results[name]['mAP']:.2f} (chance {results[name]['chance_mAP']:.2f})")
     return results
 
 
 def probe_table(results: Dict[str, dict]) -> List[str]:
-    lines = [f"{'inputs':<6} {'mAP':>6} {'chance':>7} {'classes':>8}", "-" * 30]
-    lines += [f"{k:<6} {r['mAP']:>6.2f} {r['chance_mAP']:>7.2f} {r['classes']:>8}" for k, r in results.items()]
+    lines = [f"{'inputs':<16} {'mAP':>6} {'chance':>7} {'classes':>8}", "-" * 40]
+    lines += [f"{k:<16} {r['mAP']:>6.2f} {r['chance_mAP']:>7.2f} {r['classes']:>8}" for k, r in results.items()]
     return lines
 
 
