@@ -211,8 +211,9 @@ def draw_results(panels: list, title: str, out) -> tuple:
             drawn = ax.bar(x + (j - (len(series) - 1) / 2) * bar, values, bar, label=name,
                            color=bar_colour(name, colours))
             ax.bar_label(drawn, fmt=f"%.{p['digits']}f", fontsize=6, padding=1)
-        slanted = len(p["groups"]) > 3 and span == 1
-        ax.set_xticks(x, [g["label"] for g in p["groups"]], fontsize=7, rotation=20 if slanted else 0,
+        labels = [g["label"] for g in p["groups"]]  # input sets such as text+image+audio are long
+        slanted = len(labels) > 3 and (span == 1 or max(map(len, labels)) > 10)
+        ax.set_xticks(x, labels, fontsize=7, rotation=20 if slanted else 0,
                       ha="right" if slanted else "center")
         ax.set_ylabel(p["metric"], fontsize=8)
         ax.set_title(p["title"], fontsize=9)
