@@ -15,8 +15,8 @@ from src.config import load_config, to_dict
 from src.data.records import open_prepared
 from src.model.opt import DataDims
 
-SPEED = ["eval.probe_inputs=[text,image+audio]", "eval.probe_epochs=30", "eval.directions=[image->text,text+audio->image]",
-         "generate.batch_size=4"]
+SPEED = ["eval.probe_inputs=[text,image+audio]", "eval.probe_epochs=30",
+         "eval.directions=[image->text,text+audio->image]", "generate.batch_size=4"]
 
 
 def write_run(path, cfg, model):
