@@ -108,7 +108,7 @@ def test_retrieval_and_probe_exports_rank_like_the_network(runs, tmp_path, capsy
     assert timeless(network["directions"]) == timeless(graphs["directions"])
 
     probe = export(runs["retrieval"], "pretrain", tmp_path / "pretrain")
-    assert sorted(json.loads(probe.read_text())["graphs"]) == ["pooled_image+audio", "pooled_text"]
+    assert sorted(json.loads(probe.read_text())["graphs"]) == ["pooled_image_audio", "pooled_text"]
     network, _ = evaluate(tmp_path, "py_probe", "--task", "probe", "--ckpt", str(runs["retrieval"]))
     graphs, _ = evaluate(tmp_path, "mindir_probe", "--task", "probe", "--mindir", str(probe))
     assert network["inputs"] == graphs["inputs"]

@@ -6,8 +6,8 @@ the graphs with their inputs and outputs (name, shape with -1 for dynamic, dtype
 copy of the vocabulary) and the features the inputs are made of. The graphs are exactly the cells that `eval.py` and
 `infer.py` compile, so `eval.py --mindir PREFIX.json` runs the same evaluation on the exported graphs.
 
-- pretrain: `pooled_<INPUTS>` for each linear-probe input set (eval.probe_inputs): the mean cross-modal encoder
-  state of each modality in the set, side by side [B, hidden x modalities];
+- pretrain: `pooled_<modalities>` (pooled_text_image_audio) for each linear-probe input set (eval.probe_inputs): the
+  mean cross-modal encoder state of each modality in the set, side by side [B, hidden x modalities];
 - retrieval: `embed` (unit-length text, image and audio embeddings, each [B, embed_dim]) and `match_<modalities>` for
   every set of two or three modalities (the cross-encoder's "all match" logit [B]);
 - caption: `start_<inputs>` for image, audio and image+audio (encoder output -> the decoder's caches) and `step` (one

@@ -1,7 +1,7 @@
 """The inference cells of a trained network, by name: one interface whether they come from a checkpoint or from the
 graphs `export.py` wrote, so evaluation and inference have one code path.
 
-A task names its cells as its export names its graph files (`embed`, `match_text_image`, `pooled_text+image+audio`,
+A task names its cells as its export names its graph files (`embed`, `match_text_image`, `pooled_text_image_audio`,
 `start_image`, `step`, `decode`, ...); its `graphs(cfg, ckpt)` builds them (a `GraphSet`). `CheckpointGraphs` builds
 them from a checkpoint when first asked; `ExportedGraphs` loads the exported MINDIR files. Both answer
 `graphs[name]` (a callable cell), `.config()`, `.checkpoint`, `.decoding` (the settings baked into a decoder's step)
@@ -54,6 +54,11 @@ def match_graph(modalities) -> str:
 
 def start_graph(modalities) -> str:
     return "start_" + "_".join(modalities)
+
+
+def pooled_graph(modalities) -> str:
+    """The linear probe's features of an input set (MINDIR file names take no '+')."""
+    return "pooled_" + "_".join(modalities)
 
 
 def cache_names(layers: int) -> List[str]:

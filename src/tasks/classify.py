@@ -11,7 +11,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, EvalConfig
-from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
+from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, pooled_graph
 from src.infer.items import Items, load_items, run_batched
 from src.metrics.classification import mean_average_precision
 from src.modality import INPUT_COLUMNS, MODALITIES, parse_input_set
@@ -110,12 +110,12 @@ def chance_map(labels: np.ndarray) -> float:
 def evaluate_probe(graphs, train: Items, test: Items, cfg: EvalConfig, input_sets: Sequence[str],
                    log=print) -> Dict[str, dict]:
     """mAP on `test` of a linear probe per input combination of `input_sets`, on the features of the
-    `pooled_<inputs>` cells of `graphs` (a pre-trained checkpoint's or its export's)."""
+    `pooled_<modalities>` cells of `graphs` (a pre-trained checkpoint's or its export's)."""
     if not test.labels.any():
         raise ConfigError("the evaluation split has no labels: the probe needs the manifest's 'labels'")
     results = {}
     for name in input_sets:
-        cell = graphs[f"pooled_{name}"]  # one cell per combination: it compiles once
+        cell = graphs[pooled_graph(parse_inputs(name))]  # one cell per combination: it compiles once
         train_x = probe_features(cell, train, cfg.batch_size)
         test_x = probe_features(cell, test, cfg.batch_size)
         layer = train_probe(train_x, train.labels, cfg)
@@ -132,14 +132,15 @@ def probe_table(results: Dict[str, dict]) -> List[str]:
 
 
 def probe_graphs(cfg: Config, ckpt) -> GraphSet:
-    """`pooled_<INPUTS>` for each input set of eval.probe_inputs: the per-segment means of the cross-modal encoder
-    output (PooledStates) of a checkpoint's OPT network."""
+    """`pooled_<modalities>` (pooled_text_image_audio) for each input set of eval.probe_inputs: the per-segment means
+    of the cross-modal encoder output (PooledStates) of a checkpoint's OPT network."""
     from src.tasks.retrieval import load_trained
     model, data = load_trained(cfg, ckpt, ("net.",))
     names = probe_input_sets(cfg.eval.probe_inputs, data.modalities(), str(data.root))
-    return GraphSet({f"pooled_{name}": Graph(PooledStates(model.net, parse_inputs(name)), INPUT_COLUMNS, ["features"],
-                                             lambda items: items.compose({"text": np.arange(VERIFY_ROWS)}))
-                     for name in names})
+    sets = [parse_inputs(name) for name in names]
+    return GraphSet({pooled_graph(s): Graph(PooledStates(model.net, s), INPUT_COLUMNS, ["features"],
+                                            lambda items: items.compose({"text": np.arange(VERIFY_ROWS)}))
+                     for s in sets})
 
 
 def evaluate_run(run) -> List[str]:
