@@ -25,7 +25,8 @@ from tests.conftest import ROOT
 from tests.test_vqa_data import prepare_vqa
 
 CONFIGS = ROOT / "config"
-BASES = sorted(p.stem for pattern in ("*_base.yaml", "*_coco.yaml") for p in CONFIGS.glob(pattern))
+# named one by one (tests/test_config.py fails on a base or coco recipe of config/ that is not here)
+BASES = ["caption_base", "caption_coco", "dvae_base", "pretrain_base", "retrieval_base", "retrieval_coco", "vqa_base"]
 # measured against O0 over tests/test_step_losses.py's 8 steps: total loss within 0.11 %, gradient norm within 0.23 %
 LOSS_TOLERANCE = 0.01
 NORM_TOLERANCE = 0.02

@@ -27,7 +27,6 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), L2_EPS)
 
 
-
 def first_stage(queries: np.ndarray, candidates: np.ndarray, positives: np.ndarray, k: int,
                 chunk: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
     """Cosine top-k candidate indices [Q, k] (best first) and each query's first-stage rank [Q]."""

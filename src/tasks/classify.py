@@ -23,13 +23,13 @@ def probe_input_sets(requested: Sequence[str], present: Sequence[str], where: st
     modalities `present` in the data (one line naming what is missing), or, when none is asked, every combination of
     them (text, image, audio, text+image, ..., text+image+audio on tri-modal data)."""
     if requested:
-        names = ["+".join(parse_inputs(name)) for name in requested]
-        for name in names:
-            missing = [m for m in parse_inputs(name) if m not in present]
+        sets = [parse_inputs(name) for name in requested]
+        for modalities in sets:
+            missing = [m for m in modalities if m not in present]
             if missing:
-                raise ConfigError(f"eval.probe_inputs: '{name}' needs {' and '.join(missing)}, which {where} does "
-                                  f"not have (it has: {', '.join(present)})")
-        return names
+                raise ConfigError(f"eval.probe_inputs: '{'+'.join(modalities)}' needs {' and '.join(missing)}, which "
+                                  f"{where} does not have (it has: {', '.join(present)})")
+        return ["+".join(modalities) for modalities in sets]
     have = [m for m in MODALITIES if m in present]
     return ["+".join(c) for k in range(1, len(have) + 1) for c in itertools.combinations(have, k)]
 

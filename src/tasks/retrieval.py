@@ -107,7 +107,7 @@ class RetrievalLoss(nn.Cell):
         shown = ops.concat((view, view))
         text_shown = ops.concat((ops.ones((2 * b, 1), ms.float32), rows[1][:, 1:] * shown[:, 0:1]), axis=1)
         states, _ = self.model.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],
-                                    rows[6] * shown[:, 2:3])
+                                          rows[6] * shown[:, 2:3])
         triple = view.sum(1) > 2.5
         swapped_case = (swap * ms.Tensor(SWAPPED_CASE, ms.float32)).sum(1).astype(ms.int32)
         negative_label = ops.select(triple, swapped_case, ops.full((b,), PAIR_MISMATCH, dtype=ms.int32))

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import mindspore as ms
-import numpy as np
 import yaml
 
 from src.config import Config, ConfigError, to_dict
 from src.files import write_text_atomic
 from src.train.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from src.train.distributed import AnyRank, Ranks, parameter_fingerprint, set_device
-from src.train.memory import drop_compiled_graphs, one_pool_block, release_freed_heap
+from src.train.memory import drop_compiled_graphs, host_arrays, one_pool_block, release_freed_heap
 from src.train.schedule import learning_rates
 from src.train.step import train_step
 
@@ -58,7 +57,7 @@ class TrainLog:
                 if json.loads(line)["step"] <= step]
 
     def record(self, step: int, epoch: int, outputs, lr: float, seconds: float, samples: int) -> dict:
-        total, losses, scale, norm, overflow = outputs  # host arrays (`host_copies`)
+        total, losses, scale, norm, overflow = outputs  # host arrays (src/train/memory.py, host_arrays)
         entry = {"step": step, "epoch": epoch, "loss": float(total),
                  **{n: float(v) for n, v in zip(self.names, losses)},
                  "lr": lr, "loss_scale": float(scale), "grad_norm": float(norm), "overflow": bool(overflow),
@@ -87,14 +86,6 @@ class TrainLog:
     def close(self):
         if self.file is not None:
             self.file.close()
-
-
-def host_copies(outputs) -> tuple:
-    """A graph's outputs as numpy arrays, the graph's own tensors dropped on return. Kept alive during the next call,
-    they pin small blocks in MindSpore's memory pool at addresses that alternate from call to call; the big blocks
-    then no longer fit where they did, and after 9 steps of the demo retrieval step the pool held 0.35 GB more
-    (docs/performance.md, Memory)."""
-    return tuple(np.array(o.asnumpy()) for o in outputs)
 
 
 def total_steps(cfg: Config, batches_per_epoch: int) -> int:
@@ -168,7 +159,7 @@ def fit(cfg: Config, loss_net: ms.nn.Cell, loss_names: Sequence[str], make_datas
                 step_cell.compile(apply, *inputs)
                 release_freed_heap()
                 compiled.add(apply)
-            outputs = host_copies(step_cell(apply, *inputs))
+            outputs = host_arrays(step_cell(apply, *inputs))
             if first_run:  # a graph's first run builds and frees host buffers of its kernels
                 release_freed_heap()
             if not apply:
