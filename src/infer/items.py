@@ -16,7 +16,6 @@ from src.config import DataConfig
 from src.data.content import fingerprints
 from src.data.padding import modalities_present, read_padded
 from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
-from src.train.memory import host_arrays
 
 
 @dataclass
@@ -75,9 +74,15 @@ def run_batched(cell: ms.nn.Cell, count: int, batch_size: int,
                 make_inputs: Callable[[np.ndarray], Sequence[np.ndarray]]) -> Tuple[np.ndarray, ...]:
     """Run `cell` over rows 0..count-1 in batches of exactly `batch_size`; make_inputs(rows) builds a batch.
     Returns the cell's outputs (a tuple, even for one) concatenated over the rows."""
-    outputs = [host_arrays(cell(*(ms.Tensor(x) for x in make_inputs(rows))), real)
+    outputs = [real_rows(cell(*(ms.Tensor(x) for x in make_inputs(rows))), real)
                for real, rows in fixed_batches(count, batch_size)]
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
+
+
+def real_rows(out, real: int) -> list:
+    """The first `real` rows of each of a graph's outputs, copied to the host; the graph's tensors are dropped before
+    the next call (why: src/train/memory.py, host_arrays; inference may not import training)."""
+    return [np.array(o.asnumpy()[:real]) for o in (out if isinstance(out, tuple) else (out,))]
 
 
 def modalities_of(names: Sequence[str]) -> Tuple[str, ...]:

@@ -38,13 +38,12 @@ def one_pool_block() -> None:
 _pool_set = False
 
 
-def host_arrays(outputs, rows=None) -> tuple:
-    """A graph's outputs (one tensor or a tuple) as numpy copies, the first `rows` rows of each when given; the
-    graph's tensors are dropped on return. Kept alive during the graph's next call, they pin small blocks in the pool
+def host_arrays(outputs) -> tuple:
+    """A graph's outputs as numpy copies; the graph's tensors are dropped on return (src/infer/items.py, real_rows,
+    does the same for inference). Kept alive during the graph's next call, they pin small blocks in the pool
     at addresses that alternate from call to call; the big blocks then no longer fit where they did, and after 9
     steps of the demo retrieval step the pool held 0.35 GB more (docs/performance.md, Memory)."""
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    return tuple(np.array(o.asnumpy() if rows is None else o.asnumpy()[:rows]) for o in outputs)
+    return tuple(np.array(o.asnumpy()) for o in outputs)
 
 
 def drop_compiled_graphs() -> None:
