@@ -36,7 +36,6 @@ def parse_args(argv=None):
     p.add_argument("--split", default=None, help="the split to evaluate (default: the config's data.eval_split)")
     p.add_argument("--train-split", default=None, help="probe, retrieval's baseline: the split they fit on "
                                                        "(default: data.train_split)")
-    p.add_argument("--full", action="store_true", help="retrieval: also rank with the all-pairs cross-encoder (slow)")
     p.add_argument("--limit", type=int, default=0, help="text generation, dvae, t2i: only the first N items")
     p.add_argument("--out", default=None, help="where to write the JSON results")
     args = p.parse_args(argv)

@@ -26,7 +26,6 @@ samples of the same caption.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -45,39 +44,17 @@ def parse_args(argv=None):
                                                  "also a folder or a list file (.txt) of images")
     p.add_argument("--audio", default=None, help="an audio file (or precomputed .npz frames); text generation: also "
                                                  "a folder or a list file (.txt) of recordings")
-    p.add_argument("--text", default=None, help="text-to-image: the caption to draw")
-    p.add_argument("--question", default=None, help="VQA: the question about --image (or --audio, a recording of "
-                                                    "it, or both)")
+    p.add_argument("--text", default=None, help="a text input: the caption to draw (t2i) or to search with")
     p.add_argument("--lang", default="en", help="the language of the caption to generate, or of --text (en, zh, ...)")
     p.add_argument("--out", default=None, help="text-to-image: the PNG to write (default generated.png); many inputs "
                                                "(a folder or list): the JSON Lines file to write (default stdout)")
-    p.add_argument("--count", type=int, default=1, help="text-to-image: images to sample from the caption")
-    p.add_argument("--gallery", default=None, help="search: a folder or list of images or recordings, a text file of "
-                                                   "captions (--gallery-modality text) or a prepared set, to index")
-    p.add_argument("--gallery-modality", default=None, choices=["image", "audio", "text"],
-                   help="search: what the gallery holds (default: from its files; a prepared set: image)")
-    p.add_argument("--split", default=None, help="search: the split of a prepared gallery (default data.eval_split)")
-    p.add_argument("--index", default=None, help="search: the index folder to write (with --gallery) or to ask")
-    p.add_argument("--queries", default=None, help="search: a text file of captions to ask, one a line")
-    p.add_argument("--top", type=int, default=10, help="search: results per query")
     args = p.parse_args(argv)
-    if args.index and not args.gallery and not (args.ckpt or args.mindir):
-        args.ckpt = index_checkpoint(p, args.index)
+    own_input = registry.complete_flags(p, args, "infer")  # a task's own flags: search's --index gives --ckpt
     check_source_args(p, args)
-    if args.gallery or (args.index and args.queries):
-        return args
-    if not (args.image or args.audio or args.text is not None):
-        p.error("give an input: --image, --audio or both (text generation), --text (text-to-image), or --image with "
-                "--question and/or --audio (VQA)")
+    if not (args.image or args.audio or args.text is not None or own_input):
+        p.error("give an input: --image, --audio or both (text generation), --text (text-to-image, search), or a "
+                "task's own flags (listed by --help under the task)")
     return args
-
-
-def index_checkpoint(parser, index: str) -> str:
-    """The checkpoint a search index was made with (its index.json), for a query that names no --ckpt."""
-    meta = Path(index) / "index.json"
-    if not meta.is_file():
-        parser.error(f"no search index at {index} (make one with --ckpt RUN --gallery FILES --index {index})")
-    return json.loads(meta.read_text(encoding="utf-8"))["checkpoint"]
 
 
 def source_task(args) -> str:

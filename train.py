@@ -1,5 +1,6 @@
 """Train a model: `python train.py --config config/pretrain_demo.yaml [--set key=value ...] [--resume [PATH]]`, or
 fine-tune a pre-trained run: `python train.py --finetune TASK PRETRAINED DATA OUT [RECIPE.yaml] [key=value ...]`.
+`python train.py --config RECIPE [--set ...] --show KEY` prints one value of the config and trains nothing.
 
 The config's `task` says what is trained; every task shares the loop in `src/train/trainer.py` (schedule, loss
 scaling, accumulation, clipping, logging, atomic checkpoints, exact resume). Started by a launcher in `scripts/`
@@ -16,7 +17,7 @@ import mindspore as ms
 from src.cli import entry_point
 from src.commands import add_set_arg
 from src.compile_cache import enable_compile_cache
-from src.config import load_config
+from src.config import load_config, value_at
 from src.data.lineage import check_prepared_like, save_settings
 from src.data.records import open_prepared
 from src.tasks import registry
@@ -35,6 +36,8 @@ def parse_args(argv=None):
     add_set_arg(p)
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue from a checkpoint (default: the newest in train.output_dir)")
+    p.add_argument("--show", default=None, metavar="KEY", help="print one value of the config (a dotted key such as "
+                                                               "train.output_dir, or a section) and train nothing")
     args = p.parse_args(argv)
     if not args.config and not args.finetune:
         p.error("--config RECIPE (or --finetune ...) is required")
@@ -42,11 +45,14 @@ def parse_args(argv=None):
 
 
 def train(args) -> None:
+    if args.show:
+        print(value_at(load_config(args.config, args.set), args.show, args.config))
+        return
     if args.finetune:
         cfg, args.resume = finetune_from_arguments(args.finetune), "auto"
     else:
         cfg = load_config(args.config, args.set)
-    task = registry.training_module(cfg.task, where=args.config or "--finetune")
+    task = registry.training(cfg.task, where=args.config or "--finetune")
     set_mode(cfg.train.mode, cfg.train.device)
     ranks = init_data_parallel()
     enable_compile_cache("train", cfg, {"resume": args.resume is not None}, rank=ranks.rank)
@@ -58,9 +64,9 @@ def train(args) -> None:
         save_settings(data, cfg.train.output_dir)
     ms.set_seed(cfg.train.seed)  # the same on every rank: the replicas start from identical parameters
     loss_net, make_dataset, per_epoch = task.build(cfg, ranks.size, ranks.rank)
-    hook = task.after_checkpoint(cfg, loss_net) if hasattr(task, "after_checkpoint") and ranks.main else None
-    warm = task.warm_start(cfg, loss_net) if hasattr(task, "warm_start") else None
-    fit(cfg, loss_net, task.LOSS_NAMES, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
+    hook = task.after_checkpoint(cfg, loss_net) if task.after_checkpoint and ranks.main else None
+    warm = task.warm_start(cfg, loss_net) if task.warm_start else None
+    fit(cfg, loss_net, task.loss_names, make_dataset, per_epoch, resume=args.resume, ranks=ranks,
         after_checkpoint=hook, warm_start=warm)
 
 

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
-from src.data.pipeline import training_data  # noqa: E402
+from src.data.codes import load_codes  # noqa: E402
+from src.data.pipeline import open_training_data, training_data  # noqa: E402
 from src.data.prepare import prepare  # noqa: E402
 from src.data.records import write_json_atomic  # noqa: E402
 
@@ -43,7 +44,9 @@ def bench_prepare(manifest: str, cfg) -> dict:
 
 def bench_pipeline(cfg, epochs: int) -> dict:
     """The pre-training pipeline as train.py builds it (masking, matching negatives, the dVAE codes with DIR)."""
-    _, make_dataset, steps = training_data(cfg.data, "pretrain", dvae=cfg.dvae if cfg.loss.dir > 0 else None)
+    data = open_training_data(cfg.data)
+    codes = load_codes(data, cfg.data.train_split, cfg.dvae) if cfg.loss.dir > 0 else None
+    make_dataset, steps = training_data(data, cfg.data, "pretrain", codes=codes)
     first = time.perf_counter()
     it = make_dataset(0, 0).create_tuple_iterator(output_numpy=True, num_epochs=1)
     next(it)

@@ -29,7 +29,8 @@ import mindspore as ms  # noqa: E402
 from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data.masking import max_predictions  # noqa: E402
-from src.data.pipeline import training_data  # noqa: E402
+from src.data.codes import load_codes  # noqa: E402
+from src.data.pipeline import open_training_data, training_data  # noqa: E402
 from src.data.records import open_prepared, write_json_atomic  # noqa: E402
 from src.model.opt import DataDims  # noqa: E402
 from src.tasks.pretrain import LOSS_NAMES, build  # noqa: E402
@@ -76,7 +77,9 @@ def model_flops(cfg, dims) -> float:
 def read_batches(cfg, count: int):
     """(column names, `count` real pre-training batches as numpy arrays) from the demo pipeline, read once so every
     framework times the very same batches."""
-    _, make_dataset, _ = training_data(cfg.data, "pretrain", dvae=cfg.dvae if cfg.loss.dir > 0 else None)
+    data = open_training_data(cfg.data)
+    codes = load_codes(data, cfg.data.train_split, cfg.dvae) if cfg.loss.dir > 0 else None
+    make_dataset, _ = training_data(data, cfg.data, "pretrain", codes=codes)
     dataset = make_dataset(0, 0)
     names = dataset.get_col_names()
     batches = []

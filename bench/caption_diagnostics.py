@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from src.config import load_config  # noqa: E402
 from src.model.layers import padding_bias  # noqa: E402
-from src.tasks.registry import training_module  # noqa: E402
+from src.tasks.registry import training  # noqa: E402
 from src.train.checkpoint import load_weights  # noqa: E402
 from src.train.trainer import set_mode  # noqa: E402
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = load_config(args.config, ["caption.inputs=[image]", "model.init_from="])
     set_mode("graph")
-    net, make_dataset, _ = training_module("caption").build(cfg)
+    net, make_dataset, _ = training("caption").build(cfg)
     load_weights(net, args.ckpt, ("net.", "dtr_head."))
     net.set_train(False)
     batch = [x.asnumpy() for x in next(make_dataset(0, 0).create_tuple_iterator(num_epochs=1))]

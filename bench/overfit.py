@@ -19,7 +19,7 @@ import mindspore as ms  # noqa: E402
 
 from src.commands import add_set_arg  # noqa: E402
 from src.config import load_config  # noqa: E402
-from src.tasks.registry import training_module  # noqa: E402
+from src.tasks.registry import training  # noqa: E402
 from src.train.schedule import learning_rates  # noqa: E402
 from src.train.step import train_step  # noqa: E402
 from src.train.trainer import set_mode  # noqa: E402
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.set + ["train.max_steps=" + str(args.steps)])
     set_mode(cfg.train.mode, cfg.train.device)
     ms.set_seed(cfg.train.seed)
-    task = training_module(cfg.task)
+    task = training(cfg.task)
     loss_net, make_dataset, _ = task.build(cfg)
     batches = []
     for inputs in make_dataset(0, 0).create_tuple_iterator(num_epochs=1):
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             break
     rates = learning_rates(cfg.train, args.steps)
     step_cell = train_step(loss_net, cfg.train, rates)
-    names = task.LOSS_NAMES
+    names = task.loss_names
     print(f"overfitting {len(batches)} batch(es) of {cfg.data.batch_size} rows, {args.steps} steps, lr {cfg.train.lr}")
     started = time.perf_counter()
     for step in range(1, args.steps + 1):

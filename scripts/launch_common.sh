@@ -21,7 +21,7 @@ log_dir_of() {  # CONFIG [key=value ...] -> $LOG_DIR, default <train.output_dir>
     return
   fi
   local out
-  out="$("$PY" -m src.config "$1" train.output_dir "${@:2}")" || exit 2
+  out="$("$PY" "$ROOT/train.py" --config "$1" --set "${@:2}" --show train.output_dir)" || exit 2
   echo "$out/logs"
 }
 

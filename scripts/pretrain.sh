@@ -20,7 +20,7 @@ if [ $# -gt 0 ] && [ "$1" != "--" ]; then DVAE="$1"; shift; fi
 if [ $# -gt 0 ] && [ "$1" = "--" ]; then shift; fi
 PY="${PYTHON:-python}"
 
-dir_weight="$("$PY" -m src.config "$PRETRAIN" loss.dir "$@")" || exit  # its one-line error is printed
+dir_weight="$("$PY" "$ROOT/train.py" --config "$PRETRAIN" --set "$@" --show loss.dir)" || exit  # its one-line error is printed
 if awk -v w="$dir_weight" 'BEGIN { exit !(w > 0) }'; then
   echo "== dVAE -> $OUT/dvae"
   "$PY" "$ROOT/train.py" --config "$DVAE" --resume --set "data.path=$DATA" "train.output_dir=$OUT/dvae"

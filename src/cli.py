@@ -40,13 +40,14 @@ def check_source_args(parser, args) -> None:
 
 def task_parser(doc: str, role: str, required: bool = True, help: str = None) -> argparse.ArgumentParser:
     """An entry point's parser whose --task is one of the registered tasks that offer `role` (train, evaluate,
-    export, infer), each listed with what it does under --help."""
+    export, infer), each listed with what it does under --help, and with the flags those tasks add for it."""
     from src.tasks import registry
     tasks, names = registry.registered(), registry.names(role)
     listing = "\n".join(f"  {name:<11} {tasks[name].help}" for name in names)
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="tasks:\n" + listing)
     parser.add_argument("--task", required=required, default=None, choices=names, help=help)
+    registry.add_flags(parser, role)
     return parser
 
 

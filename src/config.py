@@ -7,18 +7,16 @@ is a `ConfigError` that names the key (and the file), never a silent default.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from src.commands import run_main
 
 
 class ConfigError(ValueError):
@@ -127,25 +125,17 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Per-loss weights; a loss with weight 0 is not built and costs no compute. Pre-training uses mlm .. dir;
-    retrieval fine-tuning uses match and contrastive."""
+    """Pre-training's per-loss weights; a loss with weight 0 is not built and costs no compute. (A fine-tuning task's
+    loss settings are in its own section.)"""
     mlm: float = 1.0              # masked language modelling
     mvfr: float = 1.0             # masked vision feature regression
     mrc: float = 1.0              # masked region classification
     mafr: float = 1.0             # masked audio feature regression
     mam_nce: float = 1.0          # masked audio modelling, contrastive
-    match: float = 1.0            # 5-way sample-level matching (retrieval: the cross-encoder's match / no match)
+    match: float = 1.0            # 5-way sample-level matching
     dtr: float = 1.0              # denoising text reconstruction (the text decoder)
     dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.tasks.dvae_codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
-    contrastive: float = 1.0      # retrieval: InfoNCE between the pooled text, image and audio embeddings
-    contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01
-    match_rows: int = 0           # retrieval: the matching loss reads the first N rows of each batch (0: all of them)
-    warm_start_epochs: int = 0    # retrieval: epochs fitting the projections to their inputs under the frozen encoder
-    #                               over the training items before fine-tuning (LP-FT; 0: off)
-    caption: float = 1.0          # captioning / speech recognition: teacher-forced cross-entropy of the text decoder
-    vqa: float = 1.0              # VQA: binary cross-entropy of the answer head against the soft answer scores
-    label_smoothing: float = 0.1  # of that cross-entropy
 
 
 @dataclass
@@ -204,22 +194,6 @@ class EvalConfig:
 
 
 @dataclass
-class CaptionConfig:
-    """Text generation fine-tuning (`task: caption`): what the text decoder reads."""
-    # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has;
-    # empty: every input set the training split has
-    inputs: List[str] = field(default_factory=lambda: ["image"])
-    # the decoder's output classes: "full" (the whole WordPiece vocabulary, through the tied word table) or "train"
-    # (the pieces of the training captions and the special pieces, with the head's own output table: on the demo a
-    # 4.6k softmax instead of 32.8k, and no dense 30k x hidden gradient to step)
-    output_vocab: str = "full"
-    # what the decoder attends to: "encoder" (the cross-modal encoder's output, as the paper) or "encoder+inputs"
-    # (beside it, the image / audio input embeddings the encoder read: after a short pre-training the encoder's
-    # states of different images are much alike, while their input features still tell them apart)
-    memory: str = "encoder"
-
-
-@dataclass
 class GenerateConfig:
     """Decoding (`eval.py --task caption|asr|caption_ia`, `infer.py`); every strategy runs with a key/value cache."""
     strategy: str = "beam"        # greedy | beam | sample
@@ -251,32 +225,24 @@ class DVAEConfig:
     #                               one the data's codes came from; text-to-image decodes with it
 
 
-@dataclass
-class TextToImageConfig:
-    """Text-to-image (`eval.py --task t2i`, `infer.py --text`): the vision decoder samples the dVAE codes of an image,
-    top-k, from the encoder output over a caption; the frozen dVAE decoder turns them into pixels."""
-    inputs: str = "text"          # text | text+audio : what the encoder is shown
-    top_k: int = 64               # sample among the k most likely codes of each position (0: all)
-    top_p: float = 1.0            # and among the fewest whose probability reaches top_p
-    temperature: float = 1.0      # divides the logits before sampling
-    seed: int = 0                 # sampling
-    batch_size: int = 16          # images generated together (the compiled batch)
-    candidates: int = 100         # R-precision: captions each generated image ranks (its own and others of the split)
-    scorer: str = ""              # the run that scores (caption, image) pairs: a retrieval run by its embeddings'
-    #                               cosine, any other by its matching head (empty: the generating checkpoint's)
-    sheet: int = 16               # generated images on the contact sheet, each under its ground truth
+# ----------------------------------------------------------------------------------------------------------------------
+# Task sections: a task's own settings live with the task (src/tasks/), which registers them here by name
+# ----------------------------------------------------------------------------------------------------------------------
+TASK_SECTIONS: Dict[str, type] = {}  # top-level key -> the task's dataclass
+RENAMED: Dict[str, str] = {}         # a dotted key as an earlier version wrote it -> where it lives now
 
 
-@dataclass
-class VQAConfig:
-    """Visual question answering (`task: vqa`): the question forms each training row shows one of (the image always),
-    and those eval.py answers and scores."""
-    # question forms (text | audio | text+audio) a training row shows one of
-    inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
-    eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])  # the forms eval.py scores
-    pooling: str = "cls+segments" # what the answer head reads: cls (UNITER's) | cls+segments ([CLS] and each segment's
-    #                               mean state side by side)
-    top_k: int = 5                # infer.py: the answers listed with their probabilities
+def register_section(name: str, cls: type, renamed: Optional[Dict[str, str]] = None) -> None:
+    """A task's config section: the top-level key `name` of every recipe, read into the dataclass `cls`, and the keys
+    an earlier version kept elsewhere (`renamed`: old dotted key -> new one), so that runs written then still load."""
+    if name in {f.name for f in dataclasses.fields(Config)} or TASK_SECTIONS.get(name, cls) is not cls:
+        raise ValueError(f"config section '{name}' is registered twice")
+    TASK_SECTIONS[name] = cls
+    RENAMED.update(renamed or {})
+
+
+def _default_sections() -> Dict[str, Any]:
+    return {name: cls() for name, cls in TASK_SECTIONS.items()}
 
 
 @dataclass
@@ -288,18 +254,34 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    caption: CaptionConfig = field(default_factory=CaptionConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     dvae: DVAEConfig = field(default_factory=DVAEConfig)
-    t2i: TextToImageConfig = field(default_factory=TextToImageConfig)
-    vqa: VQAConfig = field(default_factory=VQAConfig)
+    # the registered task sections by name, read as attributes (cfg.vqa) and written as top-level keys
+    sections: Dict[str, Any] = field(default_factory=_default_sections)
+
+    def __getattr__(self, name: str):  # only called for what is not a field: a task's section
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        if name in TASK_SECTIONS:  # registered after this config was made: its defaults
+            return TASK_SECTIONS[name]()
+        raise AttributeError(f"the config has no section '{name}'")
+
+
+def with_section(cfg: Config, name: str, section) -> Config:
+    """`cfg` with the task section `name` replaced (dataclasses.replace for a field)."""
+    return dataclasses.replace(cfg, sections={**cfg.sections, name: section})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------------------------
-def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None, cls: type = Config):
-    """Build `cls` from its defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None, cls: type = Config,
+                only: Optional[Sequence[str]] = None):
+    """Build `cls` from its defaults, then the YAML file at `path`, then `key.sub=value` overrides. A task's section
+    is known once its module has registered it (importing src.tasks registers every task's); `only`
+    reads those top-level sections of the recipe and its overrides and leaves the others to the commands that use
+    them (data preparation reads `prepare`)."""
     raw: dict = {}
     where = "defaults"
     if path:
@@ -313,19 +295,47 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
         where = str(path)
-    cfg = from_dict(cls, raw, where=where)
-    return apply_overrides(cfg, overrides or [])
+    overrides = overrides or []
+    if only is not None:
+        raw = {k: v for k, v in raw.items() if k in only}
+        overrides = [o for o in overrides if o.split("=", 1)[0].strip().split(".")[0] in only]
+    cfg = from_dict(cls, renamed(raw, where), where=where)
+    return apply_overrides(cfg, overrides)
+
+
+def renamed(raw: dict, where: str) -> dict:
+    """`raw` (a nested dict of a whole config) with the keys an earlier version wrote elsewhere moved to where they
+    live now (RENAMED)."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for old, new in RENAMED.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if not isinstance(raw.get(old_section), dict) or old_key not in raw[old_section]:
+            continue
+        if new_key in raw.get(new_section, {}):
+            raise ConfigError(f"{where}: '{old}' and '{new}' are the same setting (now '{new}'); keep one")
+        raw.setdefault(new_section, {})[new_key] = raw[old_section].pop(old_key)
+        if not raw[old_section]:
+            del raw[old_section]
+    return raw
+
+
+def keys_of(cls: type) -> Dict[str, Any]:
+    """The keys a section takes and their types: its fields, and for the whole config the task sections."""
+    hints = typing.get_type_hints(cls)
+    keys = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "sections"}
+    return {**keys, **TASK_SECTIONS} if cls is Config else keys
 
 
 def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
     """A dataclass instance from a nested dict, checking every key and type."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    keys = keys_of(cls)
     kwargs = {}
     for key, value in raw.items():
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_suggest(key, names)}")
-        kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}", where)
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_suggest(key, list(keys))}")
+        kwargs[key] = _coerce(keys[key], value, f"{prefix}{key}", where)
+    if cls is Config:
+        kwargs["sections"] = {**_default_sections(), **{k: kwargs.pop(k) for k in list(kwargs) if k in TASK_SECTIONS}}
     return cls(**kwargs)
 
 
@@ -341,24 +351,27 @@ def apply_override(cfg, item: str):
     if "=" not in item:
         raise ConfigError(f"override '{item}' must look like key.sub=value")
     dotted, text = item.split("=", 1)
-    keys = dotted.strip().split(".")
+    dotted = RENAMED.get(dotted.strip(), dotted.strip())
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError:
         value = text
-    return _replace_path(cfg, keys, value, dotted)
+    return _replace_path(cfg, dotted.split("."), value, dotted)
 
 
 def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    """A config as nested dicts, the task sections as top-level keys (as a recipe writes them)."""
+    out = dataclasses.asdict(cfg)
+    sections = out.pop("sections", {})
+    return {**out, **sections}
 
 
 def _replace_path(obj, keys: List[str], value: Any, dotted: str):
-    names = [f.name for f in dataclasses.fields(obj)]
+    known = keys_of(type(obj))
     head = keys[0]
-    if head not in names:
-        raise ConfigError(f"--set {dotted}: unknown key '{head}'{_suggest(head, names)}")
-    hint = typing.get_type_hints(type(obj))[head]
+    if head not in known:
+        raise ConfigError(f"--set {dotted}: unknown key '{head}'{_suggest(head, list(known))}")
+    hint = known[head]
     if len(keys) == 1:
         if isinstance(value, str) and hint is not str and _base_type(hint) in (list, tuple):
             value = [yaml.safe_load(v) for v in value.split(",")]
@@ -368,6 +381,8 @@ def _replace_path(obj, keys: List[str], value: Any, dotted: str):
         if not dataclasses.is_dataclass(child):
             raise ConfigError(f"--set {dotted}: '{head}' is a {type(child).__name__}, not a section")
         new = _replace_path(child, keys[1:], value, dotted)
+    if head in TASK_SECTIONS and isinstance(obj, Config):
+        return with_section(obj, head, new)
     return dataclasses.replace(obj, **{head: new})
 
 
@@ -424,23 +439,11 @@ def _suggest(key: str, names: List[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
 
 
-def main(argv=None) -> int:
-    """`python -m src.config CONFIG KEY [key=value ...]` prints one value of the loaded config (for shell scripts)."""
-    p = argparse.ArgumentParser(prog="python -m src.config", description="print one value of a config (a recipe "
-                                "with its overrides), e.g. python -m src.config config/x.yaml train.output_dir")
-    p.add_argument("config", help="a YAML recipe")
-    p.add_argument("key", help="a dotted key, e.g. train.output_dir, or a section")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, as --set takes them")
-    args = p.parse_args(argv)
-
-    def run() -> None:
-        value = to_dict(load_config(args.config, args.overrides))
-        for key in args.key.split("."):
-            if not isinstance(value, dict) or key not in value:
-                raise ConfigError(f"{args.config}: no key '{args.key}'")
-            value = value[key]
-        print(value)
-    return run_main(run, (ConfigError,))
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def value_at(cfg: Config, dotted: str, where: str):
+    """One value of a config by its dotted key (a section: as a dict), e.g. for train.py --show."""
+    value = to_dict(cfg)
+    for key in RENAMED.get(dotted, dotted).split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise ConfigError(f"{where}: no key '{dotted}'")
+        value = value[key]
+    return value

@@ -1,5 +1,6 @@
-"""The configuration reference (docs/configuration.md), generated from the dataclasses of src/config.py so that it
-cannot go stale: every key with its type, default and the comment written beside it in the source.
+"""The configuration reference (docs/configuration.md), generated from the dataclasses of src/config.py and the task
+sections the tasks of src/tasks/ register, so that it cannot go stale: every key with its type, default and the
+comment written beside it in the source.
 
     python -m src.config_docs --write docs/configuration.md    # after changing a config dataclass
     python -m src.config_docs --check docs/configuration.md    # exit 1 when the page differs, 2 when it is missing
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from src.commands import DONE, FAILED, error_line, run_main
-from src.config import Config
+from src.config import TASK_SECTIONS, Config
 from src.files import write_text_atomic
+from src.tasks import registry
 
 FIELD = re.compile(r"^\s+(\w+)\s*:")
 HEADER = """# Configuration reference
@@ -28,7 +30,9 @@ What every key of a recipe means and what it is when a recipe does not set it. O
 point: a YAML recipe of `config/` is loaded into the dataclasses of `src/config.py`, then `key=value` overrides are
 applied: `python train.py --config RECIPE --set train.lr=1e-4 data.batch_size=16`, and the same `--set` for `eval.py`,
 `infer.py` and `export.py`; the shell scripts take the overrides as trailing `key=value` words. Lists are written in
-YAML (`--set "train.betas=[0.9, 0.98]"`). `python -m src.config RECIPE KEY [key=value ...]` prints one value.
+YAML (`--set "train.betas=[0.9, 0.98]"`). `python train.py --config RECIPE [--set ...] --show KEY` prints one value.
+A task's own section (`caption`, `retrieval`, `t2i`, `vqa`) is declared by the task in `src/tasks/`; a key an earlier
+version kept elsewhere (`loss.vqa`, now `vqa.weight`) is still read from old recipes and runs.
 
 This page is generated from the source (`python -m src.config_docs --write docs/configuration.md`); a test fails when
 it differs from the dataclasses. The recipes in `config/` are named `TASK_SIZE.yaml`: `tiny` (tests), `demo` (the
@@ -100,6 +104,9 @@ def section_rows(cls: type, prefix: str) -> Tuple[List[Tuple[str, str, str, str]
     comments = field_comments(cls)
     rows, nested = [], []
     for f in dataclasses.fields(cls):
+        if f.name == "sections":  # the task sections: listed after the shared ones
+            nested.extend((prefix + name, section) for name, section in sorted(TASK_SECTIONS.items()))
+            continue
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
             nested.append((prefix + f.name, hint))
@@ -126,6 +133,7 @@ def render_section(name: str, cls: type) -> str:
 
 
 def reference_markdown(root: type = Config) -> str:
+    registry.registered()  # every task's section
     return HEADER + "\n" + render_section("", root).rstrip() + "\n" + FOOTER
 
 

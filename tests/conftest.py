@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from src.config import load_config
+import src.tasks  # noqa: F401  (registers every task: their config sections are known to load_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tests run many recipes per process and several processes at once: the compile cache (src/compile_cache.py) stays off

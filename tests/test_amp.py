@@ -18,7 +18,7 @@ from src.data.records import open_prepared
 from src.model.losses import CrossEntropy, SoftTargetKL
 from src.model.opt import DataDims
 from src.model.primitives import LayerNorm, Softmax
-from src.tasks.registry import training_module
+from src.tasks.registry import training
 from src.tasks.retrieval import RetrievalLoss
 from src.train.precision import mixed_precision
 from tests.conftest import ROOT
@@ -56,7 +56,7 @@ def finite(entries, names):
 
 def test_o2_keeps_norms_softmaxes_and_losses_in_float32(prepared):
     cfg = load_config(str(CONFIGS / "retrieval_tiny.yaml"))
-    net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(open_prepared(prepared), 16))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(open_prepared(prepared), 16))
     mixed_precision(net, "O2")
     kept = (LayerNorm, Softmax, CrossEntropy, SoftTargetKL, nn.SoftmaxCrossEntropyWithLogits)
     cells = [cell for _, cell in net.cells_and_names() if cell is not net]
@@ -79,7 +79,7 @@ def test_o2_trains_each_tiny_recipe(task, prepared, vqa_set, tmp_path):
                   f"data.path={vqa_set / 'train' if task == 'vqa' else prepared}", "train.max_steps=2",
                   "train.amp_level=O2", "train.init_loss_scale=1024", ONE_LAYER)
     assert [e["step"] for e in entries] == [1, 2]
-    assert finite(entries, training_module(task).LOSS_NAMES + ("grad_norm",))
+    assert finite(entries, training(task).loss_names + ("grad_norm",))
     assert not any(e["overflow"] for e in entries)
 
 
@@ -118,7 +118,7 @@ def test_base_recipe_runs_two_steps_at_tiny_sizes(base, prepared, coded, vqa_set
     entries = run(CONFIGS / f"{base}.yaml", tmp_path / "run",
                   *tiny_sizes(base, data_of(cfg.task, prepared, coded, vqa_set)))
     assert [e["step"] for e in entries] == [1, 2]
-    assert finite(entries, training_module(cfg.task).LOSS_NAMES)
+    assert finite(entries, training(cfg.task).loss_names)
     # the loss-scale path with float16 gradients: a step whose gradients overflow (at the initial 65536, the tiny
     # random networks' do) is skipped and halves a dynamic scale; the others have a finite gradient norm
     first, second = entries

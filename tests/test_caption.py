@@ -136,7 +136,7 @@ def test_caption_model_starts_from_the_pretrained_decoder(prepared, tmp_path):
     dims = DataDims.from_prepared(open_prepared(prepared), 16)
     ckpt = tmp_path / "pretrain.ckpt"
     ms.save_checkpoint(PretrainLoss(cfg.model, cfg.loss, dims, 12, 4), str(ckpt))
-    caption = CaptionLoss(replace(cfg.model, init_from=str(ckpt)), cfg.loss, dims, (("image",),))
+    caption = CaptionLoss(replace(cfg.model, init_from=str(ckpt)), cfg.caption, dims, (("image",),))
     loaded = set(caption.initialised)
     assert "dtr_head.bias" in loaded and any(n.startswith("net.text_decoder.") for n in loaded)
     assert {p.name for p in caption.trainable_params()} <= loaded  # nothing new: every weight is pre-trained

@@ -91,3 +91,65 @@ def test_every_recipe_is_run_somewhere():
     assert not unrun, f"recipes that no test or the demo runs: {unrun}"
     assert {"caption_finetune", "retrieval_finetune", "pretrain_base", "caption_coco"} <= {
         p.stem for p in (ROOT / "config").glob("*.yaml")}
+
+
+def test_a_task_brings_its_own_section_flags_and_training(tmp_path, capsys):
+    """A task registered outside src/ (here, in the test): its config section loads from a recipe and --set, is
+    written back as a top-level key, its keys of an earlier version are read where they live now, its flags appear
+    in the entry point's parser, and train.py finds how it trains. No shared file names it."""
+    import dataclasses
+
+    from src.config import TASK_SECTIONS, to_dict, with_section
+    from src.tasks import registry
+    from src.cli import task_parser
+
+    @dataclasses.dataclass
+    class EchoConfig:
+        loudness: float = 1.0     # how loud
+        words: int = 3
+
+    def add_flags(group):
+        group.add_argument("--shout", default=None, help="the words to echo")
+
+    task = registry.Task("echo_test", __name__, settings=EchoConfig, renamed={"loss.echo": "echo_test.loudness"},
+                         training=registry.Training(lambda cfg, n=1, i=0: None, ("echo",)),
+                         flags={"evaluate": registry.Flags(add_flags)}, evaluate=lambda run: [], help="echoes")
+    registry.register(task)
+    try:
+        recipe = tmp_path / "echo.yaml"
+        recipe.write_text("task: echo_test\necho_test:\n  words: 5\nloss:\n  echo: 2.5\n  mlm: 0.5\n")
+        cfg = load_config(str(recipe), ["echo_test.words=7"])
+        assert cfg.echo_test == EchoConfig(loudness=2.5, words=7) and cfg.loss.mlm == 0.5
+        assert to_dict(cfg)["echo_test"] == {"loudness": 2.5, "words": 7} and "sections" not in to_dict(cfg)
+        assert load_config(None, ["loss.echo=4"]).echo_test.loudness == 4.0  # an old key in --set too
+        assert with_section(cfg, "echo_test", EchoConfig(words=1)).echo_test.words == 1 and cfg.echo_test.words == 7
+        with pytest.raises(ConfigError, match="echo_test.word: unknown key 'word' \\(did you mean 'words'"):
+            load_config(None, ["echo_test.word=1"])
+        both = tmp_path / "both.yaml"
+        both.write_text("echo_test:\n  loudness: 1.0\nloss:\n  echo: 2.5\n")
+        with pytest.raises(ConfigError, match="'loss.echo' and 'echo_test.loudness' are the same setting"):
+            load_config(str(both))
+        assert registry.training("echo_test").loss_names == ("echo",)
+        args = task_parser("doc", "evaluate").parse_args(["--task", "echo_test", "--shout", "hello"])
+        assert args.shout == "hello"
+    finally:
+        registry._TASKS.pop("echo_test")
+        TASK_SECTIONS.pop("echo_test")
+
+
+def test_runs_written_before_the_task_sections_still_load(tmp_path):
+    """A run's config.yaml of the version that kept the fine-tuning losses in `loss` reads them from their sections."""
+    old = tmp_path / "config.yaml"
+    old.write_text("task: retrieval\nloss:\n  match: 1.0\n  contrastive: 0.5\n  warm_start_epochs: 20\n  vqa: 2.0\n"
+                   "  caption: 3.0\n  label_smoothing: 0.2\n  mlm: 0.7\n")
+    cfg = load_config(str(old))
+    assert (cfg.retrieval.contrastive, cfg.retrieval.warm_start_epochs) == (0.5, 20)
+    assert (cfg.vqa.weight, cfg.caption.weight, cfg.caption.label_smoothing, cfg.loss.mlm) == (2.0, 3.0, 0.2, 0.7)
+
+
+def test_data_preparation_reads_only_its_section(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("prepare:\n  shards: 2\nno_such_task:\n  x: 1\n")
+    assert load_config(str(recipe), ["no_such_task.x=2", "prepare.seed=3"], only=("prepare",)).prepare.seed == 3
+    with pytest.raises(ConfigError, match="unknown key 'no_such_task'"):
+        load_config(str(recipe))

@@ -12,7 +12,6 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.config import main as config_main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "config" / "caption_tiny.yaml")
@@ -134,7 +133,14 @@ def descends(pid: int, ancestor: int) -> bool:
 
 
 def test_config_values_for_shell_scripts(capsys):
-    assert config_main([CONFIG, "train.output_dir", "train.output_dir=/tmp/x"]) == 0
+    """train.py --show: what the launchers read from a recipe, a task's own section and an earlier version's key
+    included."""
+    from train import main as train_main
+    assert train_main(["--config", CONFIG, "--set", "train.output_dir=/tmp/x", "--show", "train.output_dir"]) == 0
     assert capsys.readouterr().out.strip() == "/tmp/x"
-    assert config_main([CONFIG, "train.nothing"]) == 2
+    assert train_main(["--config", CONFIG, "--show", "caption.inputs"]) == 0
+    assert capsys.readouterr().out.strip() == "['image', 'audio', 'image+audio']"
+    assert train_main(["--config", CONFIG, "--show", "loss.label_smoothing"]) == 0
+    assert capsys.readouterr().out.strip() == "0.1"
+    assert train_main(["--config", CONFIG, "--show", "train.nothing"]) == 2
     assert "no key 'train.nothing'" in capsys.readouterr().err

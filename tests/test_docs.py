@@ -187,7 +187,7 @@ def test_the_checker_catches_what_it_should():
 USAGE_TEXTS = {
     "train.py": None, "eval.py": None, "infer.py": None, "export.py": None,
     "src.data.prepare": "scripts/prepare_data.sh", "src.data.extract": "scripts/extract_features.sh",
-    "src.data.tokenizer": None, "src.tasks.dvae_codes": None, "src.train.rank_table": None, "src.config": None,
+    "src.data.tokenizer": None, "src.tasks.dvae_codes": None, "src.train.rank_table": None,
     "src.config_docs": None, "scripts/show_losses.py": None, "scripts/make_demo_data.py": None,
     "scripts/make_demo_vqa.py": None,
 }

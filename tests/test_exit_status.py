@@ -48,7 +48,6 @@ PYTHON = {
                                                                            f"{t}/v.txt"], "corpus not found"),
     "src.tasks.dvae_codes": (["--dvae", "RUN"], lambda t: ["--dvae", f"{t}/run"], "checkpoint not found"),
     "src.train.rank_table": (["check", "T"], lambda t: ["check", f"{t}/table.json"], "not found"),
-    "src.config": ([TINY, "train.lr"], lambda t: [f"{t}/none.yaml", "train.lr"], "config file not found"),
     "src.config_docs": (["--check", "P"], lambda t: ["--check", f"{t}/none.md"], "not found"),
     "scripts/show_losses.py": (["LOG"], lambda t: [f"{t}/train_log.jsonl"], "training log not found"),
     "scripts/show_results.py": (["RUN"], lambda t: [f"{t}/run"], "run folder not found"),

@@ -49,9 +49,9 @@ def test_fitted_heads_retrieve_held_out_items_of_a_linear_problem():
 def test_warm_start_fits_the_projections_to_the_frozen_encoder(prepared_complete):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
-    cfg = load_config(RETRIEVAL_TINY, [f"data.path={prepared_complete}", "loss.warm_start_epochs=200"])
+    cfg = load_config(RETRIEVAL_TINY, [f"data.path={prepared_complete}", "retrieval.warm_start_epochs=200"])
     data = open_prepared(cfg.data.path)
-    net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
     encoder_before = net.model.net.encoder.layers[0].attention.query.weight.asnumpy().copy()
     items = load_items(data, cfg.data, "train")
 
@@ -65,4 +65,4 @@ def test_warm_start_fits_the_projections_to_the_frozen_encoder(prepared_complete
     fit_projections(net, cfg, log=lambda line: None)
     assert text_image_recall() > random_heads + 20  # the 32 training items, chance 3
     np.testing.assert_array_equal(net.model.net.encoder.layers[0].attention.query.weight.asnumpy(), encoder_before)
-    assert net.logit_scale.asnumpy()[0] != np.float32(np.log(1 / cfg.loss.contrastive_temperature))
+    assert net.logit_scale.asnumpy()[0] != np.float32(np.log(1 / cfg.retrieval.contrastive_temperature))

@@ -79,7 +79,7 @@ def test_retrieval_views_show_present_modalities_and_swap_one_of_them():
 
 def test_hardest_negative_is_the_most_similar_allowed_row(prepared):
     cfg = tiny_config(*NO_DROPOUT)
-    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, dims(prepared, cfg))
     # four rows, 2-d embeddings per modality; row 0 shows text+image and swaps its image
     text = np.array([[1, 0], [0, 1], [1, 0], [0.8, 0.6]], np.float32)
     image = np.array([[1, 0], [0.9, 0.436], [1, 0], [0.6, 0.8]], np.float32)
@@ -106,7 +106,7 @@ def save_pretrain_checkpoint(prepared, path):
 def test_a_pretrained_checkpoint_initialises_retrieval(prepared, tmp_path):
     pretrained = save_pretrain_checkpoint(prepared, tmp_path / "pre.ckpt")
     cfg = tiny_config("model.decoder_layers=0", f"model.init_from={tmp_path / 'pre.ckpt'}")
-    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, dims(prepared, cfg))
     for name in ("net.encoder.layers.1.ffn.output.weight", "net.embeddings.audio.feature.weight", "match_head.bias"):
         np.testing.assert_array_equal(net.parameters_dict()[name].asnumpy(),
                                       pretrained.parameters_dict()[name].asnumpy())
@@ -190,7 +190,7 @@ def test_train_then_eval_retrieval_and_probe(prepared, tmp_path, capsys):
     # no dropout: the first step's loss then measures the warm-started heads, not the dropout masks (which depend
     # on how many Dropout cells the test process built before this one)
     assert train_py.main(["--config", RETRIEVAL_TINY, "--set", f"data.path={prepared}",
-                          f"train.output_dir={run}", "train.epochs=3", "loss.warm_start_epochs=100",
+                          f"train.output_dir={run}", "train.epochs=3", "retrieval.warm_start_epochs=100",
                           "model.dropout=0.0"]) == 0
     assert "warm start: projections fitted to what they read under the frozen encoder, 32 training items" in \
         capsys.readouterr().out
@@ -281,7 +281,7 @@ def info_nce_reference(a, b, scale, allowed):
 def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared):
     from src.model.losses import same_content
     cfg = tiny_config(*NO_DROPOUT)
-    net = RetrievalLoss(cfg.model, cfg.loss, dims(prepared, cfg))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, dims(prepared, cfg))
     rng = np.random.default_rng(0)
     e = rng.normal(size=(3, 4, 5)).astype(np.float32)
     e /= np.linalg.norm(e, axis=-1, keepdims=True)

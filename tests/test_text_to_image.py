@@ -10,7 +10,7 @@ import pytest
 import eval as eval_script
 import export as export_script
 import infer as infer_script
-from src.config import ConfigError
+from src.config import ConfigError, with_section
 from tests.conftest import ROOT
 from src.metrics.image import caption_candidates, colour_agreement, own_caption_ranks
 from src.tasks.text_to_image import first_of_each, image_generator, load_trained
@@ -48,10 +48,10 @@ def test_cached_and_uncached_sampling_agree_and_top_k_1_is_greedy(loaded):
     assert images.shape == (6, 16, 16, 3) and images.min() >= 0.0 and images.max() <= 1.0
 
     def greedy(seed):
-        settings = dataclasses.replace(cfg, t2i=dataclasses.replace(cfg.t2i, top_k=1, seed=seed))
+        settings = with_section(cfg, "t2i", dataclasses.replace(cfg.t2i, top_k=1, seed=seed))
         return image_generator(model, dvae, settings, ("text", "audio"))(4, make_inputs)[0]
     np.testing.assert_array_equal(greedy(0), greedy(1))
-    every = dataclasses.replace(cfg, t2i=dataclasses.replace(cfg.t2i, top_k=0, temperature=5.0))
+    every = with_section(cfg, "t2i", dataclasses.replace(cfg.t2i, top_k=0, temperature=5.0))
     assert not np.array_equal(image_generator(model, dvae, every, ("text",))(8, make_inputs)[0],
                               np.repeat(greedy(0)[:1], 8, 0))
 

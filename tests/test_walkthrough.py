@@ -19,7 +19,7 @@ WALKTHROUGH = ROOT / "docs" / "own_data.md"
 ENTRY_POINTS = ("scripts", "src", "config", "train.py", "eval.py", "infer.py", "export.py")
 FINETUNE_LINES = re.compile(r"^bash scripts/(run_standalone_train_retrieval|train_caption)\.sh ")
 # the default fine-tuning recipes, shortened: one epoch of batches the tiny set fills, a short warm start
-SHORTER = ["train.epochs=1", "data.batch_size=8", "loss.warm_start_epochs=2", "eval.batch_size=8",
+SHORTER = ["train.epochs=1", "data.batch_size=8", "retrieval.warm_start_epochs=2", "eval.batch_size=8",
            "generate.batch_size=8", "generate.max_len=8"]
 
 

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     def run() -> None:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, only=("prepare",))
         with extractor_hint():
             extract_features(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.on_error,
                              args.image_dir, args.audio_dir, **format_options(args))

@@ -18,7 +18,6 @@ from src.config import ConfigError, DataConfig
 from src.data.objectives import make_objective
 from src.data.padding import READ_COLUMNS, Padder
 from src.data.records import PreparedData, open_prepared
-from src.modality import IMAGE
 
 
 def epoch_indices(count: int, seed: int, epoch: int, shuffle: bool, num_shards: int = 1, shard_id: int = 0,
@@ -80,27 +79,25 @@ def steps_per_epoch(data, cfg: DataConfig, split: Optional[str] = None, num_shar
     return data.count(split or cfg.train_split) // num_shards // cfg.batch_size
 
 
-def training_data(cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0, sources=((IMAGE,),),
-                  dvae=None, **options):
-    """What a trainable task needs from its data: (prepared data, make_dataset(epoch, start_batch), batches per
-    epoch for this rank). `sources`: the input sets of the caption objective; `dvae` (a DVAEConfig): pre-training
-    with DIR reads the data's stored codes, checked against it; `options` go to the objective as they are."""
-    from src.config import ConfigError
+def open_training_data(cfg: DataConfig) -> PreparedData:
+    """The prepared data a task trains on (data.path), with a warning for audio longer than the model hears."""
     if not cfg.path:
         raise ConfigError("data.path is empty: point it at a prepared dataset (scripts/prepare_data.sh)")
     data = open_prepared(cfg.path)
     warn_audio_cut(data, cfg.train_split, cfg.max_audio_tokens)
-    if objective == "caption":
-        options.update(sources=sources, starts=decoder_starts(data, cfg.train_split))
-    if dvae is not None:
-        from src.data.codes import load_codes
-        options["codes"] = load_codes(data, cfg.train_split, dvae)
+    return data
 
+
+def training_data(data: PreparedData, cfg: DataConfig, objective: str, num_shards: int = 1, shard_id: int = 0,
+                  **options):
+    """What a trainable task needs from its data (open_training_data): (make_dataset(epoch, start_batch), batches
+    per epoch for this rank), the batches carrying the columns of `objective`; `options` go to the objective as they
+    are (src/data/objectives.py)."""
     def make_dataset(epoch: int, start_batch: int):
         return create_dataset(data, cfg, epoch=epoch, num_shards=num_shards, shard_id=shard_id,
                               start_batch=start_batch, objective=objective, **options)
 
-    return data, make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)
+    return make_dataset, steps_per_epoch(data, cfg, num_shards=num_shards)
 
 
 def decoder_starts(data: PreparedData, split: str) -> np.ndarray:

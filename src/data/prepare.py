@@ -653,7 +653,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     def run() -> int:
-        cfg: Config = load_config(args.config, args.overrides)
+        cfg: Config = load_config(args.config, args.overrides, only=("prepare",))
         with extractor_hint(reference=args.like):
             meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
                            args.image_dir, args.audio_dir, args.annotations, **format_options(args))

@@ -9,14 +9,15 @@ Decoding is in `src/infer/generate.py`, evaluation in `src/tasks/caption_eval.py
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import List, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config, ConfigError, LossConfig, ModelConfig
-from src.data.pipeline import training_data
+from src.config import Config, ConfigError, ModelConfig
+from src.data.pipeline import decoder_starts, open_training_data, training_data
 from src.data.records import open_prepared
 from src.infer.generate import Generator, text_symbols
 from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
@@ -25,10 +26,29 @@ from src.model.heads import VocabHead
 from src.model.losses import label_smoothed_nll, weighted_mean
 from src.model.opt import OPT, DataDims, DecoderCalls
 from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
-from src.tasks.registry import Task, register
+from src.tasks.registry import Task, Training, register
 from src.train.checkpoint import init_model
 
-LOSS_NAMES = ("caption",)
+
+
+@dataclass
+class CaptionConfig:
+    """Text generation fine-tuning (`task: caption`): what the text decoder reads, and its loss."""
+    # input sets, "image", "audio" or "image+audio"; with several, each training row shows one of those it has;
+    # empty: every input set the training split has
+    inputs: List[str] = field(default_factory=lambda: ["image"])
+    # the decoder's output classes: "full" (the whole WordPiece vocabulary, through the tied word table) or "train"
+    # (the pieces of the training captions and the special pieces, with the head's own output table: on the demo a
+    # 4.6k softmax instead of 32.8k, and no dense 30k x hidden gradient to step)
+    output_vocab: str = "full"
+    # what the decoder attends to: "encoder" (the cross-modal encoder's output, as the paper) or "encoder+inputs"
+    # (beside it, the image / audio input embeddings the encoder read: after a short pre-training the encoder's
+    # states of different images are much alike, while their input features still tell them apart)
+    memory: str = "encoder"
+    weight: float = 1.0           # of the loss: the text decoder's teacher-forced cross-entropy
+    label_smoothing: float = 0.1  # of that cross-entropy
+
+
 
 
 def parse_sources(names: Sequence[str], where: str = "caption.inputs") -> Tuple[Tuple[str, ...], ...]:
@@ -125,14 +145,13 @@ class CaptionLoss(nn.Cell):
     """Batch columns (CAPTION_COLUMNS) -> (weighted loss, [caption loss]): the captioning network (`model`) with its
     label-smoothed loss. Parameter names are the network's (net.*, dtr_head.*)."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, sources, output_ids=None,
-                 memory: str = "encoder"):
+    def __init__(self, model_cfg: ModelConfig, settings: CaptionConfig, dims: DataDims, sources, output_ids=None):
         super().__init__(auto_prefix=False)
-        self.model = CaptionModel(model_cfg, dims, output_ids, memory)
+        self.model = CaptionModel(model_cfg, dims, output_ids, settings.memory)
         # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
         self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
-        self.weight = loss_cfg.caption
-        self.smoothing = loss_cfg.label_smoothing
+        self.weight = settings.weight
+        self.smoothing = settings.label_smoothing
         self.initialised = tuple(init_model(self, model_cfg.init_from))
         head = self.model.dtr_head
         if output_ids is not None and head.table.name not in self.initialised:
@@ -162,12 +181,13 @@ def input_sets_of(present: Sequence[str]) -> List[str]:
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
-    present = open_prepared(cfg.data.path).modalities(cfg.data.train_split)
-    sources = parse_sources(cfg.caption.inputs or input_sets_of(present))
+    data = open_training_data(cfg.data)
+    sources = parse_sources(cfg.caption.inputs or input_sets_of(data.modalities(cfg.data.train_split)))
     indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
-    data, make_dataset, per_epoch = training_data(cfg.data, "caption", num_shards, shard_id, sources=indices)
-    loss_net = CaptionLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
-                           output_pieces(cfg, data), cfg.caption.memory)
+    make_dataset, per_epoch = training_data(data, cfg.data, "caption", num_shards, shard_id, sources=indices,
+                                            starts=decoder_starts(data, cfg.data.train_split))
+    loss_net = CaptionLoss(cfg.model, cfg.caption, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
+                           output_pieces(cfg, data))
     return loss_net, make_dataset, per_epoch
 
 
@@ -182,7 +202,9 @@ def caption_graphs(cfg: Config, ckpt) -> GraphSet:
     return GraphSet(graphs, baked_decoding(cfg.generate, text["vocab_size"], cfg.model.decoder_layers))
 
 
-register(Task("caption", __name__, trains=True, graphs=caption_graphs, evaluate=evaluate_run, infer=describe,
+register(Task("caption", __name__, settings=CaptionConfig,
+              renamed={"loss.caption": "caption.weight", "loss.label_smoothing": "caption.label_smoothing"},
+              training=Training(build, ("caption",)), graphs=caption_graphs, evaluate=evaluate_run, infer=describe,
               infer_from=("caption",), help="image -> text: BLEU, CIDEr-D, WER, CER beside the nearest neighbour"))
 register(Task("asr", __name__, evaluate=evaluate_run, graphs_of="caption", help="audio -> text"))
 register(Task("caption_ia", __name__, evaluate=evaluate_run, graphs_of="caption", help="image+audio -> text"))

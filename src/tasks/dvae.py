@@ -20,10 +20,7 @@ from src.infer.items import run_batched
 from src.infer.pictures import image_grid, write_png
 from src.metrics.tables import markdown_table
 from src.model.dvae import DVAE
-from src.tasks.registry import Task, register
-
-LOSS_NAMES = ("recon", "kl")
-
+from src.tasks.registry import Task, Training, register
 
 class DVAELoss(nn.Cell):
     """(images [B, S, S, 3], row_weight [B]) -> (recon + kl_weight x kl, [recon, kl]): the dVAE (`model`, whose
@@ -100,11 +97,6 @@ class ReconstructionSnapshots:
         write_png(Path(out_dir) / f"reconstructions_{step:08d}.png", image_grid([self.images, rebuilt]))
 
 
-def after_checkpoint(cfg: Config, loss_net):
-    """The hook train.py gives `fit` for this task."""
-    return ReconstructionSnapshots(cfg, loss_net)
-
-
 def evaluate_reconstruction(cell, data, cfg: Config, split: str, limit: int = 0, out_dir: Path = None,
                             batch_size: int = 64) -> dict:
     """PSNR of the reconstructions (from argmax codes) of `split`'s thumbnails against the per-image mean-colour
@@ -144,5 +136,6 @@ def evaluate_run(run) -> list:
     return reconstruction_table(run.report)
 
 
-register(Task("dvae", __name__, trains=True, graphs=dvae_graphs, exportable=False, evaluate=evaluate_run,
+register(Task("dvae", __name__, training=Training(build, ("recon", "kl"), after_checkpoint=ReconstructionSnapshots),
+              graphs=dvae_graphs, exportable=False, evaluate=evaluate_run,
               help="reconstruction PSNR vs the mean colour, codebook usage"))

@@ -2,7 +2,7 @@
 the same duplicate-aware InfoNCE on pooled features computed once, then reused at no cost per step.
 
 Two uses:
-- the warm start of fine-tuning (`loss.warm_start_epochs`): linear probing, then fine-tuning (LP-FT). What the
+- the warm start of fine-tuning (`retrieval.warm_start_epochs`): linear probing, then fine-tuning (LP-FT). What the
   projections read (`RetrievalModel.embedding_inputs`: the frozen pre-trained encoder's pooled states, and the
   single-modal features) over every training item trains the heads first, so fine-tuning starts from heads that
   already rank, instead of spending its first steps (and the encoder's features) on random ones;
@@ -155,22 +155,22 @@ def streamed_embedding_features(model: RetrievalModel, data, cfg: Config):
 
 def fit_projections(loss_net, cfg: Config, log=print) -> None:
     """Fit the projections and temperature of `loss_net` (src/tasks/retrieval.py's RetrievalLoss: its `model` and
-    `logit_scale`) to their inputs under its frozen encoder over every training item (`loss.warm_start_epochs` epochs
-    at eval.probe_lr), in place."""
+    `logit_scale`) to their inputs under its frozen encoder over every training item (`retrieval.warm_start_epochs`
+    epochs at eval.probe_lr), in place."""
     from src.data.records import open_prepared
     started = time.perf_counter()
     loss_net.set_train(False)
     features, present, contents = streamed_embedding_features(loss_net.model, open_prepared(cfg.data.path), cfg)
     loss_net.set_train(True)
     heads = fit_heads(features, present, contents, cfg.model.embed_dim,
-                      cfg.model.layer_norm_eps, cfg.loss.contrastive_temperature, cfg.loss.warm_start_epochs,
+                      cfg.model.layer_norm_eps, cfg.retrieval.contrastive_temperature, cfg.retrieval.warm_start_epochs,
                       cfg.eval.probe_lr, cfg.train.seed)
     targets = loss_net.parameters_dict()
     for name, p in heads.parameters_and_names():  # the fixed statistics too
         if name.startswith(("projections.", "logit_scale")):
             targets[name].set_data(p.value())
     log(f"warm start: projections fitted to what they read under the frozen encoder, {len(present)} training items "
-        f"({cfg.loss.warm_start_epochs} epochs, {time.perf_counter() - started:.0f} s)")
+        f"({cfg.retrieval.warm_start_epochs} epochs, {time.perf_counter() - started:.0f} s)")
 
 
 def minilm_model_config(base: ModelConfig) -> ModelConfig:
@@ -201,7 +201,8 @@ def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=
     text_model.set_train(False)
     train_x = frozen_input_features(train, text_model, cfg.eval.batch_size)
     heads = fit_heads(train_x, train.present(), item_contents(train), cfg.model.embed_dim, cfg.model.layer_norm_eps,
-                      cfg.loss.contrastive_temperature, cfg.eval.baseline_epochs, cfg.eval.probe_lr, cfg.train.seed)
+                      cfg.retrieval.contrastive_temperature, cfg.eval.baseline_epochs, cfg.eval.probe_lr,
+                      cfg.train.seed)
     embeddings = head_embeddings(heads, frozen_input_features(test, text_model, cfg.eval.batch_size))
     log(f"frozen-feature baseline: heads fitted on {len(train)} training items "
         f"({time.perf_counter() - started:.0f} s)")

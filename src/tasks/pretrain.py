@@ -13,7 +13,8 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, LossConfig, ModelConfig
-from src.data.pipeline import training_data
+from src.data.codes import load_codes
+from src.data.pipeline import open_training_data, training_data
 from src.data.masking import MATCH_CASES
 from src.model.heads import FeatureRegression, VocabHead, gather_positions
 from src.model.losses import (CrossEntropy, SoftTargetKL, contrastive_loss, matching_loss, regression_loss,
@@ -22,7 +23,7 @@ from src.modality import MASKED_LOSSES
 from src.model.opt import OPT, DataDims
 from src.model.primitives import Dense
 from src.tasks.classify import probe_graphs
-from src.tasks.registry import Task, register
+from src.tasks.registry import Task, Training, register
 from src.train.checkpoint import init_model
 
 LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, mam_nce: per modality (src/modality.py)
@@ -109,8 +110,9 @@ class PretrainLoss(nn.Cell):
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
     with_dir = cfg.loss.dir > 0
-    data, make_dataset, per_epoch = training_data(cfg.data, "pretrain", num_shards, shard_id,
-                                                  dvae=cfg.dvae if with_dir else None)
+    data = open_training_data(cfg.data)
+    codes = load_codes(data, cfg.data.train_split, cfg.dvae) if with_dir else None
+    make_dataset, per_epoch = training_data(data, cfg.data, "pretrain", num_shards, shard_id, codes=codes)
     dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
     if with_dir:
         dims = dataclasses.replace(dims, codebook_size=cfg.dvae.codebook_size)
@@ -132,5 +134,5 @@ def record_dvae(cfg: Config, data) -> None:
     cfg.dvae.checkpoint = source
 
 
-register(Task("pretrain", __name__, trains=True, graphs=probe_graphs,
+register(Task("pretrain", __name__, training=Training(build, LOSS_NAMES), graphs=probe_graphs,
               help="every pretext loss in one train step; exports the linear probe's pooled features"))

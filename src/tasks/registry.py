@@ -1,14 +1,17 @@
 """Tasks as data: each module under src/tasks/ registers what it offers, and the entry points (train.py, eval.py,
 export.py, infer.py) list and run what is registered. A new task is a new module here that calls `register`, a config
-and its tests; no entry point changes.
+and its tests; no entry point and no shared file changes.
 
 A task may offer any of:
-- training: its module has LOSS_NAMES and build(cfg, num_shards, shard_id) -> (loss cell, make_dataset, batches per
-  epoch), optionally warm_start(cfg, loss_net) and after_checkpoint(cfg, loss_net) (train.py);
-- graphs(cfg, ckpt) -> GraphSet: its inference cells by name (src/infer/graphs.py), which export.py writes and
+- `settings`: its config section, a dataclass read from the recipe's top-level key of the task's name (src/config.py
+  registers it; docs/configuration.md lists it);
+- `training`: how train.py trains it (`Training`: the loss cell builder, the names of its losses, optional warm start
+  and per-checkpoint hook);
+- `graphs(cfg, ckpt) -> GraphSet`: its inference cells by name (src/infer/graphs.py), which export.py writes and
   which evaluation and inference run from a checkpoint or from those exported files alike;
-- evaluate(run: EvalRun) -> the printed table, filling run.report (eval.py --task NAME);
-- infer(args, graphs, cfg) -> printed lines: one input file or text (infer.py).
+- `evaluate(run: EvalRun)` -> the printed table, filling run.report (eval.py --task NAME);
+- `infer(args, graphs, cfg)` -> printed lines: one input file or text (infer.py);
+- `flags`: its own command-line flags for an entry point (`Flags`, by role: "evaluate", "infer").
 """
 from __future__ import annotations
 
@@ -16,22 +19,42 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
-from src.config import Config, ConfigError
+from src.config import Config, ConfigError, register_section
+
+
+@dataclass(frozen=True)
+class Training:
+    """How train.py trains a task (src/train/trainer.fit runs the loop)."""
+    build: Callable                       # (cfg, num_shards, shard_id) -> (loss cell, make_dataset, batches per epoch)
+    loss_names: Tuple[str, ...]           # the losses the loss cell returns beside the total, in order
+    warm_start: Optional[Callable] = None        # (cfg, loss cell) -> a callable run before the first step, or None
+    after_checkpoint: Optional[Callable] = None  # (cfg, loss cell) -> hook(output_dir, step) after each checkpoint
+
+
+@dataclass(frozen=True)
+class Flags:
+    """A task's own command-line flags for one entry point."""
+    add: Callable                         # add(group): the flags, listed under the task's name in --help
+    gives_input: Callable = lambda args: False  # infer.py: whether they name an input (no --image/--audio/--text)
+    complete: Optional[Callable] = None   # complete(parser, args): what they imply, before the entry point checks
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
-    module: str                               # where it registered (training reads build / LOSS_NAMES from it)
-    trains: bool = False
+    module: str                               # where it registered
+    training: Optional[Training] = None
+    settings: Optional[type] = None           # its config section (top-level key: the task's name)
+    renamed: Dict[str, str] = field(default_factory=dict)  # keys of its section that an earlier version kept elsewhere
     graphs: Optional[Callable] = None         # (cfg, ckpt) -> GraphSet
     exportable: bool = True                   # export.py writes its graphs
     evaluate: Optional[Callable] = None       # (EvalRun) -> table lines
     graphs_of: Optional[str] = None           # the task whose graphs evaluate / infer run (default: its own)
     infer: Optional[Callable] = None          # (args, graphs, cfg) -> lines to print
     infer_from: tuple = ()                    # the tasks of the runs / exports infer.py uses it for by default
+    flags: Dict[str, Flags] = field(default_factory=dict)  # role (evaluate, infer) -> its own flags there
     help: str = ""
 
     @property
@@ -87,21 +110,23 @@ _TASKS: Dict[str, Task] = {}
 def register(task: Task) -> Task:
     if task.name in _TASKS and _TASKS[task.name].module != task.module:
         raise ValueError(f"task '{task.name}' registered twice: {_TASKS[task.name].module} and {task.module}")
+    if task.settings is not None:
+        register_section(task.name, task.settings, task.renamed)
     _TASKS[task.name] = task
     return task
 
 
 def registered() -> Dict[str, Task]:
-    """Every task: importing each module of src/tasks/ registers its tasks."""
-    import src.tasks as package
-    for info in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{info.name}")
+    """Every task: importing each module of src/tasks/ (this module's folder) registers its tasks."""
+    package = __name__.rsplit(".", 1)[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{package}.{info.name}")
     return dict(sorted(_TASKS.items()))
 
 
 def names(role: str) -> List[str]:
     """The registered tasks that offer `role`: train, evaluate, export or infer."""
-    has = {"train": lambda t: t.trains, "evaluate": lambda t: t.evaluate is not None,
+    has = {"train": lambda t: t.training is not None, "evaluate": lambda t: t.evaluate is not None,
            "export": lambda t: t.graphs is not None and t.exportable, "infer": lambda t: t.infer is not None}[role]
     return [name for name, task in registered().items() if has(task)]
 
@@ -113,9 +138,28 @@ def get(name: str, role: str, where: str = "task") -> Task:
     return _TASKS[name]
 
 
-def training_module(name: str, where: str = "task"):
-    """The module of a trainable task (build, LOSS_NAMES, and optionally warm_start, after_checkpoint)."""
-    return importlib.import_module(get(name, "train", where).module)
+def training(name: str, where: str = "task") -> Training:
+    """How the trainable task `name` trains."""
+    return get(name, "train", where).training
+
+
+def add_flags(parser, role: str) -> None:
+    """Each registered task's own flags for the entry point of `role`, in a group under the task's name."""
+    for name, task in registered().items():
+        if role in task.flags:
+            task.flags[role].add(parser.add_argument_group(f"--task {name}"))
+
+
+def complete_flags(parser, args, role: str) -> bool:
+    """Let each task fill in what its flags imply; whether any task's flags name an input."""
+    given = False
+    for task in registered().values():
+        flags = task.flags.get(role)
+        if flags is not None:
+            if flags.complete is not None:
+                flags.complete(parser, args)
+            given = given or bool(flags.gives_input(args))
+    return given
 
 
 def open_graphs(task: Task, ckpt: Optional[str] = None, mindir: Optional[str] = None, config: Optional[str] = None,

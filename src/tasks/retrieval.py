@@ -13,14 +13,15 @@ pair then matches nowhere: "none match"; a triple gets the paper's case for the 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config, LossConfig, ModelConfig
+from src.config import Config, ModelConfig
 from src.data.masking import MATCH_CASES
-from src.data.pipeline import training_data
+from src.data.pipeline import open_training_data, training_data
 from src.data.records import open_prepared
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
 from src.model.losses import (CrossEntropy, clamped_scale, logit_scale_parameter, matching_loss, same_content,
@@ -29,11 +30,23 @@ from src.model.layers import NEG
 from src.modality import INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
 from src.model.retrieval import MatchScore, PooledEmbeddings, RetrievalModel
-from src.tasks.registry import Task, register
+from src.tasks.registry import Flags, Task, Training, register
 from src.tasks.retrieval_eval import evaluate_run
 from src.train.checkpoint import init_model
 
-LOSS_NAMES = ("match", "contrastive")
+
+
+@dataclass
+class RetrievalConfig:
+    """Retrieval fine-tuning (`task: retrieval`): its two losses."""
+    match: float = 1.0            # the cross-encoder's match / no match over the hardest in-batch negatives
+    contrastive: float = 1.0      # InfoNCE between the pooled text, image and audio embeddings
+    contrastive_temperature: float = 0.07  # its initial value (CLIP's): retrieval learns it, down to 0.01
+    match_rows: int = 0           # the matching loss reads the first N rows of each batch (0: all of them)
+    warm_start_epochs: int = 0    # epochs fitting the projections to their inputs under the frozen encoder over the
+    #                               training items before fine-tuning (LP-FT; 0: off)
+
+
 # The matching label of a triple whose text / image / audio was swapped (see MATCH_CASES), and of a pair that does
 # not match.
 SWAPPED_CASE = (1, 3, 2)
@@ -56,14 +69,14 @@ class RetrievalLoss(nn.Cell):
     temperature's (logit_scale), so checkpoints load either way.
 
     The contrastive loss runs over every row of the batch (single-modality passes are cheap); the matching loss over
-    the first `loss.match_rows` of them (0: all), each shown twice at the full joint length, which costs most."""
+    the first `retrieval.match_rows` of them (0: all), each shown twice at the full joint length, which costs most."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
+    def __init__(self, model_cfg: ModelConfig, settings: RetrievalConfig, dims: DataDims):
         super().__init__(auto_prefix=False)
         self.model = RetrievalModel(model_cfg, dims)
-        self.weights = ms.Tensor([loss_cfg.match, loss_cfg.contrastive], ms.float32)
-        self.match_rows = loss_cfg.match_rows
-        self.logit_scale = logit_scale_parameter(loss_cfg.contrastive_temperature)
+        self.weights = ms.Tensor([settings.match, settings.contrastive], ms.float32)
+        self.match_rows = settings.match_rows
+        self.logit_scale = logit_scale_parameter(settings.contrastive_temperature)
         self.ce = CrossEntropy()
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
@@ -119,15 +132,16 @@ class RetrievalLoss(nn.Cell):
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
-    data, make_dataset, per_epoch = training_data(cfg.data, "retrieval", num_shards, shard_id)
-    loss_net = RetrievalLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    data = open_training_data(cfg.data)
+    make_dataset, per_epoch = training_data(data, cfg.data, "retrieval", num_shards, shard_id)
+    loss_net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
     return loss_net, make_dataset, per_epoch
 
 
 def warm_start(cfg: Config, loss_net: RetrievalLoss):
     """`fit`'s warm start (run when training starts from scratch): the projections fitted to their inputs under the
-    frozen encoder first (`loss.warm_start_epochs`); None when off."""
-    if cfg.loss.warm_start_epochs <= 0:
+    frozen encoder first (`retrieval.warm_start_epochs`); None when off."""
+    if cfg.retrieval.warm_start_epochs <= 0:
         return None
     from src.tasks.linear_retrieval import fit_projections
     return lambda: fit_projections(loss_net, cfg)
@@ -147,5 +161,13 @@ def retrieval_graphs(cfg: Config, ckpt) -> GraphSet:
     return GraphSet(graphs)
 
 
-register(Task("retrieval", __name__, trains=True, graphs=retrieval_graphs, evaluate=evaluate_run,
+def add_eval_flags(group) -> None:
+    group.add_argument("--full", action="store_true", help="also rank with the all-pairs cross-encoder (slow)")
+
+
+RENAMED = {f"loss.{key}": f"retrieval.{key}"
+           for key in ("contrastive", "contrastive_temperature", "match_rows", "warm_start_epochs")}
+register(Task("retrieval", __name__, settings=RetrievalConfig, renamed=RENAMED,
+              training=Training(build, ("match", "contrastive"), warm_start=warm_start), graphs=retrieval_graphs,
+              evaluate=evaluate_run, flags={"evaluate": Flags(add_eval_flags)},
               help="R@1/5/10 and median rank in every direction (two-stage: embeddings, then cross-encoder rerank)"))

@@ -25,7 +25,7 @@ from src.infer.graphs import match_graph
 from src.infer.items import content_codes, load_items, modalities_of, run_batched
 from src.infer.retrieval import normalise
 from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
-from src.tasks.registry import Task, register
+from src.tasks.registry import Flags, Task, register
 
 INDEX = "index.json"
 
@@ -158,5 +158,30 @@ def search(args, graphs, cfg: Config) -> List[str]:
     return lines
 
 
+def add_infer_flags(group) -> None:
+    group.add_argument("--gallery", default=None, help="a folder or list of images or recordings, a text file of "
+                                                       "captions (--gallery-modality text) or a prepared set, to index")
+    group.add_argument("--gallery-modality", default=None, choices=["image", "audio", "text"],
+                       help="what the gallery holds (default: from its files; a prepared set: image)")
+    group.add_argument("--split", default=None, help="the split of a prepared gallery (default data.eval_split)")
+    group.add_argument("--index", default=None, help="the index folder to write (with --gallery) or to ask")
+    group.add_argument("--queries", default=None, help="a text file of captions to ask, one a line")
+    group.add_argument("--top", type=int, default=10, help="results per query")
+
+
+def index_checkpoint(parser, args) -> None:
+    """A query that names no --ckpt runs on the checkpoint its index was made with (its index.json)."""
+    if not args.index or args.gallery or args.ckpt or args.mindir:
+        return
+    meta = Path(args.index) / "index.json"
+    if not meta.is_file():
+        parser.error(f"no search index at {args.index} (make one with --ckpt RUN --gallery FILES --index "
+                     f"{args.index})")
+    args.ckpt = json.loads(meta.read_text(encoding="utf-8"))["checkpoint"]
+
+
+FLAGS = Flags(add_infer_flags, gives_input=lambda args: bool(args.gallery or (args.index and args.queries)),
+              complete=index_checkpoint)
 register(Task("search", __name__, infer=search, graphs_of="retrieval", infer_from=("retrieval",),
+              flags={"infer": FLAGS},
               help="search a gallery: index it once (--gallery, --index), then rank it for a query"))

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from src.config import Config, ConfigError, GenerateConfig
+from src.config import Config, ConfigError, GenerateConfig, with_section
 from src.data.records import DatasetError
 from src.infer.file_inputs import file_inputs
 from src.infer.generate import Generator, Symbols, generate_rows
@@ -32,10 +32,26 @@ from src.modality import MODALITIES
 from src.model.opt import DataDims
 from src.model.text_to_image import CodesToImages, TextToImageModel
 from src.tasks.dvae import load_trained as load_dvae
-from src.tasks.registry import Task, register
+from src.tasks.registry import Flags, Task, register
 from src.tasks.t2i_scoring import load_scorer, pixel_region_inputs
 
 INPUT_SETS = {"text": ("text",), "text+audio": ("text", "audio")}
+
+
+@dataclass
+class TextToImageConfig:
+    """Text-to-image (`eval.py --task t2i`, `infer.py --text`): the vision decoder samples the dVAE codes of an image,
+    top-k, from the encoder output over a caption; the frozen dVAE decoder turns them into pixels."""
+    inputs: str = "text"          # text | text+audio : what the encoder is shown
+    top_k: int = 64               # sample among the k most likely codes of each position (0: all)
+    top_p: float = 1.0            # and among the fewest whose probability reaches top_p
+    temperature: float = 1.0      # divides the logits before sampling
+    seed: int = 0                 # sampling
+    batch_size: int = 16          # images generated together (the compiled batch)
+    candidates: int = 100         # R-precision: captions each generated image ranks (its own and others of the split)
+    scorer: str = ""              # the run that scores (caption, image) pairs: a retrieval run by its embeddings'
+    #                               cosine, any other by its matching head (empty: the generating checkpoint's)
+    sheet: int = 16               # generated images on the contact sheet, each under its ground truth
 
 
 def input_set(cfg: Config) -> tuple:
@@ -215,7 +231,7 @@ def draw(args, graphs, cfg: Config) -> List[str]:
         raise ConfigError("text-to-image reads --text and optionally --audio, not --image")
     if not (args.text or "").strip() or args.count < 1:
         raise ConfigError("text-to-image needs a --text that is not empty, and --count at least 1")
-    cfg = dataclasses.replace(cfg, t2i=dataclasses.replace(cfg.t2i, batch_size=1))
+    cfg = with_section(cfg, "t2i", dataclasses.replace(cfg.t2i, batch_size=1))
     generate = graph_image_generator(graphs, ("text", "audio") if args.audio else ("text",), cfg)
     inputs = file_inputs(graphs.data(cfg), cfg, audio=args.audio, text=args.text, lang=args.lang)
     _, images = generate(args.count, lambda rows: tuple(x[np.zeros(len(rows), np.int64)] for x in inputs))
@@ -228,5 +244,10 @@ def draw(args, graphs, cfg: Config) -> List[str]:
     return [str(p) for p in paths]
 
 
-register(Task("t2i", __name__, graphs=t2i_graphs, evaluate=evaluate_run, infer=draw, infer_from=("pretrain", "t2i"),
+def add_infer_flags(group) -> None:
+    group.add_argument("--count", type=int, default=1, help="images to sample from the caption (--text)")
+
+
+register(Task("t2i", __name__, settings=TextToImageConfig, graphs=t2i_graphs, evaluate=evaluate_run, infer=draw,
+              infer_from=("pretrain", "t2i"), flags={"infer": Flags(add_infer_flags)},
               help="text -> image from a pre-training run with DIR: PNGs, contact sheet, R-precision"))

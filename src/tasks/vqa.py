@@ -8,28 +8,43 @@ split in every form of `vqa.eval_inputs` and scores it with the official VQA acc
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import List, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from src.config import Config, ConfigError, LossConfig, ModelConfig
+from src.config import Config, ConfigError, ModelConfig
 from src.data.objectives import register_objective
 from src.data.padding import modalities_present
-from src.data.pipeline import training_data
+from src.data.pipeline import open_training_data, training_data
 from src.data.records import PreparedData, open_prepared
 from src.data.vqa import answer_vocabulary_of, load_answers
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.modality import INPUT_COLUMNS, MODALITIES
 from src.model.losses import soft_bce
 from src.model.opt import OPT, DataDims, masked_mean
-from src.tasks.registry import Task, register
+from src.tasks.registry import Flags, Task, Training, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
 from src.train.checkpoint import init_model
 from src.model.primitives import GELU, Dense, LayerNorm
 
-LOSS_NAMES = ("vqa",)
+
+
+@dataclass
+class VQAConfig:
+    """Visual question answering (`task: vqa`): the question forms each training row shows one of (the image always),
+    and those eval.py answers and scores."""
+    # question forms (text | audio | text+audio) a training row shows one of
+    inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])
+    eval_inputs: List[str] = field(default_factory=lambda: ["text", "audio", "text+audio"])  # the forms eval.py scores
+    pooling: str = "cls+segments" # what the answer head reads: cls (UNITER's) | cls+segments ([CLS] and each segment's
+    #                               mean state side by side)
+    weight: float = 1.0           # of the loss: binary cross-entropy of the answer head against the soft answer scores
+    top_k: int = 5                # infer.py: the answers listed with their probabilities
+
+
 VQA_COLUMNS = INPUT_COLUMNS + ["view", "row_weight", "targets"]
 
 
@@ -151,11 +166,11 @@ class VQALoss(nn.Cell):
     keeps) with binary cross-entropy of every answer against its soft score, summed over the answers and averaged over
     the rows (UNITER's scale)."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, answers: int,
-                 pooling: str = "cls+segments"):
+    def __init__(self, model_cfg: ModelConfig, dims: DataDims, answers: int, pooling: str = "cls+segments",
+                 weight: float = 1.0):
         super().__init__(auto_prefix=False)
         self.model = VQAModel(model_cfg, dims, answers, pooling)
-        self.weight = loss_cfg.vqa
+        self.weight = weight
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
@@ -169,9 +184,10 @@ class VQALoss(nn.Cell):
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
     forms = parse_forms(cfg.vqa.inputs, "vqa.inputs")
-    data, make_dataset, per_epoch = training_data(cfg.data, "vqa", num_shards, shard_id, forms=forms)
-    loss_net = VQALoss(cfg.model, cfg.loss, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
-                       len(answer_vocabulary_of(data)), cfg.vqa.pooling)
+    data = open_training_data(cfg.data)
+    make_dataset, per_epoch = training_data(data, cfg.data, "vqa", num_shards, shard_id, forms=forms)
+    loss_net = VQALoss(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+                       len(answer_vocabulary_of(data)), cfg.vqa.pooling, cfg.vqa.weight)
     return loss_net, make_dataset, per_epoch
 
 
@@ -194,6 +210,13 @@ def vqa_graphs(cfg: Config, ckpt) -> GraphSet:
                      for form in parse_forms(cfg.vqa.eval_inputs, "vqa.eval_inputs")})
 
 
-register(Task("vqa", __name__, trains=True, graphs=vqa_graphs, evaluate=evaluate_run, infer=answer,
-              infer_from=("vqa",), help="VQA accuracy per answer type, for text, spoken and both question forms, "
-                                        "beside the majority answers"))
+def add_infer_flags(group) -> None:
+    group.add_argument("--question", default=None, help="the question about --image (or --audio, a recording of it, "
+                                                        "or both)")
+
+
+register(Task("vqa", __name__, settings=VQAConfig, renamed={"loss.vqa": "vqa.weight"},
+              training=Training(build, ("vqa",)), graphs=vqa_graphs, evaluate=evaluate_run, infer=answer,
+              infer_from=("vqa",), flags={"infer": Flags(add_infer_flags, lambda args: args.question is not None)},
+              help="VQA accuracy per answer type, for text, spoken and both question forms, beside the majority "
+                   "answers"))
