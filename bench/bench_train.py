@@ -60,12 +60,13 @@ def model_flops(cfg, dims) -> float:
     use = dict(zip(LOSS_NAMES, (getattr(cfg.loss, n) > 0 for n in LOSS_NAMES)))
     p = d.token_mask_prob
     st, sv, sa = max_predictions(lt - 2, p), max_predictions(nv, p), max_predictions(na, p)
-    f = 2 * b * (nv * (dims.image_dim + 7) * h + na * dims.audio_dim * h)          # vision/audio embeddings
+    image_dim, audio_dim = dims.feature_dims["image"], dims.feature_dims["audio"]
+    f = 2 * b * (nv * (image_dim + 7) * h + na * audio_dim * h)                   # vision/audio embeddings
     f += m.layers * 2 * b * seq * (4 * h * h + 2 * h * i + 2 * seq * h)            # encoder
     f += use["mlm"] * 2 * b * st * (h * h + h * v)
-    f += use["mvfr"] * 2 * b * sv * h * dims.image_dim + use["mrc"] * 2 * b * sv * h * dims.mrc_classes
-    f += (use["mafr"] or use["mam_nce"]) * 2 * b * sa * h * dims.audio_dim
-    f += use["mam_nce"] * 2 * (b * sa) ** 2 * dims.audio_dim
+    f += use["mvfr"] * 2 * b * sv * h * dims.feature_dims["image"] + use["mrc"] * 2 * b * sv * h * dims.mrc_classes
+    f += (use["mafr"] or use["mam_nce"]) * 2 * b * sa * h * dims.feature_dims["audio"]
+    f += use["mam_nce"] * 2 * (b * sa) ** 2 * dims.feature_dims["audio"]
     if use["dtr"]:
         ld = lt - 1
         per_layer = 4 * h * h * ld + 2 * ld * ld * h + 2 * h * h * ld + 2 * h * h * seq + 2 * ld * seq * h \
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.set)
-    dims = DataDims.from_prepared(open_prepared(cfg.data.path), cfg.data.max_audio_tokens)
+    dims = DataDims.from_prepared(open_prepared(cfg.data.path), cfg.data)
     flops = model_flops(cfg, dims)
     names, batches = read_batches(cfg, args.steps + 1)
 

@@ -45,8 +45,9 @@ class TorchPretrain(nn.Module):
         self.temperature = cfg.loss.nce_temperature
         self.words = nn.Embedding(dims.vocab_size, h)
         self.text_pos, self.text_type = nn.Embedding(m.max_positions, h), nn.Embedding(2, h)
-        self.image_feat, self.image_box = nn.Linear(dims.image_dim, h), nn.Linear(7, h)
-        self.audio_feat, self.audio_pos = nn.Linear(dims.audio_dim, h), nn.Embedding(dims.max_audio_tokens, h)
+        self.image_feat, self.image_box = nn.Linear(dims.feature_dims["image"], h), nn.Linear(7, h)
+        self.audio_feat = nn.Linear(dims.feature_dims["audio"], h)
+        self.audio_pos = nn.Embedding(dims.lengths["audio"], h)
         self.norms = nn.ModuleList([nn.LayerNorm(h, eps=eps) for _ in range(3)])
         self.drop = nn.Dropout(m.dropout)
         block = dict(d_model=h, nhead=m.heads, dim_feedforward=m.intermediate, dropout=m.dropout, activation="gelu",
@@ -54,8 +55,8 @@ class TorchPretrain(nn.Module):
         self.encoder = nn.ModuleList([nn.TransformerEncoderLayer(**block) for _ in range(m.layers)])
         self.mlm_transform = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h, eps=eps))
         self.mlm_bias = nn.Parameter(torch.zeros(dims.vocab_size))
-        self.mvfr, self.mrc = nn.Linear(h, dims.image_dim), nn.Linear(h, dims.mrc_classes)
-        self.mafr, self.match = nn.Linear(h, dims.audio_dim), nn.Linear(h, 5)
+        self.mvfr, self.mrc = nn.Linear(h, dims.feature_dims["image"]), nn.Linear(h, dims.mrc_classes)
+        self.mafr, self.match = nn.Linear(h, dims.feature_dims["audio"]), nn.Linear(h, 5)
         self.text_decoder = Decoder(self.words, h, m.heads, m.intermediate, m.decoder_layers, m.max_positions,
                                     m.dropout, eps)
         self.dtr_bias = nn.Parameter(torch.zeros(dims.vocab_size))

@@ -4,17 +4,19 @@ every [.., 3] array (present, view, swap, content) and of the input columns."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Tuple
 
 
 @dataclass(frozen=True)
 class Modality:
     name: str
+    kind: str                      # how its inputs look, and so its embedding and padding: tokens (word pieces),
+    #                                regions (features with BOX_DIM-d boxes) or frames (features in time order)
     columns: Tuple[str, ...]       # its model input columns; the last is its mask [B, L]
     stored: Tuple[str, ...]        # the shard columns it is read from; the last is its length
     budget: str                    # the data config field that bounds its sequence length
     reserved: int                  # positions of that budget that are never masked ([CLS] and [SEP] for text)
-    feature_dim: Optional[str]     # the prepared data's width of its features (None: word pieces)
+    has_features: bool            # its prepared data has features of a width (meta.json: <name>.feature_dim)
     masked_losses: Tuple[str, ...] # the pre-training losses over its masked positions
     mask_prefix: str               # pre-training columns <prefix>_positions / _weights / _targets
 
@@ -23,14 +25,16 @@ class Modality:
         return self.columns[-1]
 
 
+BOX_DIM = 7  # a region's box: x1, y1, x2, y2, width, height, area (fractions of the image)
+
 SPECS = {
-    "text": Modality("text", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, None,
+    "text": Modality("text", "tokens", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, False,
                      ("mlm",), "mlm"),
-    "image": Modality("image", ("image_feat", "image_boxes", "image_mask"),
+    "image": Modality("image", "regions", ("image_feat", "image_boxes", "image_mask"),
                       ("image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions"), "max_regions", 0,
-                      "image_dim", ("mvfr", "mrc"), "mvm"),
-    "audio": Modality("audio", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
-                      "audio_dim", ("mafr", "mam_nce"), "mam"),
+                      True, ("mvfr", "mrc"), "mvm"),
+    "audio": Modality("audio", "frames", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
+                      True, ("mafr", "mam_nce"), "mam"),
 }
 MODALITIES = tuple(SPECS)
 TEXT, IMAGE, AUDIO = (MODALITIES.index(m) for m in ("text", "image", "audio"))
@@ -48,6 +52,16 @@ def parse_input_set(name: str, where: str, allowed: Tuple[str, ...] = MODALITIES
         raise ValueError(f"{where}: '{name}' must join {', '.join(allowed)} with '+' (each once), e.g. "
                          f"{'+'.join(allowed[-2:])}")
     return tuple(m for m in MODALITIES if m in parts)
+
+
+def input_layout() -> Tuple[Tuple[str, int, int], ...]:
+    """(modality, its first column in INPUT_COLUMNS, its number of columns) of each modality, in sequence order: how
+    the network finds a modality's inputs in the flat tuple of the graph boundary."""
+    layout, start = [], 0
+    for name, spec in SPECS.items():
+        layout.append((name, start, len(spec.columns)))
+        start += len(spec.columns)
+    return tuple(layout)
 
 
 def input_index(column: str) -> int:

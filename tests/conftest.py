@@ -31,6 +31,13 @@ def tiny_config(*overrides):
     return load_config(str(TINY), list(overrides))
 
 
+def data_dims(vocab_size, image_dim, audio_dim, mrc_classes, audio_tokens, text_len=40, regions=36, codebook_size=0):
+    """The DataDims of a made-up prepared set with text, image and audio."""
+    from src.model.opt import DataDims
+    return DataDims(vocab_size, {"image": image_dim, "audio": audio_dim}, mrc_classes,
+                    {"text": text_len, "image": regions, "audio": audio_tokens}, codebook_size)
+
+
 def write_image(path: Path, seed: int, size=(40, 48)) -> None:
     rng = np.random.default_rng(seed)
     img = np.full((*size, 3), rng.integers(0, 255, 3), np.uint8)

@@ -13,7 +13,7 @@ import pytest
 from mindspore import nn
 
 import train as train_script
-from src.config import ConfigError, load_config
+from src.config import ConfigError, DataConfig, load_config
 from src.data.records import open_prepared
 from src.model.losses import CrossEntropy, SoftTargetKL
 from src.model.opt import DataDims
@@ -56,7 +56,8 @@ def finite(entries, names):
 
 def test_o2_keeps_norms_softmaxes_and_losses_in_float32(prepared):
     cfg = load_config(str(CONFIGS / "retrieval_tiny.yaml"))
-    net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(open_prepared(prepared), 16))
+    dims = DataDims.from_prepared(open_prepared(prepared), DataConfig(max_audio_tokens=16))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, dims)
     mixed_precision(net, "O2")
     kept = (LayerNorm, Softmax, CrossEntropy, SoftTargetKL, nn.SoftmaxCrossEntropyWithLogits)
     cells = [cell for _, cell in net.cells_and_names() if cell is not net]

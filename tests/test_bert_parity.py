@@ -13,7 +13,8 @@ import mindspore as ms  # noqa: E402
 from src.config import ModelConfig  # noqa: E402
 from src.data.tokenizer import Tokenizer, minilm_dir  # noqa: E402
 from src.model.convert import load_bert_weights  # noqa: E402
-from src.model.opt import OPT, DataDims  # noqa: E402
+from src.model.opt import OPT  # noqa: E402
+from tests.conftest import data_dims  # noqa: E402
 
 
 @pytest.mark.parametrize("vocab_size", [30522, 32814])
@@ -23,7 +24,7 @@ def test_minilm_encoder_matches_transformers(vocab_size):
     English text reached the encoder as noise (mean states of unrelated sentences at cosine 0.90, MiniLM's 0.05)."""
     ms.set_context(mode=ms.GRAPH_MODE)
     cfg = ModelConfig(hidden=384, layers=6, heads=12, intermediate=1536, decoder_layers=1, dropout=0.0)
-    net = OPT(cfg, DataDims(vocab_size=vocab_size, image_dim=8, audio_dim=8, mrc_classes=4, max_audio_tokens=2))
+    net = OPT(cfg, data_dims(vocab_size, 8, 8, 4, 2))
     net.set_train(False)
     report = load_bert_weights(net, "minilm", "embeddings.text", "encoder.layers", ("text_decoder.layers",))
     assert report["skipped"] == []

@@ -7,14 +7,14 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from src.config import ConfigError, GenerateConfig, ModelConfig
+from src.config import ConfigError, DataConfig, GenerateConfig, ModelConfig
 from src.data.masking import AUDIO, IMAGE, TEXT, caption_views
 from src.infer.generate import Generator, beam_search, sample_pieces, sample_or_greedy, text_symbols
 from src.data.records import open_prepared
 from src.model.opt import DataDims
 from src.tasks.caption import CaptionLoss, CaptionModel, parse_sources
 from src.tasks.pretrain import PretrainLoss
-from tests.conftest import ROOT, tiny_config, write_image
+from tests.conftest import ROOT, data_dims, tiny_config, write_image
 
 CAPTION_TINY = str(ROOT / "config" / "caption_tiny.yaml")
 SPECIALS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
@@ -43,7 +43,7 @@ def test_parse_sources():
 def random_model():
     ms.set_seed(0)
     cfg = ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2, max_positions=64, dropout=0.0)
-    model = CaptionModel(cfg, DataDims(VOCAB, 12, 10, 8, 16))
+    model = CaptionModel(cfg, data_dims(VOCAB, 12, 10, 8, 16))
     bias = model.dtr_head.bias.asnumpy()
     bias[SPECIALS["[SEP]"]] = -1.5  # a random decoder otherwise ends at once; this one writes a few pieces first
     model.dtr_head.bias.set_data(ms.Tensor(bias))
@@ -133,9 +133,9 @@ def test_generate_config_is_checked(random_model):
 
 def test_caption_model_starts_from_the_pretrained_decoder(prepared, tmp_path):
     cfg = tiny_config()
-    dims = DataDims.from_prepared(open_prepared(prepared), 16)
+    dims = DataDims.from_prepared(open_prepared(prepared), DataConfig(max_audio_tokens=16))
     ckpt = tmp_path / "pretrain.ckpt"
-    ms.save_checkpoint(PretrainLoss(cfg.model, cfg.loss, dims, 12, 4), str(ckpt))
+    ms.save_checkpoint(PretrainLoss(cfg.model, cfg.loss, dims), str(ckpt))
     caption = CaptionLoss(replace(cfg.model, init_from=str(ckpt)), cfg.caption, dims, (("image",),))
     loaded = set(caption.initialised)
     assert "dtr_head.bias" in loaded and any(n.startswith("net.text_decoder.") for n in loaded)
@@ -250,7 +250,7 @@ def test_restricted_output_vocabulary_maps_pieces_and_decodes_only_them(random_m
     model, inputs = random_model
     cfg = ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2, max_positions=64, dropout=0.0)
     pieces = np.array([0, 2, 3, 4, 7, 9, 11, 20], np.int32)
-    restricted = CaptionModel(cfg, DataDims(VOCAB, 12, 10, 8, 16), output_ids=pieces)
+    restricted = CaptionModel(cfg, data_dims(VOCAB, 12, 10, 8, 16), output_ids=pieces)
     restricted.dtr_head.init_table(restricted.net.word_embedding_table())
     np.testing.assert_array_equal(restricted.dtr_head.table.asnumpy(),
                                   restricted.net.word_embedding_table().asnumpy()[pieces])
@@ -290,7 +290,7 @@ def test_encoder_plus_inputs_memory_appends_the_input_embeddings(random_model):
     embeddings (the same cell as the encoder's input), masked as those segments; decoding still runs cached."""
     model, inputs = random_model
     wide = CaptionModel(ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2, max_positions=64,
-                                    dropout=0.0), DataDims(VOCAB, 12, 10, 8, 16), memory="encoder+inputs")
+                                    dropout=0.0), data_dims(VOCAB, 12, 10, 8, 16), memory="encoder+inputs")
     ms.load_param_into_net(wide, model.parameters_dict())
     wide.set_train(False)
     tensors = [ms.Tensor(x) for x in inputs]
@@ -307,5 +307,5 @@ def test_encoder_plus_inputs_memory_appends_the_input_embeddings(random_model):
     assert Generator(wide, ("image", "audio"), cfg, symbols, 64, True)(inputs) == \
         Generator(wide, ("image", "audio"), cfg, symbols, 64, False)(inputs)
     with pytest.raises(ConfigError, match="caption.memory"):
-        CaptionModel(ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2), DataDims(VOCAB, 12,
-                     10, 8, 16), memory="inputs")
+        CaptionModel(ModelConfig(hidden=32, layers=2, heads=2, intermediate=64, decoder_layers=2),
+                     data_dims(VOCAB, 12, 10, 8, 16), memory="inputs")

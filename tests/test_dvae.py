@@ -182,12 +182,12 @@ def test_pretraining_with_dir(coded, dir_pretrained, tmp_path, capsys):
 
 def test_dir_loss_ignores_rows_without_weight():
     from src.config import LossConfig, ModelConfig
-    from src.model.opt import DataDims
+    from tests.conftest import data_dims
     from src.tasks.pretrain import PretrainLoss
     ms.set_seed(0)
     cfg = ModelConfig(hidden=32, layers=1, heads=2, intermediate=64, decoder_layers=1, vision_decoder_layers=1,
                       max_positions=80, dropout=0.0)
-    net = PretrainLoss(cfg, LossConfig(dir=1.0), DataDims(50, 12, 10, 8, 16, codebook_size=16), 12, 4)
+    net = PretrainLoss(cfg, LossConfig(dir=1.0), data_dims(50, 12, 10, 8, 16, 12, 4, codebook_size=16))
     rng = np.random.default_rng(0)
     memory = ms.Tensor(rng.standard_normal((3, 5, 32)).astype(np.float32))
     mask = ms.Tensor(np.ones((3, 5), np.float32))

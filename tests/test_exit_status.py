@@ -225,15 +225,15 @@ def test_config_mismatches_found_while_building_are_one_line(capsys):
     from src.config import DataConfig, LossConfig, ModelConfig
     from src.data.pipeline import create_dataset
     from src.data.records import PreparedData
-    from src.model.opt import DataDims
+    from tests.conftest import data_dims
     from src.tasks.pretrain import PretrainLoss
 
     model = ModelConfig(hidden=32, layers=1, heads=2, intermediate=64, decoder_layers=1, vision_decoder_layers=0,
                         max_positions=80)
-    dims = DataDims(50, 12, 10, 8, 16, codebook_size=16)
-    assert run_cli(lambda: PretrainLoss(model, LossConfig(dir=1.0), dims, 12, 4)) == 2
+    dims = data_dims(50, 12, 10, 8, 16, 12, 4, codebook_size=16)
+    assert run_cli(lambda: PretrainLoss(model, LossConfig(dir=1.0), dims)) == 2
     model = dataclasses.replace(model, decoder_layers=0, vision_decoder_layers=1)
-    assert run_cli(lambda: PretrainLoss(model, LossConfig(dtr=1.0), dims, 12, 4)) == 2
+    assert run_cli(lambda: PretrainLoss(model, LossConfig(dtr=1.0), dims)) == 2
 
     class ThreeSamples(PreparedData):
         def __init__(self):

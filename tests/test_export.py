@@ -36,7 +36,7 @@ def runs(prepared, tmp_path_factory):
     ms.set_seed(0)
     cfg = load_config(str(ROOT / "config" / "caption_tiny.yaml"), [f"data.path={prepared}", "model.dropout=0.0",
                                                                    *SPEED])
-    dims = DataDims.from_prepared(open_prepared(prepared), cfg.data.max_audio_tokens)
+    dims = DataDims.from_prepared(open_prepared(prepared), cfg.data)
     caption = CaptionModel(cfg.model, dims)
     sep = open_prepared(prepared).meta["text"]["special_ids"]["[SEP]"]
     bias = caption.dtr_head.bias.asnumpy()

@@ -51,7 +51,7 @@ def test_warm_start_fits_the_projections_to_the_frozen_encoder(prepared_complete
     ms.set_seed(0)
     cfg = load_config(RETRIEVAL_TINY, [f"data.path={prepared_complete}", "retrieval.warm_start_epochs=200"])
     data = open_prepared(cfg.data.path)
-    net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data))
     encoder_before = net.model.net.encoder.layers[0].attention.query.weight.asnumpy().copy()
     items = load_items(data, cfg.data, "train")
 

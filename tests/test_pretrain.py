@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.data.objectives import PRETRAIN_COLUMNS
+from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS
 from src.data.pipeline import create_dataset
 from src.data.records import open_prepared
 from src.model.heads import gather_positions
@@ -24,9 +24,12 @@ def t(x, dtype=ms.float32):
     return ms.Tensor(np.asarray(x), dtype)
 
 
-def test_loss_cell_takes_the_pipeline_columns_in_order():
-    params = list(inspect.signature(PretrainLoss.construct).parameters)[1:]
-    assert params == PRETRAIN_COLUMNS + ["dir_columns"]  # then DIR_COLUMNS, when DIR is on
+def test_loss_cell_reads_the_pipeline_columns_by_name():
+    """The batch reaches the cell as the pipeline's columns (PRETRAIN_COLUMNS, then DIR_COLUMNS); the cell finds each
+    by its name, so every name it reads must be one of them."""
+    import re
+    read = set(re.findall(r'at\["(\w+)"\]', inspect.getsource(PretrainLoss.construct)))
+    assert len(read) == 17 and read <= set(PRETRAIN_COLUMNS + DIR_COLUMNS), read
 
 
 def test_gather_positions():
@@ -66,8 +69,7 @@ def build(prepared, *overrides):
     cfg = tiny_config(*TINY_MODEL, *overrides)
     data = open_prepared(prepared)
     dc = dataclasses.replace(cfg.data, path=str(prepared))
-    net = PretrainLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, dc.max_audio_tokens), dc.max_text_len,
-                       dc.max_regions)
+    net = PretrainLoss(cfg.model, cfg.loss, DataDims.from_prepared(data, dc))
     return net, data, dc
 
 

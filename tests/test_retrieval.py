@@ -21,14 +21,14 @@ from src.model.retrieval import RetrievalModel
 from src.tasks.retrieval import RetrievalLoss
 from src.tasks.retrieval_eval import DIRECTIONS, parse_direction
 from src.train.checkpoint import CheckpointError, load_weights
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, data_dims, tiny_config
 
 RETRIEVAL_TINY = str(ROOT / "config" / "retrieval_tiny.yaml")
 NO_DROPOUT = ["model.dropout=0.0"]
 
 
 def dims(prepared, cfg):
-    return DataDims.from_prepared(open_prepared(prepared), cfg.data.max_audio_tokens)
+    return DataDims.from_prepared(open_prepared(prepared), cfg.data)
 
 
 def random_inputs(cfg, dims, b=3, seed=0):
@@ -38,8 +38,8 @@ def random_inputs(cfg, dims, b=3, seed=0):
     text_mask = (np.arange(lt)[None] < np.array([[lt], [5], [1]])[:b]).astype(np.float32)
     image_mask = (np.arange(nv)[None] < np.array([[nv], [2], [3]])[:b]).astype(np.float32)
     audio_mask = (np.arange(na)[None] < np.array([[4], [na], [7]])[:b]).astype(np.float32)
-    arrays = (ids, text_mask, rng.normal(size=(b, nv, dims.image_dim)), rng.random((b, nv, 7)), image_mask,
-              rng.normal(size=(b, na, dims.audio_dim)), audio_mask)
+    arrays = (ids, text_mask, rng.normal(size=(b, nv, dims.feature_dims["image"])), rng.random((b, nv, 7)), image_mask,
+              rng.normal(size=(b, na, dims.feature_dims["audio"])), audio_mask)
     return [ms.Tensor(a.astype(np.int32 if a.dtype == np.int32 else np.float32)) for a in arrays]
 
 
@@ -98,7 +98,7 @@ def test_hardest_negative_is_the_most_similar_allowed_row(prepared):
 
 def save_pretrain_checkpoint(prepared, path):
     cfg = tiny_config()
-    net = PretrainLoss(cfg.model, cfg.loss, dims(prepared, cfg), cfg.data.max_text_len, cfg.data.max_regions)
+    net = PretrainLoss(cfg.model, cfg.loss, dims(prepared, cfg))
     ms.save_checkpoint(net, str(path))
     return net
 
@@ -147,7 +147,7 @@ def test_probe_features_average_each_segment_apart():
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
     net = OPT(ModelConfig(hidden=16, layers=1, heads=2, intermediate=32, decoder_layers=0, dropout=0.0),
-              DataDims(30, 12, 10, 8, 6))
+              data_dims(30, 12, 10, 8, 6))
     net.set_train(False)
     rng = np.random.default_rng(0)
     b = 3

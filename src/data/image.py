@@ -16,6 +16,7 @@ import numpy as np
 from src.config import ImageFeatureConfig
 from src.data.archive import read_bytes
 from src.data.errors import FeatureError
+from src.modality import BOX_DIM
 
 BOX_KEYS = ("norm_bb", "boxes", "bbox")
 CLASS_KEYS = ("cls_prob", "class_scores", "soft_labels")
@@ -136,8 +137,8 @@ def _npz_boxes(arrays: dict, n: int) -> np.ndarray:
     if key is None:
         raise FeatureError(f"no boxes in .npz (expected one of {BOX_KEYS})")
     boxes = _float32(arrays[key], key)
-    if boxes.ndim != 2 or len(boxes) != n or boxes.shape[1] not in (4, 7):
-        raise FeatureError(f"'{key}' must have shape [{n}, 4] or [{n}, 7], got {list(boxes.shape)}")
+    if boxes.ndim != 2 or len(boxes) != n or boxes.shape[1] not in (4, BOX_DIM):
+        raise FeatureError(f"'{key}' must have shape [{n}, 4] or [{n}, {BOX_DIM}], got {list(boxes.shape)}")
     _check_finite(boxes, "boxes")
     if key != "norm_bb":
         w, h = _image_size(arrays)

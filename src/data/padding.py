@@ -9,7 +9,7 @@ import numpy as np
 
 from src.config import DataConfig
 from src.data.records import PreparedData, decode_features
-from src.modality import SPECS
+from src.modality import BOX_DIM, SPECS
 
 # the shard columns a padded row is made of: the index, each modality's stored columns, the labels
 READ_COLUMNS = ["index"] + [c for spec in SPECS.values() for c in spec.stored] + ["labels", "n_labels"]
@@ -36,7 +36,7 @@ class Padder:
             "index": np.full(size, -1, np.int32), "row_valid": np.zeros(size, np.float32),
             "text_ids": np.full((size, lt), self.pad_id, np.int32), "text_mask": np.zeros((size, lt), np.float32),
             "image_feat": np.zeros((size, nv, self.image_dim), np.float32),
-            "image_boxes": np.zeros((size, nv, 7), np.float32), "image_mask": np.zeros((size, nv), np.float32),
+            "image_boxes": np.zeros((size, nv, BOX_DIM), np.float32), "image_mask": np.zeros((size, nv), np.float32),
             "mrc_ids": np.zeros((size, nv, k), np.int32), "mrc_probs": np.zeros((size, nv, k), np.float32),
             "audio_feat": np.zeros((size, na, self.audio_dim), np.float32),
             "audio_mask": np.zeros((size, na), np.float32),
@@ -54,7 +54,7 @@ class Padder:
             r = min(int(n_regions[i]), nv)
             if r:
                 out["image_feat"][i, :r] = self.features("image", image_feat[i], r, self.image_dim)
-                out["image_boxes"][i, :r] = np.reshape(image_boxes[i], -1)[:r * 7].reshape(r, 7)
+                out["image_boxes"][i, :r] = np.reshape(image_boxes[i], -1)[:r * BOX_DIM].reshape(r, BOX_DIM)
                 out["mrc_ids"][i, :r] = np.reshape(mrc_ids[i], -1)[:r * k].reshape(r, k)
                 out["mrc_probs"][i, :r] = np.reshape(mrc_probs[i], -1)[:r * k].reshape(r, k)
                 out["image_mask"][i, :r] = 1.0

@@ -44,6 +44,7 @@ from src.data import archive, captions, webdataset  # noqa: F401 (captions, webd
 from src.data.sources import PATTERN_FORMATS, READERS, Problem, Sample, read_source
 from src.data.vqa import vocabulary_of, write_answers
 from src.data.tokenizer import Tokenizer, resolve_vocab
+from src.modality import BOX_DIM
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     return {
         "format_version": FORMAT_VERSION, "complete": True,
         "image": {"extractor": _extractor_info(samples, "image", cfg),
-                  "feature_dim": settings.image_dim or image_feature_dim(cfg.image), "box_dim": 7,
+                  "feature_dim": settings.image_dim or image_feature_dim(cfg.image), "box_dim": BOX_DIM,
                   "thumb_size": cfg.image.thumb_size, "mrc": settings.mrc, "standardize": standardize.get("image")},
         "audio": {"extractor": _extractor_info(samples, "audio", cfg),
                   "feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio),

@@ -88,9 +88,9 @@ class StartCell(nn.Cell):
         super().__init__(auto_prefix=False)
         self.model, self.modalities, self.max_len, self.keep_memory = model, modalities, max_len, keep_memory
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, row_index):
-        memory, mask = self.model.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
-                                         audio_feat, audio_mask)
+    def construct(self, *inputs):  # the model inputs, then row_index
+        memory, mask = self.model.memory(self.modalities, *inputs[:-1])
+        row_index = inputs[-1]
         memory, mask = ops.gather(memory, row_index, 0), ops.gather(mask, row_index, 0)
         if self.keep_memory:
             return memory, mask

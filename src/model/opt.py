@@ -6,30 +6,32 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Dict
 
 import mindspore as ms
 from mindspore import nn, ops
 
 from src.config import ModelConfig
-from src.model.embeddings import AudioEmbedding, TextEmbedding, VisionEmbedding
+from src.modality import MODALITIES, SPECS, input_layout
+from src.model.embeddings import TextEmbedding, build_embedding
 from src.model.layers import NEG, DecoderLayer, Encoder, causal_bias, padding_bias
 
 
 
 @dataclass
 class DataDims:
-    """What the network needs to know about the prepared data (from its meta.json)."""
+    """What the network needs to know about the prepared data (its meta.json) and the data config."""
     vocab_size: int
-    image_dim: int
-    audio_dim: int
+    feature_dims: Dict[str, int]  # modality -> the width of its prepared features (the modalities that have them)
     mrc_classes: int
-    max_audio_tokens: int
-    codebook_size: int = 0  # dVAE codes the vision decoder predicts (0: no vision decoder)
+    lengths: Dict[str, int]       # modality -> its sequence budget (the data config field its spec names)
+    codebook_size: int = 0        # dVAE codes the vision decoder predicts (0: no vision decoder)
 
     @classmethod
-    def from_prepared(cls, data, max_audio_tokens: int) -> "DataDims":
-        return cls(data.meta["text"]["vocab_size"], data.image_dim, data.audio_dim, data.mrc_classes,
-                   max_audio_tokens)
+    def from_prepared(cls, data, data_cfg) -> "DataDims":
+        return cls(data.meta["text"]["vocab_size"],
+                   {m: data.meta[m]["feature_dim"] for m, spec in SPECS.items() if spec.has_features},
+                   data.mrc_classes, {m: getattr(data_cfg, spec.budget) for m, spec in SPECS.items()})
 
 
 class TextDecoder(nn.Cell):
@@ -95,39 +97,37 @@ class VisionDecoder(TextDecoder):
 
 
 class OPT(nn.Cell):
+    """The inputs of every method are the flat tuple of the modalities' columns (src/modality.py INPUT_COLUMNS, in
+    sequence order); `layout` says where each modality's are."""
+
     def __init__(self, cfg: ModelConfig, dims: DataDims):
         super().__init__()
-        h, eps = cfg.hidden, cfg.layer_norm_eps
-        self.embeddings = nn.CellDict({
-            "text": TextEmbedding(dims.vocab_size, h, cfg.max_positions, cfg.dropout, eps),
-            "image": VisionEmbedding(dims.image_dim, h, cfg.dropout, eps),
-            "audio": AudioEmbedding(dims.audio_dim, h, dims.max_audio_tokens, cfg.dropout, eps),
-        })
-        self.encoder = Encoder(cfg.layers, h, cfg.heads, cfg.intermediate, cfg.dropout, eps)
+        self.embeddings = nn.CellDict({m: build_embedding(spec, dims, cfg) for m, spec in SPECS.items()})
+        self.layout = input_layout()
+        self.encoder = Encoder(cfg.layers, cfg.hidden, cfg.heads, cfg.intermediate, cfg.dropout, cfg.layer_norm_eps)
         # the decoder reads and predicts word pieces through the encoder's table (one 30k x H table, not three)
         self.text_decoder = TextDecoder(cfg, dims.vocab_size, self.embeddings["text"].word_embeddings) \
             if cfg.decoder_layers > 0 else None
         self.vision_decoder = VisionDecoder(cfg, dims.codebook_size) \
             if cfg.vision_decoder_layers > 0 and dims.codebook_size > 0 else None
 
-    def encode(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
-        """[B, Lt + Nv + Na, hidden] contextual states and their mask; the text segment starts with [CLS]."""
-        x = ops.concat((self.embeddings["text"](text_ids), self.embeddings["image"](image_feat, image_boxes),
-                        self.embeddings["audio"](audio_feat)), axis=1)
-        mask = ops.concat((text_mask, image_mask, audio_mask), axis=1)
-        return self.encoder(x, mask), mask
+    def encode(self, *inputs):
+        """[B, Lt + Nv + Na, hidden] contextual states over every modality and their mask; the text segment starts
+        with [CLS]."""
+        return self.encode_segments(*self.segments(MODALITIES, *inputs))
 
-    def segments(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+    def segments(self, modalities, *inputs):
         """The input embeddings and masks of [CLS] and the segments of `modalities` (a constant tuple), in sequence
         order: ((text or [CLS] alone, image?, audio?), their masks)."""
-        if "text" in modalities:
-            parts, masks = (self.embeddings["text"](text_ids),), (text_mask,)
-        else:  # [CLS] alone still heads the sequence
-            parts, masks = (self.embeddings["text"](text_ids[:, :1]),), (text_mask[:, :1],)
-        if "image" in modalities:
-            parts, masks = parts + (self.embeddings["image"](image_feat, image_boxes),), masks + (image_mask,)
-        if "audio" in modalities:
-            parts, masks = parts + (self.embeddings["audio"](audio_feat),), masks + (audio_mask,)
+        parts, masks = (), ()
+        for name, start, count in self.layout:
+            columns = inputs[start:start + count]
+            if name in modalities:
+                parts = parts + (self.embeddings[name](*columns[:-1]),)
+                masks = masks + (columns[-1],)
+            elif start == 0:  # [CLS], the first modality's first position, heads the sequence whatever is shown
+                parts = parts + (self.embeddings[name](columns[0][:, :1]),)
+                masks = masks + (columns[-1][:, :1],)
         return parts, masks
 
     def encode_segments(self, parts, masks):
@@ -135,17 +135,27 @@ class OPT(nn.Cell):
         mask = ops.concat(masks, axis=1)
         return self.encoder(ops.concat(parts, axis=1), mask), mask
 
-    def encode_only(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                    audio_mask):
+    def encode_only(self, modalities, *inputs):
         """`encode` over [CLS] and the segments of `modalities` (a constant tuple) only: absent segments are left out
         of the sequence instead of masked, so an image+audio row costs 1 + Nv + Na positions. At the positions kept
         it equals `encode` with the absent modalities masked out."""
-        return self.encode_segments(*self.segments(modalities, text_ids, text_mask, image_feat, image_boxes,
-                                                   image_mask, audio_feat, audio_mask))
+        return self.encode_segments(*self.segments(modalities, *inputs))
 
     def word_embedding_table(self) -> ms.Parameter:
         return self.embeddings["text"].word_embeddings.embedding_table
 
+
+def with_view(layout, inputs, view):
+    """`inputs` with each modality's mask multiplied by its column of `view` [B, modalities] (1: shown, 0: hidden);
+    the first position ([CLS]) stays shown."""
+    out = ()
+    for i, (_, start, count) in enumerate(layout):
+        columns = inputs[start:start + count]
+        mask = columns[-1] * view[:, i:i + 1]
+        if start == 0:
+            mask = ops.concat((columns[-1][:, :1], mask[:, 1:]), axis=1)
+        out = out + columns[:-1] + (mask,)
+    return out
 
 
 class DecoderCalls:

@@ -11,13 +11,11 @@ from mindspore import nn, ops
 
 from src.config import ModelConfig
 from src.data.masking import MATCH_CASES
-from src.modality import MODALITIES, SPECS, input_index
+from src.modality import MODALITIES, SPECS, input_layout
 from src.model.losses import l2_normalise
 from src.model.opt import OPT, DataDims, masked_mean
 from src.model.primitives import Dense, LayerNorm
 
-IMAGE_FEAT, IMAGE_MASK, AUDIO_FEAT, AUDIO_MASK = (input_index(c) for c in ("image_feat", "image_mask", "audio_feat",
-                                                                           "audio_mask"))
 
 
 class Projection(nn.Cell):
@@ -47,8 +45,8 @@ class Projection(nn.Cell):
 
 def embedding_widths(hidden: int, dims: DataDims) -> dict:
     """Modality -> the width of what its projection reads (`RetrievalModel.embedding_inputs`): the pooled states,
-    and beside them its input features' when it has features (the modality spec's feature_dim)."""
-    return {m: hidden + (getattr(dims, spec.feature_dim) if spec.feature_dim else 0) for m, spec in SPECS.items()}
+    and beside them its input features' when it has features (the modality spec's has_features)."""
+    return {m: hidden + (dims.feature_dims[m] if spec.has_features else 0) for m, spec in SPECS.items()}
 
 
 class RetrievalModel(nn.Cell):
@@ -61,6 +59,10 @@ class RetrievalModel(nn.Cell):
         self.match_head = Dense(model_cfg.hidden, len(MATCH_CASES))
         self.projections = nn.CellDict({m: Projection(width, model_cfg.embed_dim, model_cfg.layer_norm_eps)
                                         for m, width in embedding_widths(model_cfg.hidden, dims).items()})
+        # modality -> (its features' column, its mask's column) in the inputs, for those with features (the first
+        # column of its spec)
+        self.feature_columns = {m: (start, start + count - 1) for m, start, count in input_layout()
+                                if SPECS[m].has_features}
 
     def embedding_inputs(self, modality, *inputs):
         """What the projection of `modality` reads: the cross-modal encoder's states over that modality alone,
@@ -70,10 +72,9 @@ class RetrievalModel(nn.Cell):
         a head over the input features alone retrieves better), so the fast score reads both."""
         states, mask = self.net.encode_only((modality,), *inputs)
         pooled = masked_mean(states, mask)
-        if modality == "image":
-            pooled = ops.concat((pooled, masked_mean(inputs[IMAGE_FEAT], inputs[IMAGE_MASK])), axis=1)
-        elif modality == "audio":
-            pooled = ops.concat((pooled, masked_mean(inputs[AUDIO_FEAT], inputs[AUDIO_MASK])), axis=1)
+        if modality in self.feature_columns:
+            features, mask = self.feature_columns[modality]
+            pooled = ops.concat((pooled, masked_mean(inputs[features], inputs[mask])), axis=1)
         return pooled
 
     def embed(self, modality, *inputs):

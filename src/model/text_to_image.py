@@ -22,10 +22,9 @@ class TextToImageModel(DecoderCalls, nn.Cell):
         self.dir_head = Dense(model_cfg.hidden, dims.codebook_size)
         self.decoder_layers = model_cfg.vision_decoder_layers
 
-    def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+    def memory(self, modalities, *inputs):
         """The encoder output the decoder attends to: [CLS] and the segments of `modalities` (a constant tuple)."""
-        return self.net.encode_only(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                                    audio_mask)
+        return self.net.encode_only(modalities, *inputs)
 
     def log_probs(self, hidden):
         """Decoder states [..., H] -> log-probabilities over the codebook [N, codebook]."""

@@ -21,14 +21,15 @@ from src.data.pipeline import decoder_starts, open_training_data, training_data
 from src.data.records import open_prepared
 from src.infer.generate import Generator, text_symbols
 from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
-from src.modality import MODALITIES, parse_input_set
+from src.modality import INPUT_COLUMNS, MODALITIES, input_index, parse_input_set
 from src.model.heads import VocabHead
 from src.model.losses import label_smoothed_nll, weighted_mean
-from src.model.opt import OPT, DataDims, DecoderCalls
+from src.model.opt import OPT, DataDims, DecoderCalls, with_view
 from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
 from src.tasks.registry import Task, Training, register
 from src.train.checkpoint import init_model
 
+TEXT_IDS = input_index("text_ids")  # the caption: the decoder's targets
 
 
 @dataclass
@@ -82,11 +83,10 @@ class CaptionModel(DecoderCalls, nn.Cell):
                                   output_ids=output_ids)
         self.decoder_layers = model_cfg.decoder_layers
 
-    def memory(self, modalities, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask):
+    def memory(self, modalities, *inputs):
         """What the decoder attends to, and its mask: the encoder output over [CLS] and the segments of `modalities`
         (a constant tuple), with caption.memory encoder+inputs followed by those segments' input embeddings."""
-        parts, masks = self.net.segments(modalities, text_ids, text_mask, image_feat, image_boxes, image_mask,
-                                         audio_feat, audio_mask)
+        parts, masks = self.net.segments(modalities, *inputs)
         states, mask = self.net.encode_segments(parts, masks)
         if not self.read_inputs:
             return states, mask
@@ -134,7 +134,7 @@ def load_trained(cfg: Config, ckpt):
     data = open_prepared(cfg.data.path)
     trained = read_parameter(ckpt, "dtr_head.output_ids") if cfg.caption.output_vocab == "train" else None
     output_ids = output_pieces(cfg, data, trained)
-    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens), output_ids,
+    model = CaptionModel(cfg.model, DataDims.from_prepared(data, cfg.data), output_ids,
                          cfg.caption.memory)
     load_weights(model, ckpt, ("net.", "dtr_head."))
     model.set_train(False)
@@ -158,10 +158,11 @@ class CaptionLoss(nn.Cell):
             head.init_table(self.model.net.word_embedding_table())  # from the pieces' pre-trained embeddings
             self.initialised += (head.table.name,)
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
-                  row_weight, decoder_start):
-        memory, memory_mask = self.model.memory(self.modalities, text_ids, text_mask, image_feat, image_boxes,
-                                                image_mask * view[:, 1:2], audio_feat, audio_mask * view[:, 2:3])
+    def construct(self, *batch):  # CAPTION_COLUMNS: the inputs, then view, row_weight, decoder_start
+        inputs = batch[:len(INPUT_COLUMNS)]
+        view, row_weight, decoder_start = batch[len(INPUT_COLUMNS):]
+        memory, memory_mask = self.model.memory(self.modalities, *with_view(self.model.net.layout, inputs, view))
+        text_ids = inputs[TEXT_IDS]
         # <language> w1 .. wn -> w1 .. wn [SEP]: the start piece in place of [CLS] names the language to generate
         inputs = ops.concat((decoder_start.expand_dims(1), text_ids[:, 1:-1]), axis=1)
         targets = text_ids[:, 1:]
@@ -186,7 +187,7 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     indices = tuple(tuple(MODALITIES.index(m) for m in s) for s in sources)
     make_dataset, per_epoch = training_data(data, cfg.data, "caption", num_shards, shard_id, sources=indices,
                                             starts=decoder_starts(data, cfg.data.train_split))
-    loss_net = CaptionLoss(cfg.model, cfg.caption, DataDims.from_prepared(data, cfg.data.max_audio_tokens), sources,
+    loss_net = CaptionLoss(cfg.model, cfg.caption, DataDims.from_prepared(data, cfg.data), sources,
                            output_pieces(cfg, data))
     return loss_net, make_dataset, per_epoch
 

@@ -195,7 +195,7 @@ def frozen_feature_embeddings(cfg: Config, data, train: Items, test: Items, log=
     depended on what the process had built before (a checkpoint's network, or none for an export)."""
     started = time.perf_counter()
     ms.set_seed(cfg.train.seed)
-    dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
+    dims = DataDims.from_prepared(data, cfg.data)
     text_model = RetrievalModel(minilm_model_config(cfg.model), dims)
     init_model(text_model, cfg.eval.baseline_text)
     text_model.set_train(False)

@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, LossConfig, ModelConfig
@@ -19,7 +20,8 @@ from src.data.masking import MATCH_CASES
 from src.model.heads import FeatureRegression, VocabHead, gather_positions
 from src.model.losses import (CrossEntropy, SoftTargetKL, contrastive_loss, matching_loss, regression_loss,
                               weighted_mean)
-from src.modality import MASKED_LOSSES
+from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS
+from src.modality import INPUT_COLUMNS, MASKED_LOSSES, MODALITIES
 from src.model.opt import OPT, DataDims
 from src.model.primitives import Dense
 from src.tasks.classify import probe_graphs
@@ -32,20 +34,23 @@ LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, ma
 class PretrainLoss(nn.Cell):
     """Batch columns (in `PRETRAIN_COLUMNS` order) -> (weighted total, [each loss] in `LOSS_NAMES` order)."""
 
-    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims, text_len: int, regions: int):
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
         self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
         self.use = tuple(w > 0 for w in self.weights)
-        self.image_start, self.audio_start = text_len, text_len + regions
+        # where each modality's segment starts in the joint sequence
+        offsets = np.cumsum([0] + [dims.lengths[m] for m in MODALITIES])
+        self.starts = {m: int(offset) for m, offset in zip(MODALITIES, offsets)}
+        self.at = {c: i for i, c in enumerate(PRETRAIN_COLUMNS + DIR_COLUMNS)}
         self.temperature = loss_cfg.nce_temperature
         self.ce = CrossEntropy()
         self.kl = SoftTargetKL()
         self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
-        self.mvfr_head = FeatureRegression(h, dims.image_dim) if self.use[1] else None
+        self.mvfr_head = FeatureRegression(h, dims.feature_dims["image"]) if self.use[1] else None
         self.mrc_head = Dense(h, dims.mrc_classes) if self.use[2] else None
-        self.mafr_head = FeatureRegression(h, dims.audio_dim) if (self.use[3] or self.use[4]) else None
+        self.mafr_head = FeatureRegression(h, dims.feature_dims["audio"]) if (self.use[3] or self.use[4]) else None
         self.match_head = Dense(h, len(MATCH_CASES)) if self.use[5] else None
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
         if self.use[6] and self.net.text_decoder is None:
@@ -55,36 +60,37 @@ class PretrainLoss(nn.Cell):
         self.dir_head = Dense(h, dims.codebook_size) if self.use[7] else None
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask,
-                  text_target_ids, mlm_positions, mlm_targets, mlm_weights, mvm_positions, mvm_weights, mvm_targets,
-                  mrc_target_ids, mrc_target_probs, mam_positions, mam_weights, mam_targets, match_label, match_weight,
-                  dtr_weight, *dir_columns):
-        states, mask = self.net.encode(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                                       audio_mask)
+    def construct(self, *batch):  # PRETRAIN_COLUMNS (+ DIR_COLUMNS with DIR), by name through self.at
+        at = self.at
+        states, mask = self.net.encode(*batch[:len(INPUT_COLUMNS)])
         zero = ops.zeros((), ms.float32)
         mlm = mvfr = mrc = mafr = nce = match = dtr = dir_ = zero
         if self.use[0]:
-            logits = self.mlm_head(gather_positions(states, mlm_positions), self.net.word_embedding_table())
-            mlm = weighted_mean(self.ce(logits, mlm_targets), mlm_weights)
+            logits = self.mlm_head(gather_positions(states, batch[at["mlm_positions"]]),
+                                   self.net.word_embedding_table())
+            mlm = weighted_mean(self.ce(logits, batch[at["mlm_targets"]]), batch[at["mlm_weights"]])
         if self.use[1] or self.use[2]:
-            image_states = gather_positions(states, mvm_positions + self.image_start)
+            image_states = gather_positions(states, batch[at["mvm_positions"]] + self.starts["image"])
+            weights = batch[at["mvm_weights"]]
             if self.use[1]:
-                mvfr = regression_loss(self.mvfr_head(image_states), mvm_targets, mvm_weights)
+                mvfr = regression_loss(self.mvfr_head(image_states), batch[at["mvm_targets"]], weights)
             if self.use[2]:
                 logits = self.mrc_head(image_states)  # Dense multiplies [B * N, H] rows, not a broadcast weight
-                mrc = weighted_mean(self.kl(logits, mrc_target_ids, mrc_target_probs), mvm_weights)
+                mrc = weighted_mean(self.kl(logits, batch[at["mrc_target_ids"]], batch[at["mrc_target_probs"]]),
+                                    weights)
         if self.use[3] or self.use[4]:
-            audio_pred = self.mafr_head(gather_positions(states, mam_positions + self.audio_start))
+            audio_pred = self.mafr_head(gather_positions(states, batch[at["mam_positions"]] + self.starts["audio"]))
+            targets, weights = batch[at["mam_targets"]], batch[at["mam_weights"]]
             if self.use[3]:
-                mafr = regression_loss(audio_pred, mam_targets, mam_weights)
+                mafr = regression_loss(audio_pred, targets, weights)
             if self.use[4]:
-                nce = contrastive_loss(audio_pred, mam_targets, mam_weights, self.temperature)
+                nce = contrastive_loss(audio_pred, targets, weights, self.temperature)
         if self.use[5]:
-            match = matching_loss(self.match_head(states[:, 0]), match_label, match_weight)
+            match = matching_loss(self.match_head(states[:, 0]), batch[at["match_label"]], batch[at["match_weight"]])
         if self.use[6]:
-            dtr = self.dtr_loss(text_target_ids, states, mask, dtr_weight)
-        if self.use[7]:  # dir_columns: image_codes [B, grid^2], dir_weight [B] (DIR_COLUMNS)
-            dir_ = self.dir_loss(dir_columns[0], states, mask, dir_columns[1])
+            dtr = self.dtr_loss(batch[at["text_target_ids"]], states, mask, batch[at["dtr_weight"]])
+        if self.use[7]:
+            dir_ = self.dir_loss(batch[at["image_codes"]], states, mask, batch[at["dir_weight"]])
         losses = ops.stack((mlm, mvfr, mrc, mafr, nce, match, dtr, dir_))
         total = (losses * ms.Tensor(self.weights, ms.float32)).sum()
         return total, losses
@@ -113,11 +119,11 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     data = open_training_data(cfg.data)
     codes = load_codes(data, cfg.data.train_split, cfg.dvae) if with_dir else None
     make_dataset, per_epoch = training_data(data, cfg.data, "pretrain", num_shards, shard_id, codes=codes)
-    dims = DataDims.from_prepared(data, cfg.data.max_audio_tokens)
+    dims = DataDims.from_prepared(data, cfg.data)
     if with_dir:
         dims = dataclasses.replace(dims, codebook_size=cfg.dvae.codebook_size)
         record_dvae(cfg, data)
-    loss_net = PretrainLoss(cfg.model, cfg.loss, dims, cfg.data.max_text_len, cfg.data.max_regions)
+    loss_net = PretrainLoss(cfg.model, cfg.loss, dims)
     return loss_net, make_dataset, per_epoch
 
 

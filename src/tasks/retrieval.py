@@ -27,8 +27,8 @@ from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
 from src.model.losses import (CrossEntropy, clamped_scale, logit_scale_parameter, matching_loss, same_content,
                               tri_modal_info_nce)
 from src.model.layers import NEG
-from src.modality import INPUT_COLUMNS, MODALITIES
-from src.model.opt import DataDims
+from src.modality import INPUT_COLUMNS, MODALITIES, input_layout
+from src.model.opt import DataDims, with_view
 from src.model.retrieval import MatchScore, PooledEmbeddings, RetrievalModel
 from src.tasks.registry import Flags, Task, Training, register
 from src.tasks.retrieval_eval import evaluate_run
@@ -57,7 +57,7 @@ def load_trained(cfg: Config, ckpt, required=("net.", "match_head.", "projection
     """(RetrievalModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
     from src.train.checkpoint import load_weights
     data = open_prepared(cfg.data.path)
-    model = RetrievalModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    model = RetrievalModel(cfg.model, DataDims.from_prepared(data, cfg.data))
     load_weights(model, ckpt, required)
     model.set_train(False)
     return model, data
@@ -78,16 +78,18 @@ class RetrievalLoss(nn.Cell):
         self.match_rows = settings.match_rows
         self.logit_scale = logit_scale_parameter(settings.contrastive_temperature)
         self.ce = CrossEntropy()
+        self.modality_of_column = tuple(i for i, (_, _, count) in enumerate(input_layout()) for _ in range(count))
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, present,
-                  content, view, swap):
-        inputs = (text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask)
+    def construct(self, *batch):  # RETRIEVAL_COLUMNS: the inputs, then present, content, view, swap
+        inputs = batch[:len(INPUT_COLUMNS)]
+        present, content, view, swap = batch[len(INPUT_COLUMNS):]
         embeddings = ops.stack(tuple(self.model.embed(m, *inputs) for m in MODALITIES))
         same = same_content(content, present)
         scale = clamped_scale(self.logit_scale)
         contrastive = tri_modal_info_nce(self.ce, embeddings, present, same, scale)
-        k = self.match_rows if 0 < self.match_rows < text_ids.shape[0] else text_ids.shape[0]
+        rows = present.shape[0]
+        k = self.match_rows if 0 < self.match_rows < rows else rows
         donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap,
                                                ops.minimum(same.sum(0), 1.0))
         match = self.matching(inputs, view[:k], swap[:k], donors[:, :k], found[:k])
@@ -97,11 +99,11 @@ class RetrievalLoss(nn.Cell):
     def hardest_negatives(self, embeddings, present, view, swap, duplicates):
         """For each row, the in-batch row whose swapped modality is most similar (summed cosine) to the row's other
         shown modalities, among the rows that share none of its inputs (`duplicates` [B, B]). Returns donor row
-        indices per modality [3, B] and whether a valid donor exists [B]."""
-        b = embeddings.shape[1]
-        flat = embeddings.reshape(3 * b, -1)
-        sims = ops.matmul(flat, flat.T).reshape(3, b, 3, b).transpose(0, 2, 1, 3)  # [o, m, i, j] = e_o[i] . e_m[j]
-        anchors = (view * (1.0 - swap)).T.reshape(3, 1, b, 1)  # the modalities a row keeps
+        indices per modality [modalities, B] and whether a valid donor exists [B]."""
+        n, b = embeddings.shape[0], embeddings.shape[1]
+        flat = embeddings.reshape(n * b, -1)
+        sims = ops.matmul(flat, flat.T).reshape(n, b, n, b).transpose(0, 2, 1, 3)  # [o, m, i, j] = e_o[i] . e_m[j]
+        anchors = (view * (1.0 - swap)).T.reshape(n, 1, b, 1)  # the modalities a row keeps
         hardness = (sims * anchors).sum(0)  # [m, i, j]
         blocked = ops.minimum(duplicates.expand_dims(0) + (1.0 - present.T).expand_dims(1), 1.0)
         hardness = hardness + blocked * NEG * 10.0
@@ -114,13 +116,10 @@ class RetrievalLoss(nn.Cell):
         modality from its donor (a row of the whole batch)."""
         b = view.shape[0]
         own = ops.arange(0, b, dtype=ms.int32)
-        source = ops.select(swap.T > 0, donors, own.expand_dims(0).broadcast_to((3, b)))  # [3, b] row per modality
-        donor_of = (source[0], source[0], source[1], source[1], source[1], source[2], source[2])
-        rows = tuple(ops.concat((x[:b], x[r])) for x, r in zip(inputs, donor_of))
-        shown = ops.concat((view, view))
-        text_shown = ops.concat((ops.ones((2 * b, 1), ms.float32), rows[1][:, 1:] * shown[:, 0:1]), axis=1)
-        states, _ = self.model.net.encode(rows[0], text_shown, rows[2], rows[3], rows[4] * shown[:, 1:2], rows[5],
-                                          rows[6] * shown[:, 2:3])
+        # [modalities, b]: the row each modality of each row comes from
+        source = ops.select(swap.T > 0, donors, own.expand_dims(0).broadcast_to(donors.shape[:1] + (b,)))
+        rows = tuple(ops.concat((x[:b], x[source[m]])) for x, m in zip(inputs, self.modality_of_column))
+        states, _ = self.model.net.encode(*with_view(self.model.net.layout, rows, ops.concat((view, view))))
         triple = view.sum(1) > 2.5
         swapped_case = (swap * ms.Tensor(SWAPPED_CASE, ms.float32)).sum(1).astype(ms.int32)
         negative_label = ops.select(triple, swapped_case, ops.full((b,), PAIR_MISMATCH, dtype=ms.int32))
@@ -134,7 +133,7 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     """(loss cell, make_dataset(epoch, start_batch), batches per epoch) for `src.train.trainer.fit`."""
     data = open_training_data(cfg.data)
     make_dataset, per_epoch = training_data(data, cfg.data, "retrieval", num_shards, shard_id)
-    loss_net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data.max_audio_tokens))
+    loss_net = RetrievalLoss(cfg.model, cfg.retrieval, DataDims.from_prepared(data, cfg.data))
     return loss_net, make_dataset, per_epoch
 
 
@@ -155,7 +154,7 @@ def retrieval_graphs(cfg: Config, ckpt) -> GraphSet:
     def example(items):
         return items.compose({"text": np.arange(VERIFY_ROWS)})
     graphs = {"embed": Graph(PooledEmbeddings(model), INPUT_COLUMNS, [f"{m}_embedding" for m in MODALITIES], example)}
-    for n in (2, 3):
+    for n in range(2, len(MODALITIES) + 1):
         for shown in itertools.combinations(MODALITIES, n):
             graphs[match_graph(shown)] = Graph(MatchScore(model, shown), INPUT_COLUMNS, ["match_logit"], example)
     return GraphSet(graphs)

@@ -12,6 +12,7 @@ from src.data.records import DatasetError
 from src.infer.items import Items, run_batched
 from src.infer.pictures import to_uint8
 from src.model.retrieval import MatchScore, ModalityEmbedding
+from src.modality import BOX_DIM
 
 
 def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
@@ -25,7 +26,7 @@ def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
                            f"({', '.join(IMAGE_EXTRACTORS)})")
     n, nv = len(images), cfg.data.max_regions
     feat = np.zeros((n, nv, data.image_dim), np.float32)
-    boxes = np.zeros((n, nv, 7), np.float32)
+    boxes = np.zeros((n, nv, BOX_DIM), np.float32)
     mask = np.zeros((n, nv), np.float32)
     stats = data.standardizer("image")
     for start in range(0, n, 32):

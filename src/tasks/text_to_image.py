@@ -105,7 +105,7 @@ def load_trained(cfg: Config, ckpt):
         raise ConfigError(f"dvae.checkpoint {cfg.dvae.checkpoint} has a codebook of {dvae_cfg.dvae.codebook_size} "
                           f"codes, but {ckpt} predicts {cfg.dvae.codebook_size}")
     dvae, data = load_dvae(dvae_cfg, resolve_checkpoint(cfg.dvae.checkpoint))
-    dims = dataclasses.replace(DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+    dims = dataclasses.replace(DataDims.from_prepared(data, cfg.data),
                                codebook_size=cfg.dvae.codebook_size)
     model = TextToImageModel(cfg.model, dims)
     load_weights(model, ckpt, ("net.", "dir_head."))

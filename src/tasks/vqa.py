@@ -24,7 +24,7 @@ from src.data.vqa import answer_vocabulary_of, load_answers
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.modality import INPUT_COLUMNS, MODALITIES
 from src.model.losses import soft_bce
-from src.model.opt import OPT, DataDims, masked_mean
+from src.model.opt import OPT, DataDims, masked_mean, with_view
 from src.tasks.registry import Flags, Task, Training, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
 from src.train.checkpoint import init_model
@@ -135,15 +135,15 @@ class VQAModel(nn.Cell):
             start = start + length
         return ops.concat((cls,) + tuple(means[m] for m in MODALITIES), axis=1)
 
-    def view_features(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view):
-        """What the answer head reads, for rows that show the modalities of `view` [B, 3] (training's question
-        forms): the others are masked out."""
-        # a question form without text keeps [CLS] alone at the head of the sequence
-        text_shown = ops.concat((text_mask[:, :1], text_mask[:, 1:] * view[:, 0:1]), axis=1)
-        image_shown, audio_shown = image_mask * view[:, 1:2], audio_mask * view[:, 2:3]
-        states, _ = self.net.encode(text_ids, text_shown, image_feat, image_boxes, image_shown, audio_feat,
-                                    audio_shown)
-        return self.pooled(states, (("text", text_shown), ("image", image_shown), ("audio", audio_shown)))
+    def view_features(self, view, *inputs):
+        """What the answer head reads, for rows that show the modalities of `view` [B, modalities] (training's
+        question forms): the others are masked out ([CLS] stays at the head of the sequence)."""
+        inputs = with_view(self.net.layout, inputs, view)
+        states, _ = self.net.encode(*inputs)
+        segments = ()
+        for name, start, count in self.net.layout:
+            segments = segments + ((name, inputs[start + count - 1]),)
+        return self.pooled(states, segments)
 
 
 class AnswerScores(nn.Cell):
@@ -173,10 +173,9 @@ class VQALoss(nn.Cell):
         self.weight = weight
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
-    def construct(self, text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat, audio_mask, view,
-                  row_weight, targets):
-        features = self.model.view_features(text_ids, text_mask, image_feat, image_boxes, image_mask, audio_feat,
-                                            audio_mask, view)
+    def construct(self, *batch):  # VQA_COLUMNS: the inputs, then view, row_weight, targets
+        view, row_weight, targets = batch[len(INPUT_COLUMNS):]
+        features = self.model.view_features(view, *batch[:len(INPUT_COLUMNS)])
         loss = soft_bce(self.model.answer_head(features), targets, row_weight)
         return loss * self.weight, ops.stack((loss,))
 
@@ -186,7 +185,7 @@ def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):
     forms = parse_forms(cfg.vqa.inputs, "vqa.inputs")
     data = open_training_data(cfg.data)
     make_dataset, per_epoch = training_data(data, cfg.data, "vqa", num_shards, shard_id, forms=forms)
-    loss_net = VQALoss(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+    loss_net = VQALoss(cfg.model, DataDims.from_prepared(data, cfg.data),
                        len(answer_vocabulary_of(data)), cfg.vqa.pooling, cfg.vqa.weight)
     return loss_net, make_dataset, per_epoch
 
@@ -195,7 +194,7 @@ def load_trained(cfg: Config, ckpt):
     """(VQAModel in inference mode with the checkpoint's weights, the prepared data of cfg.data.path)."""
     from src.train.checkpoint import load_weights
     data = open_prepared(cfg.data.path)
-    model = VQAModel(cfg.model, DataDims.from_prepared(data, cfg.data.max_audio_tokens),
+    model = VQAModel(cfg.model, DataDims.from_prepared(data, cfg.data),
                      len(answer_vocabulary_of(data)), cfg.vqa.pooling)
     load_weights(model, ckpt, ("net.", "answer_head."))
     model.set_train(False)
