@@ -17,7 +17,9 @@ class Modality:
     budget: str                    # the data config field that bounds its sequence length
     reserved: int                  # positions of that budget that are never masked ([CLS] and [SEP] for text)
     has_features: bool            # its prepared data has features of a width (meta.json: <name>.feature_dim)
-    masked_losses: Tuple[str, ...] # the pre-training losses over its masked positions
+    # the pre-training losses over its masked positions, (name, kind): vocab (word pieces), regression (features),
+    # classes (a regions modality's stored class targets), nce (features, contrastive; through its regression head)
+    masked_losses: Tuple[Tuple[str, str], ...]
     mask_prefix: str               # pre-training columns <prefix>_positions / _weights / _targets
 
     @property
@@ -29,18 +31,18 @@ BOX_DIM = 7  # a region's box: x1, y1, x2, y2, width, height, area (fractions of
 
 SPECS = {
     "text": Modality("text", "tokens", ("text_ids", "text_mask"), ("text_ids", "n_text"), "max_text_len", 2, False,
-                     ("mlm",), "mlm"),
+                     (("mlm", "vocab"),), "mlm"),
     "image": Modality("image", "regions", ("image_feat", "image_boxes", "image_mask"),
                       ("image_feat", "image_boxes", "mrc_ids", "mrc_probs", "n_regions"), "max_regions", 0,
-                      True, ("mvfr", "mrc"), "mvm"),
+                      True, (("mvfr", "regression"), ("mrc", "classes")), "mvm"),
     "audio": Modality("audio", "frames", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
-                      True, ("mafr", "mam_nce"), "mam"),
+                      True, (("mafr", "regression"), ("mam_nce", "nce")), "mam"),
 }
 MODALITIES = tuple(SPECS)
 TEXT, IMAGE, AUDIO = (MODALITIES.index(m) for m in ("text", "image", "audio"))
 COLUMNS_OF = {m: spec.columns for m, spec in SPECS.items()}
 INPUT_COLUMNS = [c for spec in SPECS.values() for c in spec.columns]
-MASKED_LOSSES = tuple(loss for spec in SPECS.values() for loss in spec.masked_losses)
+MASKED_LOSSES = tuple(loss for spec in SPECS.values() for loss, _ in spec.masked_losses)
 
 
 def parse_input_set(name: str, where: str, allowed: Tuple[str, ...] = MODALITIES) -> Tuple[str, ...]:

@@ -8,6 +8,7 @@ import pytest
 from mindspore import nn
 
 from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS
+from src.modality import INPUT_COLUMNS
 from src.data.pipeline import create_dataset
 from src.data.records import open_prepared
 from src.model.heads import gather_positions
@@ -24,12 +25,17 @@ def t(x, dtype=ms.float32):
     return ms.Tensor(np.asarray(x), dtype)
 
 
-def test_loss_cell_reads_the_pipeline_columns_by_name():
+def test_loss_cell_reads_the_pipeline_columns_by_name(prepared):
     """The batch reaches the cell as the pipeline's columns (PRETRAIN_COLUMNS, then DIR_COLUMNS); the cell finds each
-    by its name, so every name it reads must be one of them."""
+    by its name (those it names, and each modality's masked positions, weights, targets and class targets), so every
+    name it reads must be one of them, and every pipeline column must be read."""
     import re
+    net, _, _ = build(prepared)
     read = set(re.findall(r'at\["(\w+)"\]', inspect.getsource(PretrainLoss.construct)))
-    assert len(read) == 17 and read <= set(PRETRAIN_COLUMNS + DIR_COLUMNS), read
+    for prefix, _, _, losses in net.masked_plan:
+        read |= {f"{prefix}_{part}" for part in ("positions", "weights", "targets")}
+        read |= {column for _, _, classes in losses for column in classes}
+    assert read == set(PRETRAIN_COLUMNS + DIR_COLUMNS) - set(INPUT_COLUMNS), read
 
 
 def test_gather_positions():
@@ -109,7 +115,7 @@ def test_every_enabled_loss_decreases(prepared):
     history = np.array(history)
     assert len(history) == 40 and np.isfinite(history).all()
     first, last = history[:8].mean(0), history[-8:].mean(0)
-    assert net.use == (True,) * 7 + (False,)  # DIR needs dVAE codes: tests/test_dvae.py trains it
+    assert list(net.use.values()) == [True] * 7 + [False]  # DIR needs dVAE codes: tests/test_dvae.py trains it
     for i, name in enumerate(LOSS_NAMES[:7]):
         assert last[i] < first[i], f"{name}: {first[i]:.3f} -> {last[i]:.3f}"
 

@@ -316,7 +316,7 @@ def test_the_pipeline_fingerprints_identical_inputs_alike(prepared):
         num_epochs=1, output_numpy=True))
     picked = [rows[0], rows[1], rows[0], rows[2]]  # row 0 twice
     columns = [[r[k] for r in picked] for k in range(len(READ_COLUMNS))]
-    batch = Collator(data, cfg.data, 0, Retrieval(data, cfg.data))(*columns)
+    batch = Collator(data, cfg.data, 0, Retrieval(data, cfg.data))(*columns, None)  # the dataset's batch info
     content = dict(zip(RETRIEVAL_COLUMNS, batch))["content"]
     assert content.dtype == np.int32 and content.shape == (4, 3)
     assert (content[0] == content[2]).all()

@@ -9,12 +9,13 @@ Modalities are indexed in the order of `src.modality.MODALITIES` (text, image, a
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Tuple
 
 import numpy as np
 
-from src.modality import AUDIO, IMAGE, TEXT
+from src.modality import AUDIO, IMAGE, MODALITIES, TEXT
 
 # Matching labels. Each case lists which modalities are replaced by another row's.
 MATCH_CASES = (
@@ -77,7 +78,7 @@ def mask_features(feats: np.ndarray, positions: np.ndarray, weights: np.ndarray)
 
 
 def drop_modalities(present: np.ndarray, prob, rng: np.random.Generator) -> np.ndarray:
-    """Keep mask [B, 3]: each present modality dropped with probability `prob` (one for all, or [3] per modality); a
+    """Keep mask [B, M]: each present modality dropped with probability `prob` (one for all, or [M] per modality); a
     row never loses all of them (such draws are redrawn, as the paper skips that case)."""
     keep = present.copy()
     redo = np.ones(len(present), bool)
@@ -125,13 +126,13 @@ def matching_donors(cases: np.ndarray, rng: np.random.Generator) -> Tuple[np.nda
     return donors, cases
 
 
-# The modality sets a retrieval matching row can show: the pairs and the triple that evaluation scores.
-RETRIEVAL_VIEWS = ((TEXT, IMAGE), (TEXT, AUDIO), (IMAGE, AUDIO), (TEXT, IMAGE, AUDIO))
+# The modality sets a retrieval matching row can show: every pair and the paper's triple, as evaluation scores them.
+RETRIEVAL_VIEWS = tuple(itertools.combinations(range(len(MODALITIES)), 2)) + ((TEXT, IMAGE, AUDIO),)
 
 
 def retrieval_views(present: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Per row, a view drawn uniformly from the RETRIEVAL_VIEWS its modalities allow and one modality of that view for
-    its hard negative to swap. present [B, 3] bool -> (view [B, 3], swap [B, 3] one-hot), float32; a row with fewer
+    its hard negative to swap. present [B, M] bool -> (view [B, M], swap [B, M] one-hot), float32; a row with fewer
     than two modalities gets zeros (no matching rows)."""
     view = np.zeros(present.shape, np.float32)
     swap = np.zeros(present.shape, np.float32)
@@ -146,7 +147,7 @@ def retrieval_views(present: np.ndarray, rng: np.random.Generator) -> Tuple[np.n
 
 def caption_views(present: np.ndarray, sources, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Text generation: per row, the input set (one of `sources`, tuples of IMAGE/AUDIO) the decoder reads, drawn
-    uniformly from those the row has. present [B, 3] bool -> (view [B, 3] float32, weight [B] float32); a row without
+    uniformly from those the row has. present [B, M] bool -> (view [B, M] float32, weight [B] float32); a row without
     text or without any of the sources gets weight 0 (it carries no loss)."""
     view = np.zeros(present.shape, np.float32)
     weight = np.zeros(len(present), np.float32)

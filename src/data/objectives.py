@@ -31,10 +31,25 @@ from src.data.padding import modalities_present
 from src.data.records import PreparedData
 from src.modality import AUDIO, COLUMNS_OF, IMAGE, INPUT_COLUMNS, MODALITIES, SPECS, TEXT, mask_budget
 
-PRETRAIN_COLUMNS = INPUT_COLUMNS + [
-    "text_target_ids", "mlm_positions", "mlm_targets", "mlm_weights",
-    "mvm_positions", "mvm_weights", "mvm_targets", "mrc_target_ids", "mrc_target_probs",
-    "mam_positions", "mam_weights", "mam_targets",
+
+def class_columns(spec) -> tuple:
+    """A regions modality's stored class targets (between its boxes and its count: mrc_ids, mrc_probs), if any."""
+    return tuple(spec.stored[2:-1]) if spec.kind == "regions" else ()
+
+
+def target_column(stored: str) -> str:
+    """The pre-training column of a stored class target at the masked positions: mrc_ids -> mrc_target_ids."""
+    head, _, tail = stored.partition("_")
+    return f"{head}_target_{tail}"
+
+
+# the inputs, then per modality its masked positions, their weights and targets (and a regions modality's class
+# targets), then matching and DTR (the loss cell reads them by name)
+MATCHED = (TEXT, IMAGE, AUDIO)  # the modalities of the paper's 5-way matching (src/data/masking.py MATCH_CASES)
+PRETRAIN_COLUMNS = INPUT_COLUMNS + ["text_target_ids"] + [
+    column for spec in SPECS.values()
+    for column in [f"{spec.mask_prefix}_positions", f"{spec.mask_prefix}_weights", f"{spec.mask_prefix}_targets"]
+    + [target_column(c) for c in class_columns(spec)]] + [
     "match_label", "match_weight", "dtr_weight"]
 DIR_COLUMNS = ["image_codes", "dir_weight"]  # appended to PRETRAIN_COLUMNS when the data's dVAE codes are used
 RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "content", "view", "swap"]
@@ -110,13 +125,13 @@ def make_objective(name: str, data: PreparedData, cfg: DataConfig, **options):
 
 
 def drop_probs(cfg: DataConfig) -> np.ndarray:
-    """[3] the probability that modality-level masking drops text, image, audio."""
+    """[modalities] the probability that modality-level masking drops each modality."""
     if not cfg.modality_drop_probs:
         return np.full(len(MODALITIES), cfg.modality_drop_prob)
     probs = np.asarray(cfg.modality_drop_probs, np.float64)
     if probs.shape != (len(MODALITIES),) or ((probs < 0) | (probs >= 1)).any():
-        raise ConfigError(f"data.modality_drop_probs must be 3 probabilities in [0, 1) (text, image, audio), "
-                          f"got {cfg.modality_drop_probs}")
+        raise ConfigError(f"data.modality_drop_probs must be {len(MODALITIES)} probabilities in [0, 1) "
+                          f"({', '.join(MODALITIES)}), got {cfg.modality_drop_probs}")
     return probs
 
 
@@ -125,45 +140,45 @@ def corrupt(b: dict, objective: Pretrain, rng: np.random.Generator) -> dict:
     carries which loss)."""
     cfg = objective.cfg
     present = modalities_present(b)
-    donors, cases = matching_donors(matching_cases(present.all(1), cfg.match_case_probs, rng), rng)
-    for modality, spec in SPECS.items():  # a modality's columns (and the image's MRC targets) come from its donor
-        donor = donors[:, MODALITIES.index(modality)]
-        for key in spec.columns + (("mrc_ids", "mrc_probs") if modality == "image" else ()):
-            b[key] = b[key][donor]
+    donors, cases = matching_donors(matching_cases(present[:, list(MATCHED)].all(1), cfg.match_case_probs, rng), rng)
+    for i, spec in enumerate(SPECS.values()):  # a matched modality's columns (and class targets) come from its donor
+        if i in MATCHED:
+            for key in spec.columns + class_columns(spec):
+                b[key] = b[key][donors[:, MATCHED.index(i)]]
     negative = cases > 0
     keep = np.where(negative[:, None], present, drop_modalities(present, objective.drop_probs, rng))
     token_rows = (~negative).astype(np.float32)
 
-    out = {"text_target_ids": b["text_ids"].copy(), "image_boxes": b["image_boxes"],
+    out = {"text_target_ids": b["text_ids"].copy(),
            "match_label": np.maximum(cases, 0).astype(np.int32),
-           "match_weight": ((cases >= 0) & keep.all(1)).astype(np.float32),
+           "match_weight": ((cases >= 0) & keep[:, list(MATCHED)].all(1)).astype(np.float32),
            "dtr_weight": (present[:, TEXT] & ~negative).astype(np.float32)}
-
-    words = b["text_mask"].copy()
-    words[:, 0] = 0.0
-    words[np.arange(len(words)), (b["text_mask"].sum(1) - 1).astype(int)] = 0.0  # [SEP] is never a target
-    pos, w = choose_positions(words > 0, cfg.token_mask_prob, objective.slots[TEXT], rng)
-    out["text_ids"], out["mlm_targets"] = mask_text(b["text_ids"], pos, w, rng, objective.mask,
-                                                    objective.replacement_ids)
-    out["mlm_positions"], out["mlm_weights"] = pos, w * (token_rows * keep[:, TEXT])[:, None]
-
-    pos, w = choose_positions(b["image_mask"] > 0, cfg.token_mask_prob, objective.slots[IMAGE], rng)
-    out["image_feat"], out["mvm_targets"] = mask_features(b["image_feat"], pos, w)
-    out["mrc_target_ids"] = np.take_along_axis(b["mrc_ids"], pos[:, :, None], 1).astype(np.int32)
-    out["mrc_target_probs"] = np.take_along_axis(b["mrc_probs"], pos[:, :, None], 1).astype(np.float32)
-    out["mvm_positions"], out["mvm_weights"] = pos, w * (token_rows * keep[:, IMAGE])[:, None]
-
-    pos, w = choose_positions(b["audio_mask"] > 0, cfg.token_mask_prob, objective.slots[AUDIO], rng)
-    out["audio_feat"], out["mam_targets"] = mask_features(b["audio_feat"], pos, w)
-    out["mam_positions"], out["mam_weights"] = pos, w * (token_rows * keep[:, AUDIO])[:, None]
+    for i, spec in enumerate(SPECS.values()):
+        prefix = spec.mask_prefix
+        if spec.kind == "tokens":
+            ids, mask = spec.columns
+            words = b[mask].copy()
+            words[:, 0] = 0.0
+            words[np.arange(len(words)), (b[mask].sum(1) - 1).astype(int)] = 0.0  # [SEP] is never a target
+            pos, w = choose_positions(words > 0, cfg.token_mask_prob, objective.slots[i], rng)
+            out[ids], out[f"{prefix}_targets"] = mask_text(b[ids], pos, w, rng, objective.mask,
+                                                           objective.replacement_ids)
+        else:
+            feat, *rest = spec.columns
+            pos, w = choose_positions(b[spec.mask] > 0, cfg.token_mask_prob, objective.slots[i], rng)
+            out[feat], out[f"{prefix}_targets"] = mask_features(b[feat], pos, w)
+            out.update({column: b[column] for column in rest[:-1]})  # boxes stay
+            for stored in class_columns(spec):
+                out[target_column(stored)] = np.take_along_axis(b[stored], pos[:, :, None], 1).astype(b[stored].dtype)
+        out[f"{prefix}_positions"], out[f"{prefix}_weights"] = pos, w * (token_rows * keep[:, i])[:, None]
 
     # a dropped modality disappears from the encoder input entirely
-    text_mask = b["text_mask"] * keep[:, TEXT:TEXT + 1]
-    text_mask[:, 0] = 1.0
-    out["text_mask"] = text_mask
-    out["text_ids"] = np.where(text_mask > 0, out["text_ids"], objective.pad).astype(np.int32)
-    out["image_mask"] = b["image_mask"] * keep[:, IMAGE:IMAGE + 1]
-    out["audio_mask"] = b["audio_mask"] * keep[:, AUDIO:AUDIO + 1]
-    out["image_feat"] *= out["image_mask"][:, :, None]
-    out["audio_feat"] *= out["audio_mask"][:, :, None]
+    for i, spec in enumerate(SPECS.values()):
+        mask = b[spec.mask] * keep[:, i:i + 1]
+        if spec.kind == "tokens":
+            mask[:, 0] = 1.0  # [CLS] heads the sequence whatever is dropped
+            out[spec.columns[0]] = np.where(mask > 0, out[spec.columns[0]], objective.pad).astype(np.int32)
+        else:
+            out[spec.columns[0]] *= mask[:, :, None]
+        out[spec.mask] = mask
     return out

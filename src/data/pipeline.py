@@ -10,6 +10,7 @@ and cannot start mid-epoch, so the split is done here and handed to it as a samp
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import numpy as np
@@ -40,10 +41,13 @@ class Collator:
         self.cfg, self.epoch, self.objective = cfg, epoch, objective
         self.pad = Padder(data, cfg)
 
-    def __call__(self, index, text_ids, n_text, image_feat, image_boxes, mrc_ids, mrc_probs, n_regions, audio_feat,
-                 n_audio, labels, n_labels, batch_info=None):  # READ_COLUMNS, one by one: the dataset checks them
-        batch = self.pad(len(index), index, text_ids, n_text, image_feat, image_boxes, mrc_ids, mrc_probs, n_regions,
-                         audio_feat, n_audio, labels, n_labels)
+    # the dataset checks a per-batch map's arity: one parameter per READ_COLUMNS column, then its batch info
+    __signature__ = inspect.Signature([inspect.Parameter(c, inspect.Parameter.POSITIONAL_ONLY)
+                                       for c in READ_COLUMNS + ["batch_info"]])
+
+    def __call__(self, *columns):
+        rows = dict(zip(READ_COLUMNS, columns))
+        batch = self.pad(len(rows["index"]), rows)
         rng = np.random.default_rng([self.cfg.seed, self.epoch, int(batch["index"][0])])
         out = self.objective(batch, rng)
         return tuple(out[c] for c in self.objective.columns)

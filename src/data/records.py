@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from src.files import write_text_atomic
-from src.modality import MODALITIES
+from src.modality import MODALITIES, SPECS
 
 FORMAT_VERSION = 2  # 2: features stored as float16, MRC targets as top-k class distributions
 META = "meta.json"
@@ -27,21 +27,25 @@ PAGE_BYTES = 1 << 22  # a row (one sample) must fit in a page; the 32 MB default
 
 # Arrays are stored flat with their row counts (MindRecord reads a zero-length array back as a scalar); the row
 # widths are in meta.json.
+def stored_schema(spec) -> dict:
+    """The shard columns of one modality, by its kind: word pieces with their count; region features (float16 bytes
+    [n, feature_dim], raw: standardised when read) with their boxes, the class ids and probabilities of each region's
+    MRC target ([n, top_k], when the kind stores them) and their count; frame features (float16 bytes) and count."""
+    *columns, count = spec.stored
+    types = {"tokens": [{"type": "int32", "shape": [-1]}],
+             "regions": [{"type": "bytes"}, {"type": "float32", "shape": [-1]}, {"type": "int32", "shape": [-1]},
+                         {"type": "float32", "shape": [-1]}],
+             "frames": [{"type": "bytes"}]}[spec.kind]
+    return {**dict(zip(columns, types)), count: {"type": "int32"}}
+
+
 SCHEMA = {
     "index": {"type": "int64"},          # position in its split: the sampler's index
     "id": {"type": "string"},
     "text": {"type": "string"},
     "lang": {"type": "string"},
-    "text_ids": {"type": "int32", "shape": [-1]},
-    "n_text": {"type": "int32"},
-    "image_feat": {"type": "bytes"},     # float16 [n_regions, image_dim], raw (standardised when read)
-    "image_boxes": {"type": "float32", "shape": [-1]},
-    "mrc_ids": {"type": "int32", "shape": [-1]},      # [n_regions, top_k] classes of each region's MRC target
-    "mrc_probs": {"type": "float32", "shape": [-1]},  # [n_regions, top_k] their probabilities (summing to 1)
-    "n_regions": {"type": "int32"},
-    "image_thumb": {"type": "bytes"},
-    "audio_feat": {"type": "bytes"},     # float16 [n_audio, audio_dim], raw (standardised when read)
-    "n_audio": {"type": "int32"},
+    **{column: kind for spec in SPECS.values() for column, kind in stored_schema(spec).items()},
+    "image_thumb": {"type": "bytes"},    # the dVAE's RGB thumbnail
     "labels": {"type": "int32", "shape": [-1]},
     "n_labels": {"type": "int32"},
 }

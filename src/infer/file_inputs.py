@@ -11,19 +11,14 @@ import numpy as np
 from src.config import Config
 from src.data.errors import ExtractorUnavailable, FeatureError
 from src.data.extractors import audio_tokens_files, image_regions_files
-from src.data.padding import Padder
+from src.data.padding import Padder, empty_row, stack_rows
 from src.data.prepare import settings_like
 from src.data.tokenizer import prepared_tokenizer
-from src.modality import INPUT_COLUMNS
+from src.modality import COLUMNS_OF, INPUT_COLUMNS
 
 
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
-
-
-_EMPTY = np.zeros(0, np.float32)
-EMPTY_MEDIA = dict(image_feat=[_EMPTY], image_boxes=[_EMPTY], mrc_ids=[np.zeros(0, np.int32)], mrc_probs=[_EMPTY],
-                   n_regions=[0], audio_feat=[_EMPTY], n_audio=[0])
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".npz")
@@ -69,16 +64,12 @@ def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios
     except ExtractorUnavailable as e:  # not preparation's alternative: the model reads what its data was made of
         raise ExtractorUnavailable(f"{e} (the model was trained on data prepared with this extractor; its input "
                                    "files need the same)") from None
-    empty, no_mrc = np.zeros(0, np.float32), np.zeros(0, np.int32)  # MRC targets are for training only
-    columns = {c: [] for c in ("index", "text_ids", "n_text", "image_feat", "image_boxes", "mrc_ids", "mrc_probs",
-                               "n_regions", "audio_feat", "n_audio")}
-    errors: List[Optional[str]] = []
+    rows, errors = [], []
     for i in range(n):
         failed = next((str(x) for x in (regions.get(i), tokens.get(i)) if isinstance(x, FeatureError)), None)
         errors.append(failed)
-        row = dict(index=i, text_ids=no_mrc, n_text=0, image_feat=empty, image_boxes=empty, mrc_ids=no_mrc,
-                   mrc_probs=empty, n_regions=0, audio_feat=empty, n_audio=0)
-        if failed is None and i in regions:
+        row = empty_row(i)
+        if failed is None and i in regions:  # MRC targets are for training only: zeros
             r, k = regions[i], data.mrc_top_k
             row.update(image_feat=r.features.reshape(-1), image_boxes=r.boxes.reshape(-1),
                        mrc_ids=np.zeros(len(r.features) * k, np.int32),
@@ -89,9 +80,8 @@ def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios
             warning = audio_cut_warning(audios[i], len(t), cut, cfg.data.max_audio_tokens, data.audio_token_seconds())
             if warning:
                 warn(warning)
-        for c in columns:
-            columns[c].append(row[c])
-    batch = Padder(data, cfg.data)(n, **columns)
+        rows.append(row)
+    batch = Padder(data, cfg.data)(n, stack_rows(rows))
     return tuple(batch[c] for c in INPUT_COLUMNS), errors
 
 
@@ -104,15 +94,15 @@ def file_inputs(data, cfg: Config, image: str = None, audio: str = None, text: s
         if errors[0]:
             raise FeatureError(errors[0])
     else:
-        row = Padder(data, cfg.data)(1, index=[0], text_ids=[np.zeros(0, np.int32)], n_text=[0], **EMPTY_MEDIA)
+        row = Padder(data, cfg.data)(1, stack_rows([empty_row()]))
         inputs = tuple(row[c] for c in INPUT_COLUMNS)
     if text:
         ids = np.asarray(prepared_tokenizer(data).encode(text, lang), np.int32)
         if len(ids) > cfg.data.max_text_len - 2:
             warn(f"warning: the caption has {len(ids)} word pieces, the model reads the first "
                  f"{cfg.data.max_text_len - 2} (data.max_text_len={cfg.data.max_text_len})")
-        text_row = Padder(data, cfg.data)(1, index=[0], text_ids=[ids], n_text=[len(ids)], **EMPTY_MEDIA)
-        inputs = (text_row["text_ids"], text_row["text_mask"]) + inputs[2:]
+        text_row = Padder(data, cfg.data)(1, stack_rows([{**empty_row(), "text_ids": ids, "n_text": len(ids)}]))
+        inputs = tuple(text_row[c] if c in COLUMNS_OF["text"] else x for c, x in zip(INPUT_COLUMNS, inputs))
     return inputs
 
 

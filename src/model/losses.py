@@ -117,7 +117,7 @@ def clamped_scale(log_scale):
 
 
 def same_content(content, present):
-    """content [B, 3] int32 fingerprints (the pipeline's), present [B, 3] -> [3, B, B]: 1.0 where two rows have the
+    """content [B, M] int32 fingerprints (the pipeline's), present [B, M] -> [M, B, B]: 1.0 where two rows have the
     same input of a modality (the same image, caption or recording; a duplicate is no negative)."""
     equal = ops.equal(content.T.expand_dims(2), content.T.expand_dims(1)).astype(ms.float32)
     return equal * present.T.expand_dims(2) * present.T.expand_dims(1)
@@ -135,8 +135,13 @@ def info_nce(ce, embeddings, m, n, present, same, scale):
     return (weighted_mean(ce(logits, own), both) + weighted_mean(ce(logits.T, own), both)) / 2.0
 
 
-def tri_modal_info_nce(ce, embeddings, present, same, scale):
-    """embeddings [3, B, D] unit length (text, image, audio), present [B, 3], same [3, B, B] (`same_content`) -> the
-    mean InfoNCE over the pairs T-I, T-A and I-A."""
-    return (info_nce(ce, embeddings, 0, 1, present, same, scale) + info_nce(ce, embeddings, 0, 2, present, same, scale)
-            + info_nce(ce, embeddings, 1, 2, present, same, scale)) / 3.0
+def pairwise_info_nce(ce, embeddings, present, same, scale):
+    """embeddings [M, B, D] unit length (one per modality), present [B, M], same [M, B, B] (`same_content`) -> the
+    mean InfoNCE over every pair of modalities (T-I, T-A and I-A for text, image, audio)."""
+    count = embeddings.shape[0]
+    total, pairs = 0.0, 0
+    for m in range(count):
+        for n in range(m + 1, count):
+            total = total + info_nce(ce, embeddings, m, n, present, same, scale)
+            pairs += 1
+    return total / float(pairs)

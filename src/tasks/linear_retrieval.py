@@ -29,7 +29,7 @@ from src.infer.items import Items, content_codes, run_batched
 from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
 from src.model.losses import (CrossEntropy, clamped_scale, l2_normalise, logit_scale_parameter, same_content,
-                              tri_modal_info_nce)
+                              pairwise_info_nce)
 from src.model.retrieval import ModalityEmbedding, Projection, RetrievalModel
 from src.train.checkpoint import init_model
 
@@ -51,9 +51,13 @@ class LinearHeads(nn.Cell):
     def embed(self, modality, features):
         return l2_normalise(self.projections[modality](features))
 
-    def construct(self, text, image, audio, present, content):
-        embeddings = ops.stack((self.embed("text", text), self.embed("image", image), self.embed("audio", audio)))
-        return tri_modal_info_nce(self.ce, embeddings, present, same_content(content, present),
+    def construct(self, *batch):  # each modality's features, then present, content
+        features, present, content = batch[:-2], batch[-2], batch[-1]
+        embedded = ()
+        for modality, feature in zip(MODALITIES, features):
+            embedded = embedded + (self.embed(modality, feature),)
+        embeddings = ops.stack(embedded)
+        return pairwise_info_nce(self.ce, embeddings, present, same_content(content, present),
                                   clamped_scale(self.logit_scale))
 
 
@@ -115,7 +119,7 @@ def item_chunks(data, cfg: DataConfig, split: str, chunk: int = CHUNK):
     padder, rows = Padder(data, cfg), []
 
     def padded():
-        arrays = padder(len(rows), *([row[k] for row in rows] for k in range(len(READ_COLUMNS))))
+        arrays = padder(len(rows), {c: [row[k] for row in rows] for k, c in enumerate(READ_COLUMNS)})
         return Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
     reader = ds.MindDataset(data.files(split), columns_list=READ_COLUMNS, shuffle=False)
     for row in reader.create_tuple_iterator(num_epochs=1, output_numpy=True):

@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 
 import mindspore as ms
-import numpy as np
 from mindspore import nn, ops
 
 from src.config import Config, ConfigError, LossConfig, ModelConfig
@@ -20,8 +19,8 @@ from src.data.masking import MATCH_CASES
 from src.model.heads import FeatureRegression, VocabHead, gather_positions
 from src.model.losses import (CrossEntropy, SoftTargetKL, contrastive_loss, matching_loss, regression_loss,
                               weighted_mean)
-from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS
-from src.modality import INPUT_COLUMNS, MASKED_LOSSES, MODALITIES
+from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS, class_columns, target_column
+from src.modality import INPUT_COLUMNS, MASKED_LOSSES, SPECS
 from src.model.opt import OPT, DataDims
 from src.model.primitives import Dense
 from src.tasks.classify import probe_graphs
@@ -32,66 +31,90 @@ LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, ma
 
 
 class PretrainLoss(nn.Cell):
-    """Batch columns (in `PRETRAIN_COLUMNS` order) -> (weighted total, [each loss] in `LOSS_NAMES` order)."""
+    """Batch columns (PRETRAIN_COLUMNS, + DIR_COLUMNS with DIR; read by name) -> (weighted total, [each loss] in
+    `LOSS_NAMES` order). Each modality's masked losses come from its spec: a head per loss named <loss>_head (an nce
+    loss reads its modality's regression head), over the encoder states at the modality's masked positions. A masked
+    loss that loss_cfg has no weight for (a modality added outside src/) weighs 1."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
-        self.weights = tuple(float(getattr(loss_cfg, n)) for n in LOSS_NAMES)
-        self.use = tuple(w > 0 for w in self.weights)
-        # where each modality's segment starts in the joint sequence
-        offsets = np.cumsum([0] + [dims.lengths[m] for m in MODALITIES])
-        self.starts = {m: int(offset) for m, offset in zip(MODALITIES, offsets)}
+        self.weights = tuple(float(getattr(loss_cfg, n, 1.0)) for n in LOSS_NAMES)
+        self.use = {n: w > 0 for n, w in zip(LOSS_NAMES, self.weights)}
         self.at = {c: i for i, c in enumerate(PRETRAIN_COLUMNS + DIR_COLUMNS)}
         self.temperature = loss_cfg.nce_temperature
         self.ce = CrossEntropy()
         self.kl = SoftTargetKL()
-        self.mlm_head = VocabHead(h, dims.vocab_size, eps) if self.use[0] else None
-        self.mvfr_head = FeatureRegression(h, dims.feature_dims["image"]) if self.use[1] else None
-        self.mrc_head = Dense(h, dims.mrc_classes) if self.use[2] else None
-        self.mafr_head = FeatureRegression(h, dims.feature_dims["audio"]) if (self.use[3] or self.use[4]) else None
-        self.match_head = Dense(h, len(MATCH_CASES)) if self.use[5] else None
-        self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use[6] else None
-        if self.use[6] and self.net.text_decoder is None:
+        self.masked_plan = self.build_masked_heads(h, eps, dims)
+        self.match_head = Dense(h, len(MATCH_CASES)) if self.use["match"] else None
+        self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use["dtr"] else None
+        if self.use["dtr"] and self.net.text_decoder is None:
             raise ConfigError("the DTR loss needs a text decoder (model.decoder_layers > 0)")
-        if self.use[7] and self.net.vision_decoder is None:
+        if self.use["dir"] and self.net.vision_decoder is None:
             raise ConfigError("the DIR loss needs a vision decoder (model.vision_decoder_layers > 0) and dVAE codes")
-        self.dir_head = Dense(h, dims.codebook_size) if self.use[7] else None
+        self.dir_head = Dense(h, dims.codebook_size) if self.use["dir"] else None
         self.initialised = tuple(init_model(self, model_cfg.init_from))
+
+    def build_masked_heads(self, h: int, eps: float, dims: DataDims) -> tuple:
+        """The heads of every modality's masked losses (only those with a weight), and the plan construct follows:
+        per modality (its column prefix, where its segment starts, its regression head or "", and per loss its kind
+        ("off" when not built), head and class target columns)."""
+        plan, start = [], 0
+        for m, spec in SPECS.items():
+            kinds = dict(spec.masked_losses)
+            regression = next((n for n, k in spec.masked_losses if k == "regression"), "")
+            predicts = bool(regression) and any(self.use[n] for n, k in spec.masked_losses
+                                                if k in ("regression", "nce"))
+            losses = []
+            for name, kind in spec.masked_losses:
+                head = f"{name}_head"
+                if kind == "vocab":
+                    setattr(self, head, VocabHead(h, dims.vocab_size, eps) if self.use[name] else None)
+                elif kind == "regression":
+                    setattr(self, head, FeatureRegression(h, dims.feature_dims[m]) if predicts else None)
+                elif kind == "classes":
+                    setattr(self, head, Dense(h, dims.mrc_classes) if self.use[name] else None)
+                elif kind != "nce":
+                    raise ValueError(f"modality '{m}': masked loss '{name}' has an unknown kind '{kind}'")
+                classes = tuple(target_column(c) for c in class_columns(spec))
+                losses.append((kind if self.use[name] else "off", head, classes))
+            if "nce" in kinds.values() and not regression:
+                raise ValueError(f"modality '{m}': an nce loss needs a regression loss (its head) beside it")
+            plan.append((spec.mask_prefix, start, f"{regression}_head" if predicts else "", tuple(losses)))
+            start += dims.lengths[m]
+        return tuple(plan)
 
     def construct(self, *batch):  # PRETRAIN_COLUMNS (+ DIR_COLUMNS with DIR), by name through self.at
         at = self.at
         states, mask = self.net.encode(*batch[:len(INPUT_COLUMNS)])
         zero = ops.zeros((), ms.float32)
-        mlm = mvfr = mrc = mafr = nce = match = dtr = dir_ = zero
-        if self.use[0]:
-            logits = self.mlm_head(gather_positions(states, batch[at["mlm_positions"]]),
-                                   self.net.word_embedding_table())
-            mlm = weighted_mean(self.ce(logits, batch[at["mlm_targets"]]), batch[at["mlm_weights"]])
-        if self.use[1] or self.use[2]:
-            image_states = gather_positions(states, batch[at["mvm_positions"]] + self.starts["image"])
-            weights = batch[at["mvm_weights"]]
-            if self.use[1]:
-                mvfr = regression_loss(self.mvfr_head(image_states), batch[at["mvm_targets"]], weights)
-            if self.use[2]:
-                logits = self.mrc_head(image_states)  # Dense multiplies [B * N, H] rows, not a broadcast weight
-                mrc = weighted_mean(self.kl(logits, batch[at["mrc_target_ids"]], batch[at["mrc_target_probs"]]),
-                                    weights)
-        if self.use[3] or self.use[4]:
-            audio_pred = self.mafr_head(gather_positions(states, batch[at["mam_positions"]] + self.starts["audio"]))
-            targets, weights = batch[at["mam_targets"]], batch[at["mam_weights"]]
-            if self.use[3]:
-                mafr = regression_loss(audio_pred, targets, weights)
-            if self.use[4]:
-                nce = contrastive_loss(audio_pred, targets, weights, self.temperature)
-        if self.use[5]:
+        losses = ()
+        for prefix, start, predictor, masked in self.masked_plan:
+            chosen = gather_positions(states, batch[at[prefix + "_positions"]] + start)
+            weights, targets = batch[at[prefix + "_weights"]], batch[at[prefix + "_targets"]]
+            predicted = getattr(self, predictor)(chosen) if predictor else chosen
+            for kind, head, classes in masked:
+                if kind == "vocab":
+                    logits = getattr(self, head)(chosen, self.net.word_embedding_table())
+                    losses = losses + (weighted_mean(self.ce(logits, targets), weights),)
+                elif kind == "regression":
+                    losses = losses + (regression_loss(predicted, targets, weights),)
+                elif kind == "classes":  # Dense multiplies [B * N, H] rows, not a broadcast weight
+                    divergence = self.kl(getattr(self, head)(chosen), batch[at[classes[0]]], batch[at[classes[1]]])
+                    losses = losses + (weighted_mean(divergence, weights),)
+                elif kind == "nce":
+                    losses = losses + (contrastive_loss(predicted, targets, weights, self.temperature),)
+                else:
+                    losses = losses + (zero,)
+        match = dtr = dir_ = zero
+        if self.use["match"]:
             match = matching_loss(self.match_head(states[:, 0]), batch[at["match_label"]], batch[at["match_weight"]])
-        if self.use[6]:
+        if self.use["dtr"]:
             dtr = self.dtr_loss(batch[at["text_target_ids"]], states, mask, batch[at["dtr_weight"]])
-        if self.use[7]:
+        if self.use["dir"]:
             dir_ = self.dir_loss(batch[at["image_codes"]], states, mask, batch[at["dir_weight"]])
-        losses = ops.stack((mlm, mvfr, mrc, mafr, nce, match, dtr, dir_))
+        losses = ops.stack(losses + (match, dtr, dir_))
         total = (losses * ms.Tensor(self.weights, ms.float32)).sum()
         return total, losses
 

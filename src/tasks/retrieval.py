@@ -25,7 +25,7 @@ from src.data.pipeline import open_training_data, training_data
 from src.data.records import open_prepared
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
 from src.model.losses import (CrossEntropy, clamped_scale, logit_scale_parameter, matching_loss, same_content,
-                              tri_modal_info_nce)
+                              pairwise_info_nce)
 from src.model.layers import NEG
 from src.modality import INPUT_COLUMNS, MODALITIES, input_layout
 from src.model.opt import DataDims, with_view
@@ -49,7 +49,7 @@ class RetrievalConfig:
 
 # The matching label of a triple whose text / image / audio was swapped (see MATCH_CASES), and of a pair that does
 # not match.
-SWAPPED_CASE = (1, 3, 2)
+SWAPPED_CASE = (1, 3, 2) + (0,) * (len(MODALITIES) - 3)  # a modality beyond the three is only swapped in a pair
 PAIR_MISMATCH = len(MATCH_CASES) - 1
 
 
@@ -87,7 +87,7 @@ class RetrievalLoss(nn.Cell):
         embeddings = ops.stack(tuple(self.model.embed(m, *inputs) for m in MODALITIES))
         same = same_content(content, present)
         scale = clamped_scale(self.logit_scale)
-        contrastive = tri_modal_info_nce(self.ce, embeddings, present, same, scale)
+        contrastive = pairwise_info_nce(self.ce, embeddings, present, same, scale)
         rows = present.shape[0]
         k = self.match_rows if 0 < self.match_rows < rows else rows
         donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap,

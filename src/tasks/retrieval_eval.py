@@ -7,6 +7,7 @@ the same content (`correct_candidates`): another caption of the same image count
 """
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Dict, List, Sequence, Tuple
 
@@ -19,9 +20,13 @@ from src.metrics.retrieval import chance_recall, recall_summary
 from src.modality import MODALITIES, parse_input_set
 
 
-# every direction the default evaluation runs where the data has its modalities
+# every direction the default evaluation runs where the data has its modalities: the paper's, then both ways between
+# a further modality (src/modality.py) and each other
+PAPER_MODALITIES = ("text", "image", "audio")
 DIRECTIONS = ("image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
-              "text+audio->image", "image+audio->text")
+              "text+audio->image", "image+audio->text") + tuple(
+    f"{query}->{candidate}" for query, candidate in itertools.permutations(MODALITIES, 2)
+    if query not in PAPER_MODALITIES or candidate not in PAPER_MODALITIES)
 # the pair of directions papers report R@1/5/10 and RSUM for (COCO 5K / 1K, Flickr30k 1K)
 PUBLISHED = ("image->text", "text->image")
 
