@@ -1,8 +1,13 @@
 """The modalities, as data: one spec per modality that the data pipeline, masking, the items loader, the model and
 retrieval read (as ImageBind keys its parts by modality). The order of SPECS is the order of the joint sequence, of
-every [.., 3] array (present, view, swap, content) and of the input columns."""
+every [.., modalities] array (present, view, swap, content) and of the input columns.
+
+A further modality is added without editing src/: a module that calls `register_modality`, named in the environment
+variable OPT_PLUGINS (modules separated by commas), which is imported here before anything reads the specs."""
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -38,7 +43,25 @@ SPECS = {
     "audio": Modality("audio", "frames", ("audio_feat", "audio_mask"), ("audio_feat", "n_audio"), "max_audio_tokens", 0,
                       True, (("mafr", "regression"), ("mam_nce", "nce")), "mam"),
 }
+
+
+def register_modality(spec: Modality) -> None:
+    """Add a modality after the others (a plugin's: see the module doc); the paper's three come first."""
+    if spec.name in SPECS:
+        raise ValueError(f"modality '{spec.name}' is registered twice")
+    taken = {c for s in SPECS.values() for c in s.columns + s.stored}
+    if taken & set(spec.columns + spec.stored):
+        raise ValueError(f"modality '{spec.name}': columns {sorted(taken & set(spec.columns + spec.stored))} are "
+                         "another modality's")
+    SPECS[spec.name] = spec
+
+
+for _plugin in filter(None, (p.strip() for p in os.environ.get("OPT_PLUGINS", "").split(","))):
+    importlib.import_module(_plugin)
+
 MODALITIES = tuple(SPECS)
+PAPER_MODALITIES = ("text", "image", "audio")  # the paper's: their extractors, the 5-way matching, the tasks' forms
+FURTHER = tuple(m for m in MODALITIES if m not in PAPER_MODALITIES)  # a plugin's: precomputed .npz features
 TEXT, IMAGE, AUDIO = (MODALITIES.index(m) for m in ("text", "image", "audio"))
 COLUMNS_OF = {m: spec.columns for m, spec in SPECS.items()}
 INPUT_COLUMNS = [c for spec in SPECS.values() for c in spec.columns]

@@ -24,7 +24,7 @@ class Padder:
         self.cfg = cfg
         self.num_labels = max(1, len(data.labels))  # a static [B, classes] column even for an unlabelled set
         self.lengths = {m: getattr(cfg, spec.budget) for m, spec in SPECS.items()}
-        self.dims = {m: data.meta[m]["feature_dim"] for m, spec in SPECS.items() if spec.has_features}
+        self.dims = {m: data.feature_dim(m) for m, spec in SPECS.items() if spec.has_features}
         # a regions modality's stored class targets (between its boxes and its count): their top-k width
         self.top_k = {m: data.meta[m]["mrc"]["top_k"] for m, spec in SPECS.items()
                       if spec.kind == "regions" and len(spec.stored) > 3}

@@ -44,7 +44,8 @@ from src.data import archive, captions, webdataset  # noqa: F401 (captions, webd
 from src.data.sources import PATTERN_FORMATS, READERS, Problem, Sample, read_source
 from src.data.vqa import vocabulary_of, write_answers
 from src.data.tokenizer import Tokenizer, resolve_vocab
-from src.modality import BOX_DIM
+from src.data.further import sample_features, stored_columns
+from src.modality import BOX_DIM, FURTHER, MODALITIES, SPECS
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -211,6 +212,7 @@ class Settings:
     standardize: Optional[dict] = None           # {"image"|"audio": {"mean": [...], "std": [...]}} of the reference
     answers: Optional[List[str]] = None          # VQA answer vocabulary of the reference (None: from the questions)
     like: Optional[str] = None
+    further_dims: Dict[str, int] = dataclasses.field(default_factory=dict)  # a further modality's feature width
 
 
 def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
@@ -223,11 +225,14 @@ def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
         prep.answer_min_count = own.answer_min_count
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
-    standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") if ref.meta[m].get("standardize")}
+    standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") + FURTHER
+                   if ref.meta.get(m, {}).get("standardize")}
     return Settings(prep, ref.vocab_path, labels=list(ref.labels) or None, codebook=codebook,
                     mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
                     answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
+                    further_dims={m: ref.meta[m]["feature_dim"] for m in FURTHER
+                                  if ref.meta.get(m, {}).get("feature_dim")},
                     like=str(ref.meta.get("trained_on") or Path(ref_dir).resolve()))
 
 
@@ -309,8 +314,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     writers: Dict[str, SplitWriter] = {}
     planned = {sp: sum(s.split == sp for s in samples) for sp in {s.split for s in samples}}
     stats = {"truncated_text": 0, "truncated_audio": 0, "seconds_audio_cut": 0.0}
-    modalities = {sp: {"text": 0, "image": 0, "audio": 0} for sp in planned}
-    moments = {"image": FeatureMoments(), "audio": FeatureMoments()}
+    modalities = {sp: {m: 0 for m in MODALITIES} for sp in planned}
+    moments = {m: FeatureMoments() for m in ("image", "audio") + FURTHER}
     fit_split = "train" if "train" in planned else None  # standardisation statistics come from the training split
     questions: Dict[str, list] = {sp: [] for sp in planned}  # VQA: each split's questions in index order
     progress = _progress(len(samples))
@@ -318,6 +323,11 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         progress.update(1)
         if not isinstance(result, Problem):
             result = _check_dims(sample, *result, settings) or result
+        if not isinstance(result, Problem):
+            try:
+                further = sample_features(sample, settings.further_dims)
+            except FeatureError as e:
+                result = Problem(sample.where, sample.id, str(e))
         if isinstance(result, Problem):
             if on_error == "fail":
                 progress.close()
@@ -329,9 +339,13 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         if regions is not None and settings.codebook is not None and regions.class_probs is None:
             regions.classes = nearest_centroid(regions.features, settings.codebook)
         row = _row(sample, regions, tokens, tokenizer, label_ids, settings, stats)
+        for m, (features, boxes) in further.items():
+            row.update(stored_columns(m, features, boxes))
         if sample.split == fit_split or fit_split is None:
             moments["image"].add(regions.features if regions is not None else None)
             moments["audio"].add(tokens)
+            for m, (features, _) in further.items():
+                moments[m].add(features)
         if cut > 0:
             stats["truncated_audio"] += 1
             stats["seconds_audio_cut"] += cut
@@ -341,7 +355,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         writers[sample.split].add(row)
         questions[sample.split].append(sample.question)
         for m in modalities[sample.split]:
-            modalities[sample.split][m] += int(row[f"n_{'regions' if m == 'image' else m}"] > 0)
+            modalities[sample.split][m] += int(row[SPECS[m].stored[-1]] > 0)
     progress.close()
 
     splits, sizes = {}, {}
@@ -372,6 +386,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
                   "feature_dim": settings.audio_dim or audio_feature_dim(cfg.audio),
                   "sample_rate": cfg.audio.sample_rate,
                   "token_seconds": audio_token_seconds(cfg.audio), "standardize": standardize.get("audio")},
+        **{m: {"extractor": {"name": "precomputed"}, "feature_dim": settings.further_dims.get(m),
+               "standardize": standardize.get(m)} for m in FURTHER},
         "feature_storage": "float16",
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
                  "special_ids": {t: tokenizer.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")},
@@ -544,7 +560,7 @@ def _fingerprint(sources: List[str], fmt: str, split: str, samples: List[Sample]
                          hashlib.sha256(Path(settings.vocab_path).read_bytes()).hexdigest()]
                         + ([sorted(options.items())] if options else [])).encode())
     for s in samples:
-        for p in (s.image, s.audio):
+        for p in (s.image, s.audio, *s.further.values()):
             if p:
                 st = Path(archive.container(p)).stat()
                 h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())

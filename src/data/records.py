@@ -114,6 +114,14 @@ class PreparedData:
             raise DatasetError(f"{self.root}: no split '{split}' (has: {', '.join(self.meta['splits']) or 'none'})")
         return self.meta["splits"][split]
 
+    def feature_dim(self, modality: str) -> int:
+        """The width of `modality`'s features in this set."""
+        dim = self.meta.get(modality, {}).get("feature_dim")
+        if not dim:
+            raise DatasetError(f"{self.root}: no {modality} features (prepared without the {modality} modality, or "
+                               "no sample has it): prepare the data with it")
+        return dim
+
     @property
     def image_dim(self) -> int:
         return self.meta["image"]["feature_dim"]

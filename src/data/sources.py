@@ -13,6 +13,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from src.data import archive
 from src.data.errors import PrepareError
+from src.modality import FURTHER
 
 @dataclass
 class Sample:
@@ -25,6 +26,7 @@ class Sample:
     labels: List[str] = field(default_factory=list)
     split: str = "train"
     question: Optional["Question"] = None  # a VQA question's ids and human answers (src/data/vqa.py)
+    further: Dict[str, str] = field(default_factory=dict)  # a further modality's .npz file, by modality (a plugin's)
 
 
 @dataclass
@@ -118,7 +120,8 @@ def json_document(path: str):
 
 
 def read_manifest(path: str, split: str = "train") -> Iterator[Entry]:
-    """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"}; paths relative to the manifest."""
+    """JSON Lines: {"id", "image", "audio", "text", "lang", "labels", "split"} (and a further modality's .npz file
+    under its name); paths relative to the manifest."""
     base = Path(path).resolve().parent
     for item in json_lines(path):
         yield item if isinstance(item, Problem) else _manifest_sample(item[2], item[0], base, split)
@@ -132,15 +135,16 @@ def _manifest_sample(row: dict, where: str, base: Path, split: str) -> Entry:
     labels = row.get("labels", [])
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         return Problem(where, sid, "'labels' must be a list of strings")
-    for key in ("text", "image", "audio", "lang", "split"):
+    for key in ("text", "image", "audio", "lang", "split") + FURTHER:
         if row.get(key) is not None and not isinstance(row[key], str):
             return Problem(where, sid, f"'{key}' must be a string, got {type(row[key]).__name__}")
     try:
         image, audio = _resolve(base, row.get("image")), _resolve(base, row.get("audio"))
+        further = {m: _resolve(base, row[m]) for m in FURTHER if row.get(m)}
     except (OSError, RuntimeError) as e:  # a symlink loop, a name too long for the file system
         return Problem(where, sid, f"cannot resolve its file path ({e})")
     return Sample(id=sid, where=where, text=row.get("text"), image=image, audio=audio,
-                  lang=row.get("lang") or "en", labels=labels, split=row.get("split") or split)
+                  lang=row.get("lang") or "en", labels=labels, split=row.get("split") or split, further=further)
 
 
 def read_coco(path: str, split: str = "train", image_dir: Optional[str] = None) -> Iterator[Entry]:
@@ -217,10 +221,11 @@ def checked(entries: Iterator[Entry]) -> Iterator[Entry]:
         if e.text is not None and not e.text.strip():
             yield Problem(e.where, e.id, "empty caption")
             continue
-        if e.text is None and e.image is None and e.audio is None:
+        if e.text is None and e.image is None and e.audio is None and not e.further:
             yield Problem(e.where, e.id, "no text, image or audio")
             continue
-        missing = next((p for p in (e.image, e.audio) if p is not None and not archive.exists(p)), None)
+        missing = next((p for p in (e.image, e.audio, *e.further.values()) if p is not None and not archive.exists(p)),
+                       None)
         if missing:
             yield Problem(e.where, e.id, "file not found", file=missing)
             continue

@@ -30,7 +30,7 @@ class DataDims:
     @classmethod
     def from_prepared(cls, data, data_cfg) -> "DataDims":
         return cls(data.meta["text"]["vocab_size"],
-                   {m: data.meta[m]["feature_dim"] for m, spec in SPECS.items() if spec.has_features},
+                   {m: data.feature_dim(m) for m, spec in SPECS.items() if spec.has_features},
                    data.mrc_classes, {m: getattr(data_cfg, spec.budget) for m, spec in SPECS.items()})
 
 

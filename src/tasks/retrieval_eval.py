@@ -17,12 +17,11 @@ from src.infer.graphs import match_graph
 from src.infer.items import Items, content_codes, load_items, modalities_of, run_batched
 from src.infer.retrieval import first_stage, full_ranks, normalise, rerank
 from src.metrics.retrieval import chance_recall, recall_summary
-from src.modality import MODALITIES, parse_input_set
+from src.modality import MODALITIES, PAPER_MODALITIES, parse_input_set
 
 
 # every direction the default evaluation runs where the data has its modalities: the paper's, then both ways between
 # a further modality (src/modality.py) and each other
-PAPER_MODALITIES = ("text", "image", "audio")
 DIRECTIONS = ("image->text", "text->image", "text->audio", "audio->text", "image->audio", "audio->image",
               "text+audio->image", "image+audio->text") + tuple(
     f"{query}->{candidate}" for query, candidate in itertools.permutations(MODALITIES, 2)
