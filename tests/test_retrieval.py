@@ -290,7 +290,7 @@ def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared
     same = same_content(ms.Tensor(content), ms.Tensor(present))                      # rows 2, 3 the caption
     np.testing.assert_array_equal(same.asnumpy()[1], [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
     scale = ms.Tensor(1 / 0.07, ms.float32)
-    got = info_nce(net.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, scale).asnumpy()
+    got = info_nce(net.contrastive.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, scale).asnumpy()
     allowed = np.ones((4, 4), bool)
     allowed[0, 1] = allowed[1, 0] = allowed[2, 3] = allowed[3, 2] = False
     np.testing.assert_allclose(got, info_nce_reference(e[0], e[1], 1 / 0.07, allowed), rtol=1e-5)
@@ -299,7 +299,7 @@ def test_duplicate_content_is_no_negative_and_the_temperature_is_learnt(prepared
     assert net.logit_scale.requires_grad
     np.testing.assert_allclose(np.exp(net.logit_scale.asnumpy()), 1 / 0.07, rtol=1e-5)  # CLIP's initial scale
     def loss_of(log_scale):
-        return info_nce(net.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, ops.exp(log_scale))
+        return info_nce(net.contrastive.ce, ms.Tensor(e), 0, 1, ms.Tensor(present), same, ops.exp(log_scale))
     grad = ms.grad(loss_of)(ms.Tensor(np.log(1 / 0.07), ms.float32))
     assert abs(float(grad.asnumpy())) > 1e-4
 

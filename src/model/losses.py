@@ -145,3 +145,87 @@ def pairwise_info_nce(ce, embeddings, present, same, scale):
             total = total + info_nce(ce, embeddings, m, n, present, same, scale)
             pairs += 1
     return total / float(pairs)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The losses as cells, as a task cell holds them beside its model: each takes predictions, targets and the weights of
+# the slots or rows that count, and returns a float32 scalar.
+# ----------------------------------------------------------------------------------------------------------------------
+class MaskedCrossEntropy(nn.Cell):
+    """Cross-entropy of logits [..., C] against class ids [...], averaged over the weighted items (MLM, DTR, DIR)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ce = CrossEntropy()
+
+    def construct(self, logits, targets, weights):
+        return weighted_mean(self.ce(logits, targets), weights)
+
+
+class LabelSmoothedCrossEntropy(nn.Cell):
+    """Cross-entropy of log-probabilities [N, C] against class ids [N] with label smoothing, averaged over the
+    weighted rows (captioning)."""
+
+    def __init__(self, smoothing: float):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def construct(self, log_probs, targets, weights):
+        return weighted_mean(label_smoothed_nll(log_probs, targets, self.smoothing), weights)
+
+
+class FeatureRegressionLoss(nn.Cell):
+    """Mean squared error of predicted features [..., D] per slot, averaged over the weighted slots (MVFR, MAFR)."""
+
+    def construct(self, pred, target, weights):
+        return regression_loss(pred, target, weights)
+
+
+class MaskedFeatureNCE(nn.Cell):
+    """Each masked slot's prediction against its own feature, the batch's other masked slots as negatives (MAM)."""
+
+    def __init__(self, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+
+    def construct(self, pred, target, weights):
+        return contrastive_loss(pred, target, weights, self.temperature)
+
+
+class RegionClassKL(nn.Cell):
+    """KL of the regions' class distributions (their top-k ids and probabilities) to the predicted ones, averaged over
+    the weighted slots (MRC)."""
+
+    def __init__(self):
+        super().__init__()
+        self.kl = SoftTargetKL()
+
+    def construct(self, logits, ids, probs, weights):
+        return weighted_mean(self.kl(logits, ids, probs), weights)
+
+
+class MatchingLoss(nn.Cell):
+    """The 5-way sample-level matching loss over the weighted rows."""
+
+    def construct(self, logits, labels, weights):
+        return matching_loss(logits, labels, weights)
+
+
+class SoftBCE(nn.Cell):
+    """Binary cross-entropy of every class against its soft target, summed over classes, averaged over rows (VQA)."""
+
+    def construct(self, logits, targets, weights):
+        return soft_bce(logits, targets, weights)
+
+
+class ContrastiveLoss(nn.Cell):
+    """InfoNCE between every pair of modalities' embeddings [M, B, D] (unit length) at the learnt temperature: the
+    owner's log-scale parameter (`logit_scale_parameter`, clamped at 100); rows with the same input of a modality
+    (their content fingerprints [B, M]) are no negatives of each other."""
+
+    def __init__(self):
+        super().__init__()
+        self.ce = CrossEntropy()
+
+    def construct(self, embeddings, present, content, log_scale):
+        return pairwise_info_nce(self.ce, embeddings, present, same_content(content, present), clamped_scale(log_scale))

@@ -23,7 +23,7 @@ from src.infer.generate import Generator, text_symbols
 from src.infer.graphs import GraphSet, baked_decoding, decoding_graphs
 from src.modality import INPUT_COLUMNS, MODALITIES, input_index, parse_input_set
 from src.model.heads import VocabHead
-from src.model.losses import label_smoothed_nll, weighted_mean
+from src.model.losses import LabelSmoothedCrossEntropy
 from src.model.opt import OPT, DataDims, DecoderCalls, with_view
 from src.tasks.caption_eval import EVAL_INPUTS, describe, evaluate_run
 from src.tasks.registry import Task, Training, register
@@ -151,7 +151,7 @@ class CaptionLoss(nn.Cell):
         # the encoder sees the union of the input sets; the pipeline's view masks what a row does not show
         self.modalities = tuple(m for m in MODALITIES if any(m in s for s in sources))
         self.weight = settings.weight
-        self.smoothing = settings.label_smoothing
+        self.cross_entropy = LabelSmoothedCrossEntropy(settings.label_smoothing)
         self.initialised = tuple(init_model(self, model_cfg.init_from))
         head = self.model.dtr_head
         if output_ids is not None and head.table.name not in self.initialised:
@@ -168,9 +168,8 @@ class CaptionLoss(nn.Cell):
         targets = text_ids[:, 1:]
         log_probs = self.model.class_log_probs(self.model.net.text_decoder(inputs, memory, memory_mask))
         flat = self.model.dtr_head.classes_of(targets).reshape(-1)
-        smoothed = label_smoothed_nll(log_probs, flat, self.smoothing)
         weights = ((targets > 0).astype(ms.float32) * row_weight.expand_dims(1)).reshape(-1)
-        loss = weighted_mean(smoothed, weights)
+        loss = self.cross_entropy(log_probs, flat, weights)
         return loss * self.weight, ops.stack((loss,))
 
 

@@ -28,8 +28,7 @@ from src.data.tokenizer import minilm_dir
 from src.infer.items import Items, content_codes, run_batched
 from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
-from src.model.losses import (CrossEntropy, clamped_scale, l2_normalise, logit_scale_parameter, same_content,
-                              pairwise_info_nce)
+from src.model.losses import ContrastiveLoss, l2_normalise, logit_scale_parameter
 from src.model.retrieval import ModalityEmbedding, Projection, RetrievalModel
 from src.train.checkpoint import init_model
 
@@ -46,7 +45,7 @@ class LinearHeads(nn.Cell):
         super().__init__()
         self.projections = nn.CellDict({m: Projection(d, embed_dim, eps) for m, d in zip(MODALITIES, feature_dims)})
         self.logit_scale = logit_scale_parameter(temperature)
-        self.ce = CrossEntropy()
+        self.contrastive = ContrastiveLoss()
 
     def embed(self, modality, features):
         return l2_normalise(self.projections[modality](features))
@@ -57,8 +56,7 @@ class LinearHeads(nn.Cell):
         for modality, feature in zip(MODALITIES, features):
             embedded = embedded + (self.embed(modality, feature),)
         embeddings = ops.stack(embedded)
-        return pairwise_info_nce(self.ce, embeddings, present, same_content(content, present),
-                                  clamped_scale(self.logit_scale))
+        return self.contrastive(embeddings, present, content, self.logit_scale)
 
 
 def fit_heads(features: Sequence[np.ndarray], present: np.ndarray, content: np.ndarray, embed_dim: int, eps: float,

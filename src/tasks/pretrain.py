@@ -17,8 +17,8 @@ from src.data.codes import load_codes
 from src.data.pipeline import open_training_data, training_data
 from src.data.masking import MATCH_CASES
 from src.model.heads import FeatureRegression, VocabHead, gather_positions
-from src.model.losses import (CrossEntropy, SoftTargetKL, contrastive_loss, matching_loss, regression_loss,
-                              weighted_mean)
+from src.model.losses import (FeatureRegressionLoss, MaskedCrossEntropy, MaskedFeatureNCE, MatchingLoss,
+                              RegionClassKL)
 from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS, class_columns, target_column
 from src.modality import INPUT_COLUMNS, MASKED_LOSSES, SPECS
 from src.model.opt import OPT, DataDims
@@ -43,9 +43,11 @@ class PretrainLoss(nn.Cell):
         self.weights = tuple(float(getattr(loss_cfg, n, 1.0)) for n in LOSS_NAMES)
         self.use = {n: w > 0 for n, w in zip(LOSS_NAMES, self.weights)}
         self.at = {c: i for i, c in enumerate(PRETRAIN_COLUMNS + DIR_COLUMNS)}
-        self.temperature = loss_cfg.nce_temperature
-        self.ce = CrossEntropy()
-        self.kl = SoftTargetKL()
+        self.cross_entropy = MaskedCrossEntropy()  # MLM, DTR, DIR
+        self.regression = FeatureRegressionLoss()
+        self.region_kl = RegionClassKL()
+        self.feature_nce = MaskedFeatureNCE(loss_cfg.nce_temperature)
+        self.matching = MatchingLoss()
         self.masked_plan = self.build_masked_heads(h, eps, dims)
         self.match_head = Dense(h, len(MATCH_CASES)) if self.use["match"] else None
         self.dtr_head = VocabHead(h, dims.vocab_size, eps, transform=False) if self.use["dtr"] else None
@@ -97,19 +99,19 @@ class PretrainLoss(nn.Cell):
             for kind, head, classes in masked:
                 if kind == "vocab":
                     logits = getattr(self, head)(chosen, self.net.word_embedding_table())
-                    losses = losses + (weighted_mean(self.ce(logits, targets), weights),)
+                    losses = losses + (self.cross_entropy(logits, targets, weights),)
                 elif kind == "regression":
-                    losses = losses + (regression_loss(predicted, targets, weights),)
+                    losses = losses + (self.regression(predicted, targets, weights),)
                 elif kind == "classes":  # Dense multiplies [B * N, H] rows, not a broadcast weight
-                    divergence = self.kl(getattr(self, head)(chosen), batch[at[classes[0]]], batch[at[classes[1]]])
-                    losses = losses + (weighted_mean(divergence, weights),)
+                    logits = getattr(self, head)(chosen)
+                    losses = losses + (self.region_kl(logits, batch[at[classes[0]]], batch[at[classes[1]]], weights),)
                 elif kind == "nce":
-                    losses = losses + (contrastive_loss(predicted, targets, weights, self.temperature),)
+                    losses = losses + (self.feature_nce(predicted, targets, weights),)
                 else:
                     losses = losses + (zero,)
         match = dtr = dir_ = zero
         if self.use["match"]:
-            match = matching_loss(self.match_head(states[:, 0]), batch[at["match_label"]], batch[at["match_weight"]])
+            match = self.matching(self.match_head(states[:, 0]), batch[at["match_label"]], batch[at["match_weight"]])
         if self.use["dtr"]:
             dtr = self.dtr_loss(batch[at["text_target_ids"]], states, mask, batch[at["dtr_weight"]])
         if self.use["dir"]:
@@ -124,7 +126,7 @@ class PretrainLoss(nn.Cell):
         hidden = self.net.text_decoder(inputs, memory, memory_mask)
         logits = self.dtr_head(hidden, self.net.word_embedding_table())
         weights = (targets > 0).astype(ms.float32) * row_weights.expand_dims(1)
-        return weighted_mean(self.ce(logits, targets), weights)
+        return self.cross_entropy(logits, targets, weights)
 
 
     def dir_loss(self, codes, memory, memory_mask, row_weights):
@@ -133,7 +135,7 @@ class PretrainLoss(nn.Cell):
         hidden = self.net.vision_decoder(ops.concat((start, codes[:, :-1]), 1), memory, memory_mask)
         weights = ops.ones(codes.shape, ms.float32) * row_weights.expand_dims(1)
         logits = self.dir_head(hidden)
-        return weighted_mean(self.ce(logits, codes), weights)
+        return self.cross_entropy(logits, codes, weights)
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):

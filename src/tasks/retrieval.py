@@ -24,8 +24,7 @@ from src.data.masking import MATCH_CASES
 from src.data.pipeline import open_training_data, training_data
 from src.data.records import open_prepared
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, match_graph
-from src.model.losses import (CrossEntropy, clamped_scale, logit_scale_parameter, matching_loss, same_content,
-                              pairwise_info_nce)
+from src.model.losses import ContrastiveLoss, MatchingLoss, logit_scale_parameter, same_content
 from src.model.layers import NEG
 from src.modality import INPUT_COLUMNS, MODALITIES, input_layout
 from src.model.opt import DataDims, with_view
@@ -77,7 +76,8 @@ class RetrievalLoss(nn.Cell):
         self.weights = ms.Tensor([settings.match, settings.contrastive], ms.float32)
         self.match_rows = settings.match_rows
         self.logit_scale = logit_scale_parameter(settings.contrastive_temperature)
-        self.ce = CrossEntropy()
+        self.contrastive = ContrastiveLoss()
+        self.matching_loss = MatchingLoss()
         self.modality_of_column = tuple(i for i, (_, _, count) in enumerate(input_layout()) for _ in range(count))
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
@@ -85,9 +85,8 @@ class RetrievalLoss(nn.Cell):
         inputs = batch[:len(INPUT_COLUMNS)]
         present, content, view, swap = batch[len(INPUT_COLUMNS):]
         embeddings = ops.stack(tuple(self.model.embed(m, *inputs) for m in MODALITIES))
+        contrastive = self.contrastive(embeddings, present, content, self.logit_scale)
         same = same_content(content, present)
-        scale = clamped_scale(self.logit_scale)
-        contrastive = pairwise_info_nce(self.ce, embeddings, present, same, scale)
         rows = present.shape[0]
         k = self.match_rows if 0 < self.match_rows < rows else rows
         donors, found = self.hardest_negatives(ops.stop_gradient(embeddings), present, view, swap,
@@ -126,7 +125,7 @@ class RetrievalLoss(nn.Cell):
         labels = ops.concat((ops.zeros((b,), ms.int32), negative_label))
         usable = (view.sum(1) > 1.5).astype(ms.float32)
         weights = ops.concat((usable, usable * found))
-        return matching_loss(self.model.match_head(states[:, 0]), labels, weights)
+        return self.matching_loss(self.model.match_head(states[:, 0]), labels, weights)
 
 
 def build(cfg: Config, num_shards: int = 1, shard_id: int = 0):

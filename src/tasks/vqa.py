@@ -23,7 +23,7 @@ from src.data.records import PreparedData, open_prepared
 from src.data.vqa import answer_vocabulary_of, load_answers
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet
 from src.modality import INPUT_COLUMNS, MODALITIES
-from src.model.losses import soft_bce
+from src.model.losses import SoftBCE
 from src.model.opt import OPT, DataDims, masked_mean, with_view
 from src.tasks.registry import Flags, Task, Training, register
 from src.tasks.vqa_eval import FORMS, answer, answer_graph, evaluate_run, parse_forms
@@ -171,12 +171,13 @@ class VQALoss(nn.Cell):
         super().__init__(auto_prefix=False)
         self.model = VQAModel(model_cfg, dims, answers, pooling)
         self.weight = weight
+        self.bce = SoftBCE()
         self.initialised = tuple(init_model(self, model_cfg.init_from))
 
     def construct(self, *batch):  # VQA_COLUMNS: the inputs, then view, row_weight, targets
         view, row_weight, targets = batch[len(INPUT_COLUMNS):]
         features = self.model.view_features(view, *batch[:len(INPUT_COLUMNS)])
-        loss = soft_bce(self.model.answer_head(features), targets, row_weight)
+        loss = self.bce(self.model.answer_head(features), targets, row_weight)
         return loss * self.weight, ops.stack((loss,))
 
 
