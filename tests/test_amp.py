@@ -84,6 +84,7 @@ def test_o2_trains_each_tiny_recipe(task, prepared, vqa_set, tmp_path):
     assert not any(e["overflow"] for e in entries)
 
 
+@pytest.mark.e2e
 def test_o2_pretraining_follows_o0(prepared):
     """tests/test_step_losses.py's 8 steps of the tiny pre-training (dropout, AdamW, clipping; its recorded O0 numbers,
     which that test checks) under O2, at a loss scale that fits float16 (O0's numbers do not depend on the scale)."""

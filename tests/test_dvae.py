@@ -76,6 +76,7 @@ def log_of(run):
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.e2e
 def test_train_snapshot_resume_and_evaluate(prepared_complete, tmp_path, capsys):
     data = f"data.path={prepared_complete}"
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -155,6 +156,7 @@ def load_config_of(run):
     return load_config(str(run / "config.yaml"))
 
 
+@pytest.mark.e2e
 def test_pretraining_with_dir(coded, dir_pretrained, tmp_path, capsys):
     """DIR joins the fused train step: its loss starts near ln(codebook) and falls; the run records the dVAE its
     codes came from; data without codes, codes of another codebook, or another dVAE are refused before training."""

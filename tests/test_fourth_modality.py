@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import ROOT, TINY, WORDS, make_manifest
 
 
+@pytest.mark.e2e
 def test_a_plugin_modality_is_padded_masked_and_trained():
     seen = json.loads(run("-m", "tests.fourth_modality_check").strip().splitlines()[-1])
     assert seen["modalities"] == ["text", "image", "audio", "sketch"]

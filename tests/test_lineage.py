@@ -4,6 +4,8 @@ refused before the first step in one line."""
 import json
 import shutil
 
+import pytest
+
 import train as train_script
 from src.data.lineage import SETTINGS_DIR
 from src.data.prepare import prepare
@@ -14,6 +16,7 @@ RETRIEVAL_TINY = str(ROOT / "config" / "retrieval_tiny.yaml")
 QUIET = dict(log=lambda *a: None)
 
 
+@pytest.mark.e2e
 def test_prepare_like_a_run_and_refusals(prepared, pretrained_run, tmp_path, capsys, monkeypatch):
     settings = pretrained_run / SETTINGS_DIR
     assert (settings / "vocab.txt").read_bytes() == (prepared / "vocab.txt").read_bytes()

@@ -1,6 +1,7 @@
 """Heads fitted to fixed features: the warm start of retrieval fine-tuning and the frozen-feature baseline."""
 import mindspore as ms
 import numpy as np
+import pytest
 
 from src.infer.items import load_items
 from src.infer.retrieval import first_stage
@@ -46,6 +47,7 @@ def test_fitted_heads_retrieve_held_out_items_of_a_linear_problem():
     assert heads.logit_scale.asnumpy()[0] > np.log(1 / 0.07)  # the learnt temperature sharpened
 
 
+@pytest.mark.e2e
 def test_warm_start_fits_the_projections_to_the_frozen_encoder(prepared_complete):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)

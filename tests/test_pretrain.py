@@ -95,6 +95,7 @@ def test_init_from_minilm_loads_the_encoder(prepared):
     np.testing.assert_array_equal(got, ref["encoder.layer.0.attention.self.query.weight"])
 
 
+@pytest.mark.e2e
 def test_every_enabled_loss_decreases(prepared):
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)

@@ -34,6 +34,7 @@ def caption_inputs(data, cfg, rows=4):
     return lambda batch: items.compose({"text": batch % rows, "audio": batch % rows})
 
 
+@pytest.mark.e2e
 def test_cached_and_uncached_sampling_agree_and_top_k_1_is_greedy(loaded):
     """Same seed: the same codes with the cache as rerunning the decoder over the prefix; top_k 1 ignores the seed."""
     import dataclasses
@@ -133,6 +134,7 @@ def test_a_retrieval_run_scores_by_its_embeddings(dir_pretrained, coded, tmp_pat
     assert 0.0 <= json.loads(out.read_text())["r_precision_ground_truth"] <= 1.0
 
 
+@pytest.mark.e2e
 def test_infer_draws_a_caption_with_and_without_audio(dir_pretrained, prepared, tmp_path, capsys):
     out = tmp_path / "drawn.png"
     assert infer_script.main(["--ckpt", str(dir_pretrained), "--text", "red apple", "--out", str(out)]) == 0

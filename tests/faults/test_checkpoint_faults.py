@@ -43,6 +43,7 @@ def flip_byte(path: Path) -> None:
         f.write(bytes([byte[0] ^ 0xFF]))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("how", ["truncated", "one byte changed"])
 def test_resume_skips_damaged_checkpoints_and_continues_exactly(whole, prepared, tmp_path, capsys, record, how):
     out = copy_run(whole, tmp_path)
@@ -62,6 +63,7 @@ def test_resume_skips_damaged_checkpoints_and_continues_exactly(whole, prepared,
     record(f"newest 2 checkpoints {how}", "resume from step 4, exact losses after", "resumed at 4, steps 5-8 equal")
 
 
+@pytest.mark.e2e
 def test_every_checkpoint_damaged_is_one_line_naming_them(whole, prepared, tmp_path, capsys, record):
     out = copy_run(whole, tmp_path)
     for path in list_checkpoints(out):
@@ -111,6 +113,7 @@ def test_a_full_disk_while_saving_keeps_the_earlier_checkpoints(tmp_path, monkey
            "CheckpointError; step 1 verifies")
 
 
+@pytest.mark.e2e
 def test_a_real_full_disk_while_training_stops_clearly_and_resumes(prepared, tmp_path, capsys, record):
     """train.py into a 30 MB tmpfs (two tiny checkpoints fit): the checkpoint that does not fit stops the run with one
     line; the earlier ones verify, no partial file is left, and the run resumes elsewhere from the last one."""
