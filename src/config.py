@@ -18,7 +18,6 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 
-
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key and the file."""
 

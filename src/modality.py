@@ -31,6 +31,11 @@ class Modality:
     def mask(self) -> str:
         return self.columns[-1]
 
+    @property
+    def class_columns(self) -> Tuple[str, ...]:
+        """A regions modality's stored class targets (between its boxes and its count: mrc_ids, mrc_probs), if any."""
+        return self.stored[2:-1] if self.kind == "regions" else ()
+
 
 BOX_DIM = 7  # a region's box: x1, y1, x2, y2, width, height, area (fractions of the image)
 

@@ -29,12 +29,8 @@ from src.data.masking import (caption_views, choose_positions, drop_modalities, 
                               matching_cases, matching_donors, max_predictions, retrieval_views)
 from src.data.padding import modalities_present
 from src.data.records import PreparedData
-from src.modality import AUDIO, COLUMNS_OF, IMAGE, INPUT_COLUMNS, MODALITIES, SPECS, TEXT, mask_budget
-
-
-def class_columns(spec) -> tuple:
-    """A regions modality's stored class targets (between its boxes and its count: mrc_ids, mrc_probs), if any."""
-    return tuple(spec.stored[2:-1]) if spec.kind == "regions" else ()
+from src.modality import (COLUMNS_OF, IMAGE, INPUT_COLUMNS, MODALITIES, PAPER_MODALITIES, SPECS, TEXT,
+                          mask_budget)
 
 
 def target_column(stored: str) -> str:
@@ -45,11 +41,12 @@ def target_column(stored: str) -> str:
 
 # the inputs, then per modality its masked positions, their weights and targets (and a regions modality's class
 # targets), then matching and DTR (the loss cell reads them by name)
-MATCHED = (TEXT, IMAGE, AUDIO)  # the modalities of the paper's 5-way matching (src/data/masking.py MATCH_CASES)
+# the modalities of the paper's 5-way matching (src/data/masking.py MATCH_CASES), by index
+MATCHED = tuple(MODALITIES.index(m) for m in PAPER_MODALITIES)
 PRETRAIN_COLUMNS = INPUT_COLUMNS + ["text_target_ids"] + [
     column for spec in SPECS.values()
     for column in [f"{spec.mask_prefix}_positions", f"{spec.mask_prefix}_weights", f"{spec.mask_prefix}_targets"]
-    + [target_column(c) for c in class_columns(spec)]] + [
+    + [target_column(c) for c in spec.class_columns]] + [
     "match_label", "match_weight", "dtr_weight"]
 DIR_COLUMNS = ["image_codes", "dir_weight"]  # appended to PRETRAIN_COLUMNS when the data's dVAE codes are used
 RETRIEVAL_COLUMNS = INPUT_COLUMNS + ["present", "content", "view", "swap"]
@@ -143,7 +140,7 @@ def corrupt(b: dict, objective: Pretrain, rng: np.random.Generator) -> dict:
     donors, cases = matching_donors(matching_cases(present[:, list(MATCHED)].all(1), cfg.match_case_probs, rng), rng)
     for i, spec in enumerate(SPECS.values()):  # a matched modality's columns (and class targets) come from its donor
         if i in MATCHED:
-            for key in spec.columns + class_columns(spec):
+            for key in spec.columns + spec.class_columns:
                 b[key] = b[key][donors[:, MATCHED.index(i)]]
     negative = cases > 0
     keep = np.where(negative[:, None], present, drop_modalities(present, objective.drop_probs, rng))
@@ -168,7 +165,7 @@ def corrupt(b: dict, objective: Pretrain, rng: np.random.Generator) -> dict:
             pos, w = choose_positions(b[spec.mask] > 0, cfg.token_mask_prob, objective.slots[i], rng)
             out[feat], out[f"{prefix}_targets"] = mask_features(b[feat], pos, w)
             out.update({column: b[column] for column in rest[:-1]})  # boxes stay
-            for stored in class_columns(spec):
+            for stored in spec.class_columns:
                 out[target_column(stored)] = np.take_along_axis(b[stored], pos[:, :, None], 1).astype(b[stored].dtype)
         out[f"{prefix}_positions"], out[f"{prefix}_weights"] = pos, w * (token_rows * keep[:, i])[:, None]
 

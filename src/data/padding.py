@@ -27,7 +27,7 @@ class Padder:
         self.dims = {m: data.feature_dim(m) for m, spec in SPECS.items() if spec.has_features}
         # a regions modality's stored class targets (between its boxes and its count): their top-k width
         self.top_k = {m: data.meta[m]["mrc"]["top_k"] for m, spec in SPECS.items()
-                      if spec.kind == "regions" and len(spec.stored) > 3}
+                      if spec.class_columns}
         self.standardizers = {m: data.standardizer(m) for m in self.dims}
         ids = data.meta["text"]["special_ids"]
         self.pad_id, self.cls, self.sep = ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
@@ -72,7 +72,8 @@ def pad_tokens(padder: Padder, spec, rows, size: int) -> Dict[str, np.ndarray]:
 
 def pad_regions(padder: Padder, spec, rows, size: int) -> Dict[str, np.ndarray]:
     """Region features and boxes (and, when stored, each region's top-k class ids and probabilities), padded."""
-    (feat_column, boxes_column, mask_column), (feat, boxes, *classes, count) = spec.columns, spec.stored
+    (feat_column, boxes_column, mask_column), (feat, boxes, count) = spec.columns, spec.stored[:2] + spec.stored[-1:]
+    classes = spec.class_columns
     length, name = padder.lengths[spec.name], spec.name
     out = {feat_column: np.zeros((size, length, padder.dims[name]), np.float32),
            boxes_column: np.zeros((size, length, BOX_DIM), np.float32),

@@ -19,7 +19,7 @@ from src.data.masking import MATCH_CASES
 from src.model.heads import FeatureRegression, VocabHead, gather_positions
 from src.model.losses import (FeatureRegressionLoss, MaskedCrossEntropy, MaskedFeatureNCE, MatchingLoss,
                               RegionClassKL)
-from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS, class_columns, target_column
+from src.data.objectives import DIR_COLUMNS, PRETRAIN_COLUMNS, target_column
 from src.modality import INPUT_COLUMNS, MASKED_LOSSES, SPECS
 from src.model.opt import OPT, DataDims
 from src.model.primitives import Dense
@@ -79,7 +79,7 @@ class PretrainLoss(nn.Cell):
                     setattr(self, head, Dense(h, dims.mrc_classes) if self.use[name] else None)
                 elif kind != "nce":
                     raise ValueError(f"modality '{m}': masked loss '{name}' has an unknown kind '{kind}'")
-                classes = tuple(target_column(c) for c in class_columns(spec))
+                classes = tuple(target_column(c) for c in spec.class_columns)
                 losses.append((kind if self.use[name] else "off", head, classes))
             if "nce" in kinds.values() and not regression:
                 raise ValueError(f"modality '{m}': an nce loss needs a regression loss (its head) beside it")
