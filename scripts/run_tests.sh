@@ -9,14 +9,20 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . "$ROOT/scripts/setup_env.sh" test
+# Available memory is the kernel's MemAvailable (free + reclaimable page cache): free memory alone shrinks with
+# every file read, and a reused machine would then run the suite in one process.
 workers="${OPT_TEST_WORKERS:-$("$PY" -c "
-import os
-memory_gb = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30
+import os, re
+try:
+    memory_gb = int(re.search(r'MemAvailable:\s+(\d+) kB', open('/proc/meminfo').read()).group(1)) / 2**20
+except (OSError, AttributeError):
+    memory_gb = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30
 print(max(1, min(len(os.sched_getaffinity(0)), 4, int(memory_gb // 5))))")}"
 parallel=()
 if [ "$workers" -gt 1 ]; then
   parallel=(-n "$workers" --dist load --maxschedchunk 2)  # a few tests at a time: the long ones, first, spread
 fi
+echo "running the tests in $workers process(es)" >&2
 status=0
 "$PY" -m pytest -q "${parallel[@]}" "$@" || status=$?
 case "$status" in

@@ -21,9 +21,16 @@ TINY = ROOT / "config" / "pretrain_tiny.yaml"
 WORDS = ["red", "apple", "blue", "sky", "green", "tree", "small", "dog", "big", "cat", "happy", "face"]
 
 
+# fixtures that train a run: a test that needs one is end-to-end (marked e2e here, out of the unit run)
+TRAINING_FIXTURES = {"coded", "dir_pretrained", "pretrained_run", "vqa_run"}
+
+
 def pytest_collection_modifyitems(items):
-    """The end-to-end tests (marked e2e, a minute or more each) first: run in parallel workers, none of them is left to
-    start last and run alone while the other workers idle."""
+    """A test that needs a trained run is marked e2e; the end-to-end tests (a minute or more each) run first: in
+    parallel workers, none of them is left to start last and run alone while the other workers idle."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
