@@ -7,7 +7,7 @@
 #
 # Writes DEMO_DIR/raw/vqa (questions_<split>.json, annotations_<split>.json, images.jsonl, audio/<question_id>.wav:
 # every question spoken) and prepares DEMO_DIR/vqa/train like DEMO_DIR/prepared (the pre-training data: its vocab,
-# features and statistics; config/vqa_demo.yaml's answer_min_count) and DEMO_DIR/vqa/val like the train split. Every
+# features and statistics; config/vqa_demo.yaml's prepare.vqa.min_count) and DEMO_DIR/vqa/val like the train split. Every
 # step reuses what an earlier run finished. Environment: PYTHON.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"  # sets -euo pipefail, ROOT, PYTHONPATH
 at_most_operands 1 "$@"

@@ -77,8 +77,11 @@ class PrepareConfig:
     extract_batch: int = 256      # samples whose files go through the pretrained networks together (the images in
     #                               runs of 16, the clips grouped by length so that few encoder shapes compile)
     seed: int = 0                 # the draw of the images that fit the region codebook, and k-means
-    answer_min_count: int = 9     # VQA: answers given at least this often (as multiple_choice_answer) form the answer
-    #                               vocabulary (9 over VQA v2 train+val gives the usual 3,129)
+    # what a source format's own preparation reads (prepare.vqa), registered by the module that owns it
+    sections: Dict[str, Any] = field(default_factory=lambda: _default_sections(PrepareConfig))
+
+    def __getattr__(self, name: str):  # only called for what is not a field: a registered section
+        return _section(self, name)
 
 
 @dataclass
@@ -135,6 +138,8 @@ class LossConfig:
     dtr: float = 1.0              # denoising text reconstruction (the text decoder)
     dir: float = 0.0              # denoising image reconstruction; needs dVAE codes (python -m src.tasks.dvae_codes)
     nce_temperature: float = 0.1  # cosine similarities are divided by this in the MAM contrastive loss
+    # the weights of a further modality's masked losses by name ({sketch_fr: 0.5}); one not named weighs 1
+    further: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,23 +230,38 @@ class DVAEConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Task sections: a task's own settings live with the task (src/tasks/), which registers them here by name
+# Registered sections: a task's own settings live with the task (src/tasks/), which registers them here by name as a
+# top-level section; a source format's preparation settings go under `prepare` the same way
 # ----------------------------------------------------------------------------------------------------------------------
-TASK_SECTIONS: Dict[str, type] = {}  # top-level key -> the task's dataclass
-RENAMED: Dict[str, str] = {}         # a dotted key as an earlier version wrote it -> where it lives now
+SECTIONS: Dict[type, Dict[str, type]] = {}  # a dataclass with `sections` (Config, PrepareConfig) -> name -> dataclass
+RENAMED: Dict[str, str] = {}                # a dotted key as an earlier version wrote it -> where it lives now
 
 
-def register_section(name: str, cls: type, renamed: Optional[Dict[str, str]] = None) -> None:
-    """A task's config section: the top-level key `name` of every recipe, read into the dataclass `cls`, and the keys
-    an earlier version kept elsewhere (`renamed`: old dotted key -> new one), so that runs written then still load."""
-    if name in {f.name for f in dataclasses.fields(Config)} or TASK_SECTIONS.get(name, cls) is not cls:
-        raise ValueError(f"config section '{name}' is registered twice")
-    TASK_SECTIONS[name] = cls
+def register_section(name: str, cls: type, renamed: Optional[Dict[str, str]] = None, under: str = "") -> None:
+    """A section of the config: the key `name` of every recipe (at the top level, or inside the section `under`,
+    "prepare"), read into the dataclass `cls`, and the keys an earlier version kept elsewhere (`renamed`: old dotted
+    key -> new one), so that runs and data written then still load."""
+    owner = {"": Config, "prepare": PrepareConfig}[under]
+    known = SECTIONS.setdefault(owner, {})
+    if name in {f.name for f in dataclasses.fields(owner)} or known.get(name, cls) is not cls:
+        raise ValueError(f"config section '{under + '.' if under else ''}{name}' is registered twice")
+    known[name] = cls
     RENAMED.update(renamed or {})
 
 
-def _default_sections() -> Dict[str, Any]:
-    return {name: cls() for name, cls in TASK_SECTIONS.items()}
+def _default_sections(owner: type) -> Dict[str, Any]:
+    return {name: cls() for name, cls in SECTIONS.get(owner, {}).items()}
+
+
+def _section(obj, name: str):
+    """A registered section of `obj` read as an attribute (cfg.vqa, cfg.prepare.vqa)."""
+    sections = obj.__dict__.get("sections")
+    if sections is not None and name in sections:
+        return sections[name]
+    registered = SECTIONS.get(type(obj), {})
+    if name in registered:  # registered after `obj` was made: its defaults
+        return registered[name]()
+    raise AttributeError(f"the config has no section '{name}'")
 
 
 @dataclass
@@ -256,19 +276,15 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     dvae: DVAEConfig = field(default_factory=DVAEConfig)
     # the registered task sections by name, read as attributes (cfg.vqa) and written as top-level keys
-    sections: Dict[str, Any] = field(default_factory=_default_sections)
+    sections: Dict[str, Any] = field(default_factory=lambda: _default_sections(Config))
 
     def __getattr__(self, name: str):  # only called for what is not a field: a task's section
-        sections = self.__dict__.get("sections")
-        if sections is not None and name in sections:
-            return sections[name]
-        if name in TASK_SECTIONS:  # registered after this config was made: its defaults
-            return TASK_SECTIONS[name]()
-        raise AttributeError(f"the config has no section '{name}'")
+        return _section(self, name)
 
 
-def with_section(cfg: Config, name: str, section) -> Config:
-    """`cfg` with the task section `name` replaced (dataclasses.replace for a field)."""
+def with_section(cfg, name: str, section):
+    """`cfg` (a Config or PrepareConfig) with the registered section `name` replaced (dataclasses.replace for a
+    field)."""
     return dataclasses.replace(cfg, sections={**cfg.sections, name: section})
 
 
@@ -302,27 +318,52 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     return apply_overrides(cfg, overrides)
 
 
-def renamed(raw: dict, where: str) -> dict:
-    """`raw` (a nested dict of a whole config) with the keys an earlier version wrote elsewhere moved to where they
-    live now (RENAMED)."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+def renamed(raw: dict, where: str, under: str = "") -> dict:
+    """`raw` (a nested dict of a whole config, or of its section `under`) with the keys an earlier version wrote
+    elsewhere moved to where they live now (RENAMED)."""
+    prefix = f"{under}." if under else ""
+    raw = _copied(raw)
     for old, new in RENAMED.items():
-        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
-        if not isinstance(raw.get(old_section), dict) or old_key not in raw[old_section]:
+        if not (old.startswith(prefix) and new.startswith(prefix)):
             continue
-        if new_key in raw.get(new_section, {}):
+        old_path, new_path = old[len(prefix):].split("."), new[len(prefix):].split(".")
+        old_parent = _walk(raw, old_path[:-1])
+        if old_parent is None or old_path[-1] not in old_parent:
+            continue
+        new_parent = _walk(raw, new_path[:-1], make=True)
+        if new_path[-1] in new_parent:
             raise ConfigError(f"{where}: '{old}' and '{new}' are the same setting (now '{new}'); keep one")
-        raw.setdefault(new_section, {})[new_key] = raw[old_section].pop(old_key)
-        if not raw[old_section]:
-            del raw[old_section]
+        new_parent[new_path[-1]] = old_parent.pop(old_path[-1])
+        if not old_parent and len(old_path) > 1:
+            del _walk(raw, old_path[:-2])[old_path[-2]]
     return raw
 
 
+def _copied(raw):
+    return {k: _copied(v) for k, v in raw.items()} if isinstance(raw, dict) else raw
+
+
+def _walk(raw: dict, path: List[str], make: bool = False) -> Optional[dict]:
+    """The mapping at `path` inside `raw` (made on the way with `make`), or None where there is none."""
+    for key in path:
+        if not isinstance(raw.get(key), dict):
+            if not make:
+                return None
+            raw[key] = {}
+        raw = raw[key]
+    return raw
+
+
+def load_section(name: str, raw: dict, where: str):
+    """The top-level section `name` from its dict as any version wrote it (a prepared set's meta.json "prepare")."""
+    return from_dict(keys_of(Config)[name], renamed(raw, where, under=name), where=where, prefix=f"{name}.")
+
+
 def keys_of(cls: type) -> Dict[str, Any]:
-    """The keys a section takes and their types: its fields, and for the whole config the task sections."""
+    """The keys a section takes and their types: its fields and its registered sections."""
     hints = typing.get_type_hints(cls)
     keys = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "sections"}
-    return {**keys, **TASK_SECTIONS} if cls is Config else keys
+    return {**keys, **SECTIONS.get(cls, {})}
 
 
 def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
@@ -333,9 +374,14 @@ def from_dict(cls: type, raw: dict, where: str = "config", prefix: str = ""):
         if key not in keys:
             raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_suggest(key, list(keys))}")
         kwargs[key] = _coerce(keys[key], value, f"{prefix}{key}", where)
-    if cls is Config:
-        kwargs["sections"] = {**_default_sections(), **{k: kwargs.pop(k) for k in list(kwargs) if k in TASK_SECTIONS}}
+    if _has_sections(cls):
+        registered = SECTIONS.get(cls, {})
+        kwargs["sections"] = {**_default_sections(cls), **{k: kwargs.pop(k) for k in list(kwargs) if k in registered}}
     return cls(**kwargs)
+
+
+def _has_sections(cls: type) -> bool:
+    return any(f.name == "sections" for f in dataclasses.fields(cls))
 
 
 def apply_overrides(cfg, overrides: List[str]):
@@ -359,10 +405,14 @@ def apply_override(cfg, item: str):
 
 
 def to_dict(cfg) -> dict:
-    """A config as nested dicts, the task sections as top-level keys (as a recipe writes them)."""
-    out = dataclasses.asdict(cfg)
-    sections = out.pop("sections", {})
-    return {**out, **sections}
+    """A config (or a section of it) as nested dicts, the registered sections as keys of their owner (as a recipe
+    writes them)."""
+    if dataclasses.is_dataclass(cfg):
+        out = {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.name != "sections"}
+        return {**out, **{k: to_dict(v) for k, v in getattr(cfg, "sections", {}).items()}}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
 
 
 def _replace_path(obj, keys: List[str], value: Any, dotted: str):
@@ -380,7 +430,7 @@ def _replace_path(obj, keys: List[str], value: Any, dotted: str):
         if not dataclasses.is_dataclass(child):
             raise ConfigError(f"--set {dotted}: '{head}' is a {type(child).__name__}, not a section")
         new = _replace_path(child, keys[1:], value, dotted)
-    if head in TASK_SECTIONS and isinstance(obj, Config):
+    if head in SECTIONS.get(type(obj), {}):
         return with_section(obj, head, new)
     return dataclasses.replace(obj, **{head: new})
 
@@ -400,6 +450,11 @@ def _coerce(hint, value, key: str, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: '{key}' is a section; expected a mapping, got {_show(value)}")
         return from_dict(hint, value, where, prefix=f"{key}.")
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' expects a mapping, got {_show(value)}")
+        key_hint, value_hint = typing.get_args(hint) or (Any, Any)
+        return {_coerce(key_hint, k, key, where): _coerce(value_hint, v, f"{key}.{k}", where) for k, v in value.items()}
     if origin in (list, List):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: '{key}' expects a list, got {_show(value)}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from src.commands import DONE, FAILED, error_line, run_main
-from src.config import TASK_SECTIONS, Config
+from src.config import SECTIONS, Config
 from src.files import write_text_atomic
 from src.tasks import registry
 
@@ -88,6 +88,8 @@ def type_name(hint) -> str:
     origin = typing.get_origin(hint)
     if origin in (list, List):
         return f"list of {type_name(typing.get_args(hint)[0])}"
+    if origin in (dict, Dict):
+        return "mapping of {} to {}".format(*map(type_name, typing.get_args(hint)))
     return getattr(hint, "__name__", str(hint))
 
 
@@ -104,8 +106,8 @@ def section_rows(cls: type, prefix: str) -> Tuple[List[Tuple[str, str, str, str]
     comments = field_comments(cls)
     rows, nested = [], []
     for f in dataclasses.fields(cls):
-        if f.name == "sections":  # the task sections: listed after the shared ones
-            nested.extend((prefix + name, section) for name, section in sorted(TASK_SECTIONS.items()))
+        if f.name == "sections":  # the registered sections: listed after the shared ones
+            nested.extend((prefix + name, section) for name, section in sorted(SECTIONS.get(cls, {}).items()))
             continue
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):

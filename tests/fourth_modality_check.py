@@ -11,13 +11,13 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from src.config import DataConfig, LossConfig, ModelConfig
+from src.config import ConfigError, DataConfig, LossConfig, ModelConfig, load_config
 from src.data.objectives import PRETRAIN_COLUMNS, RETRIEVAL_COLUMNS, Pretrain, Retrieval
 from src.data.padding import READ_COLUMNS, Padder
 from src.data.records import PreparedData, encode_features
 from src.modality import BOX_DIM, INPUT_COLUMNS, MODALITIES
 from src.model.opt import DataDims
-from src.tasks.pretrain import LOSS_NAMES, PretrainLoss
+from src.tasks.pretrain import LOSS_NAMES, PretrainLoss, loss_weights
 from src.tasks.retrieval import RetrievalConfig, RetrievalLoss
 from src.tasks.retrieval_eval import DIRECTIONS
 
@@ -80,6 +80,11 @@ def main() -> None:
            "pretrain": train_step(PretrainLoss(model, LossConfig(), dims), pretrain).tolist(),
            "retrieval": train_step(RetrievalLoss(model, RetrievalConfig(), dims), retrieval).tolist()}
     out["sketch_masked"] = float(out["sketch_masked"])
+    out["weights"] = dict(zip(LOSS_NAMES, loss_weights(load_config(None, ["loss.further={sketch_fr: 0.5}"]).loss)))
+    try:
+        loss_weights(LossConfig(further={"sketch_rf": 0.5}))
+    except ConfigError as e:
+        out["misspelt"] = str(e)
     print(json.dumps(out))
 
 

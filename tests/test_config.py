@@ -99,7 +99,7 @@ def test_a_task_brings_its_own_section_flags_and_training(tmp_path, capsys):
     in the entry point's parser, and train.py finds how it trains. No shared file names it."""
     import dataclasses
 
-    from src.config import TASK_SECTIONS, to_dict, with_section
+    from src.config import SECTIONS, Config, to_dict, with_section
     from src.tasks import registry
     from src.cli import task_parser
 
@@ -125,16 +125,14 @@ def test_a_task_brings_its_own_section_flags_and_training(tmp_path, capsys):
         assert with_section(cfg, "echo_test", EchoConfig(words=1)).echo_test.words == 1 and cfg.echo_test.words == 7
         with pytest.raises(ConfigError, match="echo_test.word: unknown key 'word' \\(did you mean 'words'"):
             load_config(None, ["echo_test.word=1"])
-        both = tmp_path / "both.yaml"
-        both.write_text("echo_test:\n  loudness: 1.0\nloss:\n  echo: 2.5\n")
-        with pytest.raises(ConfigError, match="'loss.echo' and 'echo_test.loudness' are the same setting"):
-            load_config(str(both))
+        refused_as_one_setting(tmp_path / "both.yaml", "echo_test:\n  loudness: 1.0\nloss:\n  echo: 2.5\n",
+                               "loss.echo", "echo_test.loudness")
         assert registry.training("echo_test").loss_names == ("echo",)
         args = task_parser("doc", "evaluate").parse_args(["--task", "echo_test", "--shout", "hello"])
         assert args.shout == "hello"
     finally:
         registry._TASKS.pop("echo_test")
-        TASK_SECTIONS.pop("echo_test")
+        SECTIONS[Config].pop("echo_test")
 
 
 def test_runs_written_before_the_task_sections_still_load(tmp_path):
@@ -145,6 +143,35 @@ def test_runs_written_before_the_task_sections_still_load(tmp_path):
     cfg = load_config(str(old))
     assert (cfg.retrieval.contrastive, cfg.retrieval.warm_start_epochs) == (0.5, 20)
     assert (cfg.vqa.weight, cfg.caption.weight, cfg.caption.label_smoothing, cfg.loss.mlm) == (2.0, 3.0, 0.2, 0.7)
+
+
+def test_a_source_format_registers_its_preparation_section(tmp_path):
+    """VQA's answer threshold is the section prepare.vqa that src/data/vqa.py registers; the key an earlier version
+    kept in `prepare` (answer_min_count) still loads from a recipe, a --set and a prepared set's meta.json."""
+    from src.config import load_section, to_dict
+    import src.data.vqa  # noqa: F401 (registers prepare.vqa)
+
+    old = tmp_path / "old.yaml"
+    old.write_text("prepare:\n  shards: 2\n  answer_min_count: 4\n")
+    cfg = load_config(str(old))
+    assert (cfg.prepare.vqa.min_count, cfg.prepare.shards) == (4, 2)
+    assert load_config(None, ["prepare.answer_min_count=6"]).prepare.vqa.min_count == 6
+    assert load_config(None, ["prepare.vqa.min_count=7"]).prepare.vqa.min_count == 7
+    written = to_dict(cfg.prepare)
+    assert written["vqa"] == {"min_count": 4} and "sections" not in written and "answer_min_count" not in written
+    assert load_section("prepare", written, "meta.json") == cfg.prepare
+    assert load_section("prepare", {"answer_min_count": 3, "image": {"grid": 2}}, "old meta.json").vqa.min_count == 3
+    with pytest.raises(ConfigError, match="prepare.vqa.min_cnt: unknown key 'min_cnt'"):
+        load_config(None, ["prepare.vqa.min_cnt=1"])
+    refused_as_one_setting(tmp_path / "both.yaml", "prepare:\n  answer_min_count: 4\n  vqa:\n    min_count: 5\n",
+                           "prepare.answer_min_count", "prepare.vqa.min_count")
+
+
+def refused_as_one_setting(recipe, text: str, old: str, new: str) -> None:
+    """A recipe that gives a setting under its old key and its new one is refused, naming both."""
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=f"'{old}' and '{new}' are the same setting"):
+        load_config(str(recipe))
 
 
 def test_data_preparation_reads_only_its_section(tmp_path):

@@ -41,7 +41,7 @@ def test_prepare_demo_data_builds_a_real_trimodal_set(tmp_path):
     # its recipe's answer threshold
     from src.data.lineage import preparation_differences
     vqa = open_prepared(tmp_path / "demo" / "vqa" / "train")
-    assert preparation_differences(vqa, data) == [] and vqa.meta["prepare"]["answer_min_count"] == 5
+    assert preparation_differences(vqa, data) == [] and vqa.meta["prepare"]["vqa"]["min_count"] == 5
     assert preparation_differences(open_prepared(tmp_path / "demo" / "vqa" / "val"), vqa) == []
     # a rerun reuses everything
     again = subprocess.run(["bash", str(ROOT / "scripts" / "prepare_demo_data.sh"), str(tmp_path / "demo")], env=env,

@@ -27,6 +27,8 @@ def test_a_plugin_modality_is_padded_masked_and_trained():
     pretrain, retrieval = np.array(seen["pretrain"]), np.array(seen["retrieval"])
     assert np.isfinite(pretrain).all() and pretrain[5] > 0  # the sketch's feature regression
     assert np.isfinite(retrieval).all() and retrieval[1] > 0  # InfoNCE over the six pairs of modalities
+    assert seen["weights"]["sketch_fr"] == 0.5 and seen["weights"]["mvfr"] == 1.0  # its weight: loss.further
+    assert seen["misspelt"] == "loss.further: 'sketch_rf' is no masked loss of a registered modality (known: sketch_fr)"
 
 
 def test_without_the_plugin_there_are_three():

@@ -118,3 +118,20 @@ def test_webdataset_and_csv_prepare(tmp_path, tiny_cfg):
     assert main([str(table), str(tmp_path / "c"), "--format", "csv", "--csv-img-key", "img", "--csv-caption-key",
                  "caption", "--config", "config/pretrain_tiny.yaml"]) == 0
     assert json.loads((tmp_path / "c" / "meta.json").read_text())["counts"]["written"] == 3
+
+
+def test_a_format_brings_its_own_flags(tmp_path, capsys):
+    """Each format's flags are listed under it in --help; one given with another format is one line, exit status 2,
+    and nothing is written."""
+    import pytest
+    from src.data.prepare import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    usage = capsys.readouterr().out
+    assert usage.split("format csv:")[1].lstrip().startswith("--csv-img-key")
+    assert usage.split("format vqa:")[1].lstrip().startswith("--annotations")
+    table = make_table(tmp_path / "t", n=3, sep=",", name="pairs.csv")
+    assert main([str(table), str(tmp_path / "c"), "--format", "csv", "--annotations", str(table)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --annotations is read with format vqa only (this source's format: csv)"]
+    assert not (tmp_path / "c").exists()

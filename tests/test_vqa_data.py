@@ -136,10 +136,10 @@ def test_reader_finds_images_answers_and_recordings(tmp_path):
     s = samples[4]  # image 1, the number question
     assert s.id == "11" and s.text == "how many parts?" and s.image.endswith("COCO_train2014_000000000001.jpg")
     assert s.audio.endswith("audio/11.wav")
-    assert s.question.answers == ["2"] * 6 + ["two"] * 3 + ["3"] and s.question.answer_type == "number"
+    assert s.attached["vqa"].answers == ["2"] * 6 + ["two"] * 3 + ["3"] and s.attached["vqa"].answer_type == "number"
     # a test split has no annotations: questions without answers
     samples, problems = split_entries(read_source(str(q), "vqa", image_dir=str(tmp_path / "images")))
-    assert not problems and samples[0].question.answers == [] and samples[0].audio is None
+    assert not problems and samples[0].attached["vqa"].answers == [] and samples[0].audio is None
 
 
 def test_images_by_folder_number_or_manifest(tmp_path):
@@ -218,7 +218,7 @@ def test_a_malformed_entry_can_be_skipped_and_is_counted(tmp_path):
     files = make_vqa(tmp_path, spoken=False)
     _damage(files, "answers not a list")
     q, a = files["train"]
-    meta = prepare(str(q), str(tmp_path / "out"), tiny_config("prepare.answer_min_count=2").prepare, "vqa",
+    meta = prepare(str(q), str(tmp_path / "out"), tiny_config("prepare.vqa.min_count=2").prepare, "vqa",
                    image_dir=str(tmp_path / "images"), annotations=str(a), on_error="skip", **QUIET)
     # both reported: the broken annotation, and its question, left without answers
     assert meta["counts"]["written"] == 17 and meta["counts"]["skipped"] == 2
@@ -241,7 +241,7 @@ def prepare_vqa(root, cfg, **sizes):
 
 @pytest.fixture(scope="module")
 def vqa_prepared(tmp_path_factory):
-    return prepare_vqa(tmp_path_factory.mktemp("vqa"), tiny_config("prepare.answer_min_count=2").prepare)
+    return prepare_vqa(tmp_path_factory.mktemp("vqa"), tiny_config("prepare.vqa.min_count=2").prepare)
 
 
 def test_preparation_stores_vocabulary_and_soft_targets(vqa_prepared):

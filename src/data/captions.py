@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 from typing import Iterator, Optional
 
-from src.data.sources import READERS, Entry, Problem, Sample, json_document
+from src.data.sources import Entry, Problem, Sample, SourceFormat, json_document, register_format
 
 # Karpathy's splits -> prepared splits: restval is the part of COCO val2014 that trains
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -141,7 +141,14 @@ def _first_existing(paths) -> str:
     return str(next((p for p in paths if p.is_file()), paths[0]))
 
 
-READERS["karpathy"] = lambda path, split, image_dir, audio_dir, annotations, **_: read_karpathy(path, image_dir)
-READERS["aic"] = lambda path, split, image_dir, audio_dir, annotations, **_: read_aic(path, split, image_dir)
-READERS["csv"] = lambda path, split, image_dir, audio_dir, annotations, **options: read_table(
-    path, split, image_dir, **options)
+register_format("karpathy", SourceFormat(lambda path, split, image_dir, audio_dir: read_karpathy(path, image_dir)))
+register_format("aic", SourceFormat(lambda path, split, image_dir, audio_dir: read_aic(path, split, image_dir)))
+register_format("csv", SourceFormat(lambda path, split, image_dir, audio_dir, **columns: read_table(
+    path, split, image_dir, **columns), flags={
+        "--csv-img-key": dict(dest="image_key", default="filepath", help="the column of image paths (default: "
+                                                                          "filepath)"),
+        "--csv-caption-key": dict(dest="caption_key", default="title", help="the column of captions (default: "
+                                                                             "title)"),
+        "--csv-audio-key": dict(dest="audio_key", default="", help="a column of audio paths (default: none)"),
+        "--csv-separator": dict(dest="separator", default=None, help="the field separator (default: a tab for .tsv, "
+                                                                      "else a comma)")}))

@@ -4,7 +4,7 @@ scripts/extract_features.sh:
 
     python -m src.data.extract SOURCE OUT_DIR [--format manifest|coco|karpathy|aic|csv|webdataset|narratives]
                                [--on-error fail|skip] [--split NAME] [--image-dir DIR] [--audio-dir DIR]
-                               [--csv-img-key COL] [--csv-caption-key COL] [--csv-audio-key COL]
+                               [--annotations FILE] [--csv-img-key COL] [--csv-caption-key COL] [--csv-audio-key COL]
                                [--csv-separator SEP] [--config config/x.yaml] [--set prepare.extract_batch=32 ...]
 
 OUT_DIR/manifest.jsonl    the source's samples, `image` / `audio` pointing at the files below
@@ -15,7 +15,8 @@ OUT_DIR/features.json     the extractors (name, weights package and version), th
 
 Preparing OUT_DIR/manifest.jsonl gives the same shards as preparing the source itself with the same settings (the
 same code computes the features; they are stored as float16 either way). So a machine with an accelerator can extract
-and any machine can prepare. A VQA source is prepared directly (its answers have no place in a manifest). Exit status
+and any machine can prepare. A VQA source is prepared directly: its answers (--annotations) have no place in a
+manifest. Exit status
 as preparation's (src/data/prepare.py): 2 for bad input, one `error:` line.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Optional
 import numpy as np
 
 from src.commands import run_main
-from src.config import PrepareConfig, load_config
+from src.config import PrepareConfig, load_config, to_dict
 from src.data.errors import PrepareError, written_whole
 from src.data.extractors import audio_extractor_info, check_extractors, image_extractor_info
 from src.data.prepare import (USER_ERRORS, extract_all, extractor_hint, format_options,
@@ -83,7 +84,7 @@ def extract_features(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "
             rows.append(_write_sample(sample, *result, tmp, written))
         record = {"image": image_extractor_info(cfg.image) if any(s.image for s in samples) else None,
                   "audio": audio_extractor_info(cfg.audio) if any(s.audio for s in samples) else None,
-                  "prepare": dataclasses.asdict(cfg), "source": str(Path(source).resolve()), "format": fmt,
+                  "prepare": to_dict(cfg), "source": str(Path(source).resolve()), "format": fmt,
                   "samples": len(rows), "files": len(written), "skipped": [dataclasses.asdict(p) for p in problems]}
         (tmp / "manifest.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                                             encoding="utf-8")

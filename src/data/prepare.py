@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from src.commands import add_set_arg, run_main
-from src.config import Config, ConfigError, PrepareConfig, from_dict, load_config
+from src.config import Config, ConfigError, PrepareConfig, load_config, load_section, to_dict
 from src.data.audio import load_npz_frames, read_audio
 from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError, written_whole
 from src.data.extractors import (audio_extractor_info, audio_feature_dim, audio_token_seconds, audio_tokens_batch,
@@ -40,9 +40,9 @@ from src.data.image import (Regions, fit_codebook, grid_regions, load_npz_region
 from src.data.lineage import reference_settings
 from src.data.records import (FEATURES_RECORD, FORMAT_VERSION, META, DatasetError, SplitWriter, encode_features,
                               open_prepared, write_json_atomic)
-from src.data import archive, captions, webdataset  # noqa: F401 (captions, webdataset: their source formats)
-from src.data.sources import PATTERN_FORMATS, READERS, Problem, Sample, read_source
-from src.data.vqa import vocabulary_of, write_answers
+from src.data import archive, attachments
+from src.data import captions, vqa, webdataset  # noqa: F401 (they register their source formats)
+from src.data.sources import FORMATS, Problem, Sample, read_source
 from src.data.tokenizer import Tokenizer, resolve_vocab
 from src.data.further import sample_features, stored_columns
 from src.modality import BOX_DIM, FURTHER, MODALITIES, SPECS
@@ -210,19 +210,18 @@ class Settings:
     image_dim: Optional[int] = None
     audio_dim: Optional[int] = None
     standardize: Optional[dict] = None           # {"image"|"audio": {"mean": [...], "std": [...]}} of the reference
-    answers: Optional[List[str]] = None          # VQA answer vocabulary of the reference (None: from the questions)
+    attached: Dict[str, dict] = dataclasses.field(default_factory=dict)  # the reference's attachment entries (VQA's
+    #                                                                       answer vocabulary)
     like: Optional[str] = None
     further_dims: Dict[str, int] = dataclasses.field(default_factory=dict)  # a further modality's feature width
 
 
 def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
     """The settings of a prepared set, or of the data a run was trained on (RUN/data_settings). What the reference
-    has no part in stays the caller's (`own`): a label set or a VQA answer vocabulary (and its
-    prepare.answer_min_count) when the reference has none, as a pre-training set has none."""
+    has no part in stays the caller's (`own`): a label set or an attachment's settings (VQA's answer vocabulary,
+    prepare.vqa) when the reference has none, as a pre-training set has none."""
     ref = reference_settings(ref_dir)
-    prep = from_dict(PrepareConfig, ref.meta["prepare"], where=f"{ref_dir}/{META}")
-    if not ref.meta.get("vqa"):
-        prep.answer_min_count = own.answer_min_count
+    prep = attachments.own_settings(load_section("prepare", ref.meta["prepare"], f"{ref_dir}/{META}"), own, ref.meta)
     codebook = np.load(ref.root / ref.meta["image"]["mrc"]["codebook"]) if ref.meta["image"]["mrc"].get("codebook") \
         else None
     standardize = {m: ref.meta[m]["standardize"] for m in ("image", "audio") + FURTHER
@@ -230,7 +229,7 @@ def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
     return Settings(prep, ref.vocab_path, labels=list(ref.labels) or None, codebook=codebook,
                     mrc=ref.meta["image"]["mrc"],
                     image_dim=ref.image_dim, audio_dim=ref.audio_dim, standardize=standardize,
-                    answers=ref.meta["vqa"]["answers"] if ref.meta.get("vqa") else None,
+                    attached=attachments.reference_entries(ref.meta),
                     further_dims={m: ref.meta[m]["feature_dim"] for m in FURTHER
                                   if ref.meta.get(m, {}).get("feature_dim")},
                     like=str(ref.meta.get("trained_on") or Path(ref_dir).resolve()))
@@ -238,9 +237,9 @@ def settings_like(ref_dir: str, own: PrepareConfig) -> Settings:
 
 def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest", split: str = "train",
             like: Optional[str] = None, on_error: str = "fail", image_dir: Optional[str] = None,
-            audio_dir: Optional[str] = None, annotations: Optional[str] = None, log=print, **options) -> dict:
+            audio_dir: Optional[str] = None, log=print, **options) -> dict:
     """Prepare `source` into `out_dir` and return its meta; an up-to-date `out_dir` is reused as it is.
-    `annotations`: the answers of a VQA questions file (fmt 'vqa'); `options`: the format's own (CSV columns)."""
+    `options`: the format's own (a VQA questions file's annotations, CSV columns)."""
     if on_error not in ("fail", "skip"):
         raise ConfigError(f"on_error must be 'fail' or 'skip', got '{on_error}'")
     settings = settings_like(like, cfg) if like else Settings(cfg, resolve_vocab(cfg.text.vocab))
@@ -248,15 +247,13 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     check_extractors(cfg.image, cfg.audio)
     t0 = time.time()
     samples, problems = [], []
-    for entry in read_source(source, fmt, split, image_dir, audio_dir, annotations, **options):
+    for entry in read_source(source, fmt, split, image_dir, audio_dir, **options):
         (problems if isinstance(entry, Problem) else samples).append(entry)
     samples = _drop_unknown_labels(samples, problems, settings.labels)
     _stop_or_report(problems, on_error, log)
 
     out = Path(out_dir)
-    sources = webdataset.shard_paths(source) if fmt in PATTERN_FORMATS else [source]
-    fingerprint = _fingerprint(sources + ([annotations] if annotations else []), fmt, split, samples, settings,
-                               on_error, options)
+    fingerprint = _fingerprint(FORMATS[fmt].files(source, options), fmt, split, samples, settings, on_error, options)
     if _up_to_date(out, fingerprint, log):
         return json.loads((out / META).read_text(encoding="utf-8"))
     _remove_partials(out, log)
@@ -265,7 +262,7 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
     with written_whole(out, tmp, "the prepared data"):
         meta = _write(samples, problems, settings, tmp, on_error, log)
         meta.update(fingerprint=fingerprint, source={"path": str(Path(source).resolve()), "format": fmt},
-                    prepare=dataclasses.asdict(cfg), like=settings.like)
+                    prepare=to_dict(cfg), like=settings.like)
         write_json_atomic(tmp / META, meta)
         _replace_dir(tmp, out)
     secs = time.time() - t0
@@ -317,7 +314,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
     modalities = {sp: {m: 0 for m in MODALITIES} for sp in planned}
     moments = {m: FeatureMoments() for m in ("image", "audio") + FURTHER}
     fit_split = "train" if "train" in planned else None  # standardisation statistics come from the training split
-    questions: Dict[str, list] = {sp: [] for sp in planned}  # VQA: each split's questions in index order
+    attached: Dict[str, Dict[str, list]] = {}  # each attachment's records by split, in index order
     progress = _progress(len(samples))
     for sample, result in zip(samples, extract_all(samples, cfg)):
         progress.update(1)
@@ -353,7 +350,7 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
             shards = max(1, min(cfg.shards, planned[sample.split]))
             writers[sample.split] = SplitWriter(tmp / sample.split / "data.mindrecord", shards)
         writers[sample.split].add(row)
-        questions[sample.split].append(sample.question)
+        attachments.collect(attached, sample.split, sample.attached, sample.where)
         for m in modalities[sample.split]:
             modalities[sample.split][m] += int(row[SPECS[m].stored[-1]] > 0)
     progress.close()
@@ -364,8 +361,8 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         splits[name] = {"count": w.count, "files": [f for f in files if not f.endswith(".db")],
                         "modalities": modalities[name]}
         sizes.update({f: (tmp / f).stat().st_size for f in files})
-    vqa = _write_answers(samples, questions, settings, tmp)
-    for extra in ["vocab.txt", "codebook.npy"] + (list(vqa["files"].values()) if vqa else []):
+    entries = attachments.write_attachments(tmp, attached, cfg, settings.attached)
+    for extra in ["vocab.txt", "codebook.npy"] + attachments.files_of(entries):
         if (tmp / extra).exists():
             sizes[extra] = (tmp / extra).stat().st_size
     if not splits:
@@ -392,26 +389,11 @@ def _write(samples: List[Sample], problems: List[Problem], settings: Settings, t
         "text": {"vocab_file": "vocab.txt", "vocab_size": len(tokenizer),
                  "special_ids": {t: tokenizer.special_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")},
                  "lower_case": cfg.text.lower_case, "chinese": cfg.text.chinese, "max_tokens": cfg.text.max_tokens},
-        "labels": labels, "splits": splits, "file_sizes": sizes, **({"vqa": vqa} if vqa else {}),
+        "labels": labels, "splits": splits, "file_sizes": sizes, **entries,
         "counts": {"read": len(samples) + len(problems), "written": sum(w.count for w in writers.values()),
                    "skipped": len(problems), **stats},
         "skipped": [dataclasses.asdict(p) for p in problems],
     }
-
-
-def _write_answers(samples: List[Sample], questions: Dict[str, list], settings: Settings, tmp: Path) -> Optional[dict]:
-    """The VQA answers of every split written (src/data/vqa.py), and meta.json's "vqa"; None for a set without
-    questions."""
-    if not any(q is not None for qs in questions.values() for q in qs):
-        return None
-    if any(q is None for qs in questions.values() for q in qs):
-        raise PrepareError("a VQA set mixes questions with samples that are not questions")
-    min_count = settings.prepare.answer_min_count
-    vocabulary = settings.answers if settings.answers is not None else vocabulary_of(samples, min_count)
-    if not vocabulary:
-        raise PrepareError(f"no answer is given at least prepare.answer_min_count={min_count} times: the answer "
-                           "vocabulary is empty")
-    return write_answers(tmp, {sp: qs for sp, qs in questions.items() if qs}, vocabulary, min_count)
 
 
 class FeatureMoments:
@@ -556,7 +538,7 @@ def _fingerprint(sources: List[str], fmt: str, split: str, samples: List[Sample]
             h.update(f"{source}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
         else:
             h.update(Path(source).read_bytes())
-    h.update(json.dumps([fmt, split, on_error, dataclasses.asdict(settings.prepare), settings.like,
+    h.update(json.dumps([fmt, split, on_error, to_dict(settings.prepare), settings.like,
                          hashlib.sha256(Path(settings.vocab_path).read_bytes()).hexdigest()]
                         + ([sorted(options.items())] if options else [])).encode())
     for s in samples:
@@ -617,21 +599,30 @@ def source_arguments(prog: str, description: str) -> argparse.ArgumentParser:
                                    "CSV/TSV, Localized Narratives JSONL, VQA questions JSON, or webdataset shards "
                                    "(a .tar, a folder, a glob or a brace list such as 'cc3m/{00000..00099}.tar')")
     ap.add_argument("out_dir")
-    ap.add_argument("--format", default="manifest", choices=sorted(READERS))
+    ap.add_argument("--format", default="manifest", choices=sorted(FORMATS))
     ap.add_argument("--split", default="train", help="split of entries that do not name one (default: train)")
     ap.add_argument("--on-error", default="fail", choices=["fail", "skip"])
     ap.add_argument("--image-dir", default=None, help="COCO / narratives / VQA image folder (VQA: or a JSON Lines "
                                                       "manifest of {image_id, image})")
     ap.add_argument("--audio-dir", default=None, help="narratives audio folder; VQA: spoken questions, "
                                                       "<question_id>.wav")
-    ap.add_argument("--csv-img-key", default="filepath", help="csv: the column of image paths (default: filepath)")
-    ap.add_argument("--csv-caption-key", default="title", help="csv: the column of captions (default: title)")
-    ap.add_argument("--csv-audio-key", default="", help="csv: a column of audio paths (default: none)")
-    ap.add_argument("--csv-separator", default=None, help="csv: the field separator (default: a tab for .tsv, "
-                                                          "else a comma)")
     ap.add_argument("--config", default=None, help="a YAML recipe; its 'prepare' section is used")
     add_set_arg(ap, dest="overrides", help="override config values of the 'prepare' section")
+    for name, fmt in sorted(FORMATS.items()):
+        if fmt.flags:
+            group = ap.add_argument_group(f"format {name}")
+            for flag, settings in fmt.flags.items():
+                group.add_argument(flag, **settings)
     return ap
+
+
+def format_options(args: argparse.Namespace) -> dict:
+    """The reader options of the chosen format; another format's option given is a PrepareError."""
+    for name, fmt in FORMATS.items():
+        for flag, settings in fmt.flags.items():
+            if name != args.format and getattr(args, settings["dest"]) != settings.get("default"):
+                raise PrepareError(f"{flag} is read with format {name} only (this source's format: {args.format})")
+    return {dest: getattr(args, dest) for dest in FORMATS[args.format].options}
 
 
 # what preparation and feature extraction answer with one line and exit status 2 (src/commands.py)
@@ -652,28 +643,18 @@ def extractor_hint(reference: Optional[str] = None):
         raise ExtractorUnavailable(f"{e} ({hint})", e.alternative) from None
 
 
-def format_options(args: argparse.Namespace) -> dict:
-    """The reader settings of the chosen format (only CSV has any)."""
-    if args.format != "csv":
-        return {}
-    return {"image_key": args.csv_img_key, "caption_key": args.csv_caption_key, "audio_key": args.csv_audio_key,
-            "separator": args.csv_separator}
-
-
 def main(argv=None) -> int:
     ap = source_arguments("scripts/prepare_data.sh", __doc__.split("\n")[0])
     ap.add_argument("--like", default=None, help="reuse tokenizer, feature settings, statistics, labels, answers "
                                                  "and codebook of this prepared dataset, or of the data a run was "
                                                  "trained on (a run directory): for fine-tuning and evaluation sets")
-    ap.add_argument("--annotations", default=None, help="VQA: the annotations JSON of the questions (none for a test "
-                                                        "split)")
     args = ap.parse_args(argv)
 
     def run() -> int:
         cfg: Config = load_config(args.config, args.overrides, only=("prepare",))
         with extractor_hint(reference=args.like):
             meta = prepare(args.source, args.out_dir, cfg.prepare, args.format, args.split, args.like, args.on_error,
-                           args.image_dir, args.audio_dir, args.annotations, **format_options(args))
+                           args.image_dir, args.audio_dir, **format_options(args))
         if meta["skipped"]:
             print(f"{len(meta['skipped'])} samples skipped; see 'skipped' in {Path(args.out_dir) / META}")
         return 0

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from src.data import archive
 from src.data.errors import PrepareError
 from src.modality import FURTHER
+
 
 @dataclass
 class Sample:
@@ -25,18 +26,10 @@ class Sample:
     lang: str = "en"
     labels: List[str] = field(default_factory=list)
     split: str = "train"
-    question: Optional["Question"] = None  # a VQA question's ids and human answers (src/data/vqa.py)
     further: Dict[str, str] = field(default_factory=dict)  # a further modality's .npz file, by modality (a plugin's)
-
-
-@dataclass
-class Question:
-    """What a VQA sample carries beside its inputs (the question text is the sample's text)."""
-    question_id: int
-    image_id: int
-    answers: List[str] = field(default_factory=list)  # the human answers as written (none in a test split)
-    answer_type: str = ""
-    multiple_choice_answer: str = ""
+    # what a format's reader attaches beside the inputs, by the name of the attachment that stores it
+    # (src/data/attachments.py): a VQA question's ids and human answers under "vqa"
+    attached: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,30 +51,57 @@ class Problem:
 Entry = Union[Sample, Problem]
 
 
-# format -> reader(path, split, image_dir, audio_dir, annotations, **options); other modules add theirs:
-# src/data/vqa.py "vqa", src/data/captions.py "karpathy", "aic", "csv", src/data/webdataset.py "webdataset"
-# (src/data/prepare.py imports them). `options` are a format's own settings (the CSV column names).
-READERS: Dict[str, Callable[..., Iterator[Entry]]] = {
-    "manifest": lambda path, split, image_dir, audio_dir, annotations, **_: read_manifest(path, split),
-    "coco": lambda path, split, image_dir, audio_dir, annotations, **_: read_coco(path, split, image_dir),
-    "narratives": lambda path, split, image_dir, audio_dir, annotations, **_: read_narratives(path, split, image_dir,
-                                                                                             audio_dir),
+@dataclass(frozen=True)
+class SourceFormat:
+    """How a source format is read: its reader, and the options it takes on the preparation command line."""
+    read: Callable[..., Iterator[Entry]]  # read(path, split, image_dir, audio_dir, **options)
+    # its own flags: option string -> argparse settings whose `dest` is the reader's keyword (shown under the format)
+    flags: Dict[str, dict] = field(default_factory=dict)
+    # a source that is a pattern of files (a glob or a brace list), not one file: the files it stands for
+    expand: Optional[Callable[[str], List[str]]] = None
+    input_options: Tuple[str, ...] = ()  # options that name a further file the reader reads (fingerprinted)
+
+    @property
+    def options(self) -> List[str]:
+        return [settings["dest"] for settings in self.flags.values()]
+
+    def files(self, source: str, options: dict) -> List[str]:
+        """Every file the source stands for and the reader reads (what a prepared set's fingerprint covers)."""
+        listed = self.expand(source) if self.expand else [source]
+        return listed + [options[k] for k in self.input_options if options.get(k)]
+
+
+# format -> how it is read; other modules add theirs (src/data/prepare.py imports them): src/data/vqa.py "vqa",
+# src/data/captions.py "karpathy", "aic", "csv", src/data/webdataset.py "webdataset"
+FORMATS: Dict[str, SourceFormat] = {
+    "manifest": SourceFormat(lambda path, split, image_dir, audio_dir: read_manifest(path, split)),
+    "coco": SourceFormat(lambda path, split, image_dir, audio_dir: read_coco(path, split, image_dir)),
+    "narratives": SourceFormat(lambda path, split, image_dir, audio_dir: read_narratives(path, split, image_dir,
+                                                                                         audio_dir)),
 }
-# formats whose source is a pattern of files (a glob or a brace list), not one file: their reader checks it
-PATTERN_FORMATS = set()
+
+
+def register_format(name: str, fmt: SourceFormat) -> None:
+    if name in FORMATS:
+        raise ValueError(f"source format '{name}' is registered twice")
+    FORMATS[name] = fmt
 
 
 def read_source(path: str, fmt: str = "manifest", split: str = "train", image_dir: Optional[str] = None,
-                audio_dir: Optional[str] = None, annotations: Optional[str] = None, **options) -> Iterator[Entry]:
-    """Every entry of a source file, checked: ids unique, files present, captions non-empty. `annotations`: the
-    answers file of a VQA questions file (format vqa)."""
-    if fmt not in READERS:
-        raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(READERS)})")
-    if fmt not in PATTERN_FORMATS and not Path(path).is_file():
+                audio_dir: Optional[str] = None, **options) -> Iterator[Entry]:
+    """Every entry of a source file, checked: ids unique, files present, captions non-empty. `options`: the
+    format's own (a VQA questions file's annotations, CSV columns)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown source format '{fmt}' (known: {', '.join(FORMATS)})")
+    if FORMATS[fmt].expand is None and not Path(path).is_file():
         raise FileNotFoundError(f"source file not found: {path}")
-    if annotations and fmt != "vqa":
-        raise PrepareError(f"an annotations file is read with format vqa only (this source's format: {fmt})")
-    return checked(READERS[fmt](path, split, image_dir, audio_dir, annotations, **options))
+    foreign = [k for k, v in options.items() if k not in FORMATS[fmt].options and v is not None]
+    if foreign:
+        owners = [name for name, other in FORMATS.items() if foreign[0] in other.options]
+        raise PrepareError(f"'{foreign[0]}' is read with format {' or '.join(owners) or 'none'} only (this source's "
+                           f"format: {fmt})")
+    own = {k: v for k, v in options.items() if k in FORMATS[fmt].options}
+    return checked(FORMATS[fmt].read(path, split, image_dir, audio_dir, **own))
 
 
 def json_lines(path: str) -> Iterator[Union[Tuple[str, int, dict], Problem]]:

@@ -11,26 +11,45 @@ the question, its image the picture, its audio the recording, its id the questio
 
 Preparation stores, per split, PREPARED/vqa/<split>.npz (row i = the split's sample with index i): question ids,
 answer types, the human answers as written and the soft targets over the answer vocabulary (ids and min(1, n / 3)
-scores); meta.json's "vqa" holds the vocabulary.
+scores); meta.json's "vqa" holds the vocabulary. Both are an attachment (src/data/attachments.py) with its settings in
+`prepare.vqa`.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 from src.data.answers import answer_vocabulary, soft_target
+from src.data.attachments import Attachment, register_attachment
 from src.data.errors import PrepareError
 from src.data.records import DatasetError, PreparedData
-from src.data.sources import READERS, Entry, Problem, Question, Sample, json_document, json_lines
+from src.data.sources import Entry, Problem, Sample, SourceFormat, json_document, json_lines, register_format
 
 DIRECTORY = "vqa"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".npz")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".npz")
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+@dataclass
+class VQAPrepareConfig:
+    """How a VQA source's answers are prepared: the answer vocabulary (the answers are stored beside the shards)."""
+    min_count: int = 9            # answers given at least this often (as multiple_choice_answer) form the answer
+    #                               vocabulary (9 over VQA v2 train+val gives the usual 3,129)
+
+
+@dataclass
+class Question:
+    """What a VQA sample carries beside its inputs (the question text is the sample's text)."""
+    question_id: int
+    image_id: int
+    answers: List[str] = field(default_factory=list)  # the human answers as written (none in a test split)
+    answer_type: str = ""
+    multiple_choice_answer: str = ""
 
 
 def read_vqa(path: str, split: str = "train", image_dir: Optional[str] = None, audio_dir: Optional[str] = None,
@@ -120,7 +139,8 @@ def _question_sample(q, where: str, answers: Optional[Dict[int, dict]], images: 
     if audio_dir and audio is None:
         return Problem(where, str(qid), f"no recording {qid}.<{'|'.join(e[1:] for e in AUDIO_EXTENSIONS)}> in "
                                         f"{audio_dir}")
-    return Sample(id=str(qid), where=where, text=text, image=image, audio=audio, split=split, question=question)
+    return Sample(id=str(qid), where=where, text=text, image=image, audio=audio, split=split,
+                  attached={DIRECTORY: question})
 
 
 def image_index(images: str) -> Dict[int, str]:
@@ -155,7 +175,9 @@ def _find_audio(folder: str, question_id: int) -> Optional[str]:
     return None
 
 
-READERS["vqa"] = read_vqa
+register_format("vqa", SourceFormat(read_vqa, flags={
+    "--annotations": dict(dest="annotations", default=None, help="the annotations JSON of the questions (none for a "
+                                                                 "test split)")}, input_options=("annotations",)))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -184,12 +206,24 @@ class Answers:
         return out
 
 
-def vocabulary_of(samples: Sequence[Sample], min_count: int) -> List[str]:
-    """The answer vocabulary from the training questions' multiple-choice answers (all questions' when there is no
+def vocabulary_of(questions: Dict[str, List[Question]], min_count: int) -> List[str]:
+    """The answer vocabulary from the training questions' multiple-choice answers (all splits' when there is no
     training split)."""
-    asked = [s for s in samples if s.question is not None and s.question.multiple_choice_answer]
-    train = [s for s in asked if s.split == "train"] or asked
-    return answer_vocabulary([s.question.multiple_choice_answer for s in train], min_count)
+    asked = {sp: [q for q in qs if q.multiple_choice_answer] for sp, qs in questions.items()}
+    train = asked.get("train") or [q for qs in asked.values() for q in qs]
+    return answer_vocabulary([q.multiple_choice_answer for q in train], min_count)
+
+
+def prepare_answers(root: Path, questions: Dict[str, List[Question]], settings: VQAPrepareConfig,
+                    reference: Optional[dict]) -> dict:
+    """The attachment's write: the answer vocabulary (the reference's, or from the training questions), then
+    write_answers."""
+    vocabulary = reference["answers"] if reference else vocabulary_of(questions, settings.min_count)
+    if not vocabulary:
+        raise PrepareError(f"no answer is given at least prepare.vqa.min_count={settings.min_count} times: the "
+                           "answer vocabulary is empty")
+    min_count = reference.get("min_count", settings.min_count) if reference else settings.min_count
+    return write_answers(root, questions, vocabulary, min_count)
 
 
 def write_answers(root: Path, questions: Dict[str, List[Question]], vocabulary: List[str], min_count: int) -> dict:
@@ -234,3 +268,7 @@ def answer_vocabulary_of(data: PreparedData) -> List[str]:
     if not data.meta.get("vqa"):
         raise DatasetError(f"{data.root} holds no VQA questions: prepare a VQA set with --format vqa")
     return list(data.meta["vqa"]["answers"])
+
+
+register_attachment(DIRECTORY, Attachment(prepare_answers, VQAPrepareConfig),
+                    renamed={"prepare.answer_min_count": "prepare.vqa.min_count"})

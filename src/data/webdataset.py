@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List
 
 from src.data.archive import member_path
-from src.data.sources import PATTERN_FORMATS, READERS, Entry, Problem, Sample
+from src.data.sources import Entry, Problem, Sample, SourceFormat, register_format
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg")
@@ -119,5 +119,5 @@ def _caption(group: dict, meta: dict):
     return caption.strip() if isinstance(caption, str) else None
 
 
-READERS["webdataset"] = lambda path, split, image_dir, audio_dir, annotations, **_: read_webdataset(path, split)
-PATTERN_FORMATS.add("webdataset")
+register_format("webdataset", SourceFormat(lambda path, split, image_dir, audio_dir: read_webdataset(path, split),
+                                         expand=shard_paths))

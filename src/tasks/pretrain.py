@@ -30,17 +30,28 @@ from src.train.checkpoint import init_model
 LOSS_NAMES = MASKED_LOSSES + ("match", "dtr", "dir")  # mlm, mvfr, mrc, mafr, mam_nce: per modality (src/modality.py)
 
 
+def loss_weights(loss_cfg: LossConfig) -> tuple:
+    """The weight of each loss of LOSS_NAMES: its LossConfig field, or for a further modality's masked loss
+    loss.further (1 when absent)."""
+    unknown = sorted(set(loss_cfg.further) - set(LOSS_NAMES))
+    if unknown:
+        raise ConfigError(f"loss.further: '{unknown[0]}' is no masked loss of a registered modality (known: "
+                          f"{', '.join(n for n in MASKED_LOSSES if not hasattr(loss_cfg, n)) or 'none'})")
+    return tuple(float(getattr(loss_cfg, n) if hasattr(loss_cfg, n) else loss_cfg.further.get(n, 1.0))
+                 for n in LOSS_NAMES)
+
+
 class PretrainLoss(nn.Cell):
     """Batch columns (PRETRAIN_COLUMNS, + DIR_COLUMNS with DIR; read by name) -> (weighted total, [each loss] in
     `LOSS_NAMES` order). Each modality's masked losses come from its spec: a head per loss named <loss>_head (an nce
     loss reads its modality's regression head), over the encoder states at the modality's masked positions. A masked
-    loss that loss_cfg has no weight for (a modality added outside src/) weighs 1."""
+    loss of a modality added outside src/ weighs what loss_cfg.further gives it, else 1."""
 
     def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, dims: DataDims):
         super().__init__()
         self.net = OPT(model_cfg, dims)
         h, eps = model_cfg.hidden, model_cfg.layer_norm_eps
-        self.weights = tuple(float(getattr(loss_cfg, n, 1.0)) for n in LOSS_NAMES)
+        self.weights = loss_weights(loss_cfg)
         self.use = {n: w > 0 for n, w in zip(LOSS_NAMES, self.weights)}
         self.at = {c: i for i, c in enumerate(PRETRAIN_COLUMNS + DIR_COLUMNS)}
         self.cross_entropy = MaskedCrossEntropy()  # MLM, DTR, DIR

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.config import Config, PrepareConfig, from_dict
+from src.config import Config, load_section
 from src.data.extractors import IMAGE_EXTRACTORS, image_feature_dim, image_regions_batch
 from src.data.padding import as_stored, standardize
 from src.data.records import DatasetError
@@ -18,7 +18,7 @@ from src.modality import BOX_DIM
 def pixel_region_inputs(images: np.ndarray, data, cfg: Config) -> tuple:
     """Images [N, S, S, 3] in [0, 1] -> (image_feat, image_boxes, image_mask) padded and standardised as the pipeline
     does it, with the image extractor of the prepared data's settings."""
-    prep = from_dict(PrepareConfig, data.meta["prepare"], where=str(data.root)).image
+    prep = load_section("prepare", data.meta["prepare"], where=str(data.root)).image
     extractor = (data.meta["image"].get("extractor") or {}).get("name")
     if extractor not in IMAGE_EXTRACTORS or data.image_dim != image_feature_dim(prep):
         raise DatasetError(f"{data.root}: its image features are {data.image_dim}-d precomputed regions; generated "
