@@ -5,7 +5,7 @@
     python eval.py --task caption --ckpt runs/demo/caption                # image -> text: BLEU, CIDEr-D, WER, CER
     python eval.py --task asr --ckpt runs/demo/caption                    # audio -> text
     python eval.py --task caption_ia --ckpt runs/demo/caption             # image+audio -> text
-    python eval.py --task retrieval --mindir exports/retrieval.json       # the same, on graphs export.py wrote
+    python eval.py --task retrieval --mindir exports/retrieval            # the same, on the bundle export.py wrote
     python eval.py --task dvae --ckpt runs/demo/dvae                      # reconstruction PSNR vs mean colour
     python eval.py --task t2i --ckpt runs/demo/pretrain                   # text -> image: PNGs, sheet, R-precision
 

@@ -6,7 +6,7 @@ DIR. --task picks what runs (every task registered in src/tasks/ that infers); b
     python infer.py --ckpt runs/demo/caption --image photo.png
     python infer.py --ckpt runs/demo/caption --audio speech.wav
     python infer.py --ckpt runs/demo/caption --image photo.png --audio speech.wav [--set generate.strategy=greedy]
-    python infer.py --mindir exports/caption.json --image photo.png       # on the graphs export.py wrote
+    python infer.py --mindir exports/caption --image photo.png            # on the bundle export.py wrote
     python infer.py --ckpt runs/demo/caption --image photos/ --out captions.jsonl   # a folder (or a .txt list)
     python infer.py --ckpt runs/demo/pretrain --text "smiling face with heart eyes" --out face.png [--count 4]
     python infer.py --ckpt runs/demo/pretrain --text "..." --audio speech.wav --out face.png [--set t2i.top_k=16]

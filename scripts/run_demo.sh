@@ -101,16 +101,16 @@ stage "VQA on the validation questions: written, spoken, both; beside the majori
 "$PY" "$ROOT/infer.py" --ckpt "$RUN/vqa" --image "$DATA/raw/images/emoji0007.png" \
   --question "which group is this emoji in?"
 
-stage "export: MINDIR graphs of the retrieval, caption, text-to-image and VQA models -> $RUN/exports, then one"
+stage "export: a bundle of each of the retrieval, caption, text-to-image and VQA models -> $RUN/exports, then one"
 echo "   caption, one image and one answer from the graphs"
 "$PY" "$ROOT/export.py" --task retrieval --ckpt "$RUN/retrieval" --out "$RUN/exports/retrieval"
 "$PY" "$ROOT/export.py" --task caption --ckpt "$RUN/caption" --out "$RUN/exports/caption"
 "$PY" "$ROOT/export.py" --task t2i --ckpt "$RUN/pretrain" --out "$RUN/exports/t2i"
 "$PY" "$ROOT/export.py" --task vqa --ckpt "$RUN/vqa" --out "$RUN/exports/vqa"
-"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption.json" --image "$DATA/raw/images/emoji0007.png"
-"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/t2i.json" --text "face with tears of joy" \
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/caption" --image "$DATA/raw/images/emoji0007.png"
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/t2i" --text "face with tears of joy" \
   --out "$RUN/exports/face_with_tears_of_joy.png"
-"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/vqa.json" --image "$DATA/raw/images/emoji0007.png" \
+"$PY" "$ROOT/infer.py" --mindir "$RUN/exports/vqa" --image "$DATA/raw/images/emoji0007.png" \
   --question "which group is this emoji in?"
 
 stage "pictures: each training stage's losses against the step, each task's result beside its baselines"

@@ -11,11 +11,12 @@ from src.commands import add_set_arg, run_main
 from src.config import ConfigError
 from src.data.errors import ExtractorUnavailable, FeatureError, PrepareError
 from src.data.records import DatasetError
+from src.infer.bundle import BundleError
 from src.infer.graphs import ExportError
 from src.train.checkpoint import CheckpointError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, FeatureError, FileNotFoundError, ExportError, PrepareError,
-               ExtractorUnavailable)
+               ExtractorUnavailable, BundleError)
 
 
 def run_cli(body: Callable[[], int]) -> int:
@@ -26,8 +27,8 @@ def run_cli(body: Callable[[], int]) -> int:
 def add_source_args(parser, what: str) -> None:
     """--ckpt / --mindir / --config / --set, as eval.py and infer.py read them."""
     parser.add_argument("--ckpt", default=None, help=f"a {what} checkpoint file or its run directory")
-    parser.add_argument("--mindir", default=None, help="instead of --ckpt: the sidecar (PREFIX.json) of export.py's "
-                                                       "graphs; they run in place of the Python network")
+    parser.add_argument("--mindir", default=None, help="instead of --ckpt: the bundle folder export.py wrote; its "
+                                                       "graphs run in place of the Python network")
     parser.add_argument("--config", default=None, help="the recipe the checkpoint was trained with (default: the "
                                                        "run's config.yaml)")
     add_set_arg(parser)

@@ -1,5 +1,5 @@
-"""export.py writes MINDIR graphs with a dynamic batch and a sidecar; eval.py and infer.py give the same results on
-them as on the Python network."""
+"""export.py writes a bundle of MINDIR graphs with a dynamic batch; eval.py and infer.py give the same results on it
+as on the Python network, with the training data and the run gone; a damaged or foreign bundle is refused."""
 import json
 
 import mindspore as ms
@@ -48,7 +48,11 @@ def runs(prepared, tmp_path_factory):
 
 def export(run, task, out, *sets):
     assert export_script.main(["--task", task, "--ckpt", str(run), "--out", str(out), "--set", *sets]) == 0
-    return out.with_suffix(".json")
+    return out
+
+
+def manifest(bundle) -> dict:
+    return json.loads((bundle / "bundle.json").read_text())
 
 
 def evaluate(tmp_path, name, *args):
@@ -66,21 +70,21 @@ def timeless(results: dict) -> dict:
 
 @pytest.mark.e2e
 def test_caption_export_decodes_like_the_network(runs, tmp_path, prepared, capsys):
-    sidecar = export(runs["caption"], "caption", tmp_path / "exports" / "caption")
-    meta = json.loads(sidecar.read_text())
+    bundle = export(runs["caption"], "caption", tmp_path / "exports" / "caption")
+    meta = manifest(bundle)
     assert sorted(meta["graphs"]) == ["start_audio", "start_image", "start_image_audio", "step"]
     step = meta["graphs"]["step"]
     shapes = {i["name"]: i["shape"] for i in step["inputs"]}
     assert shapes["ids"] == [-1, 1] and shapes["position"] == [] and shapes["memory_keys_0"][0] == -1
     assert shapes["memory_keys_0"][2] == -1 and shapes["self_keys_0"][2] == meta["generate"]["max_len"] - 1
     assert all(g["verified_max_abs_diff"] < 1e-5 for g in meta["graphs"].values())
-    assert (sidecar.parent / meta["tokenizer"]["vocab"]).read_text() == (prepared / "vocab.txt").read_text()
+    assert (bundle / meta["tokenizer"]["vocab"]).read_text() == (prepared / "vocab.txt").read_text()
     assert meta["generate"]["strategy"] == "beam" and meta["generate"]["candidates_per_step"] == 6
 
     for task in ("caption", "asr"):
         network, listed = evaluate(tmp_path, f"py_{task}", "--task", task, "--ckpt", str(runs["caption"]),
                                    "--limit", "5")
-        graphs, listed_graphs = evaluate(tmp_path, f"mindir_{task}", "--task", task, "--mindir", str(sidecar),
+        graphs, listed_graphs = evaluate(tmp_path, f"mindir_{task}", "--task", task, "--mindir", str(bundle),
                                          "--limit", "5")
         assert listed == listed_graphs and network["metrics"] == graphs["metrics"]
         assert sum(len(p["prediction"].split()) for p in listed) >= 5  # real text, not empty strings
@@ -89,18 +93,18 @@ def test_caption_export_decodes_like_the_network(runs, tmp_path, prepared, capsy
     capsys.readouterr()
     assert infer_script.main(["--ckpt", str(runs["caption"]), "--image", str(image)]) == 0
     from_network = capsys.readouterr().out
-    assert infer_script.main(["--mindir", str(sidecar), "--image", str(image)]) == 0
+    assert infer_script.main(["--mindir", str(bundle), "--image", str(image)]) == 0
     assert capsys.readouterr().out == from_network
 
     # decoding settings are baked into the step graph: other settings are refused, not silently ignored
-    assert infer_script.main(["--mindir", str(sidecar), "--image", str(image), "--set", "generate.beam_size=2"]) == 2
+    assert infer_script.main(["--mindir", str(bundle), "--image", str(image), "--set", "generate.beam_size=2"]) == 2
     assert "generate.beam_size 2 (exported: 3)" in capsys.readouterr().err
 
 
 @pytest.mark.e2e
 def test_retrieval_and_probe_exports_rank_like_the_network(runs, tmp_path, capsys):
     retrieval = export(runs["retrieval"], "retrieval", tmp_path / "retrieval")
-    meta = json.loads(retrieval.read_text())
+    meta = manifest(retrieval)
     assert sorted(meta["graphs"]) == ["embed", "match_image_audio", "match_text_audio", "match_text_image",
                                       "match_text_image_audio"]
     network, _ = evaluate(tmp_path, "py_retrieval", "--task", "retrieval", "--ckpt", str(runs["retrieval"]))
@@ -108,13 +112,13 @@ def test_retrieval_and_probe_exports_rank_like_the_network(runs, tmp_path, capsy
     assert timeless(network["directions"]) == timeless(graphs["directions"])
 
     probe = export(runs["retrieval"], "pretrain", tmp_path / "pretrain")
-    assert sorted(json.loads(probe.read_text())["graphs"]) == ["pooled_image_audio", "pooled_text"]
+    assert sorted(manifest(probe)["graphs"]) == ["pooled_image_audio", "pooled_text"]
     network, _ = evaluate(tmp_path, "py_probe", "--task", "probe", "--ckpt", str(runs["retrieval"]))
     graphs, _ = evaluate(tmp_path, "mindir_probe", "--task", "probe", "--mindir", str(probe))
     assert network["inputs"] == graphs["inputs"]
 
     # the batch dimension is dynamic: any batch size runs on the same graph
-    embed = ms.nn.GraphCell(ms.load(str(tmp_path / "retrieval.embed.mindir")))
+    embed = ms.nn.GraphCell(ms.load(str(retrieval / "embed.mindir")))
     spec = {i["name"]: i for i in meta["graphs"]["embed"]["inputs"]}
     for batch in (1, 5):
         inputs = [np.zeros([batch] + spec[n]["shape"][1:], spec[n]["dtype"]) for n in spec]
@@ -124,5 +128,112 @@ def test_retrieval_and_probe_exports_rank_like_the_network(runs, tmp_path, capsy
     assert eval_script.main(["--task", "caption", "--mindir", str(retrieval)]) == 2
     assert "exported for task 'retrieval', but eval.py --task caption needs a 'caption' export" in \
         capsys.readouterr().err
-    assert eval_script.main(["--task", "probe", "--mindir", str(tmp_path / "nothing.json")]) == 2
-    assert "export sidecar not found" in capsys.readouterr().err
+    assert eval_script.main(["--task", "probe", "--mindir", str(tmp_path / "nothing")]) == 2
+    assert "bundle not found" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_a_bundle_runs_without_the_run_and_its_data(runs, prepared, tmp_path, capsys, monkeypatch):
+    """A run whose training data is gone (its data_settings carry what its inputs need) is exported; the bundle,
+    copied to a folder with a space in its name, captions an image like the network did, from another working
+    directory, after the run is deleted. A damaged file, another MindSpore release or a missing extractor package
+    is refused in one line naming it."""
+    import shutil
+    from src.data.lineage import save_settings
+    run = shutil.copytree(runs["caption"], tmp_path / "run")
+    save_settings(open_prepared(prepared), run)
+    image = str(next((prepared.parent / "img").iterdir()))
+    capsys.readouterr()
+    assert infer_script.main(["--ckpt", str(run), "--image", image]) == 0
+    from_network = capsys.readouterr().out
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["path"] = str(tmp_path / "deleted data")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    bundle = export(run, "caption", tmp_path / "exports" / "caption")
+    capsys.readouterr()
+    assert (bundle / "data_settings" / "meta.json").is_file() and manifest(bundle)["requires"]["packages"] == {}
+    moved = shutil.copytree(bundle, tmp_path / "new place" / "caption bundle")
+    shutil.rmtree(run)
+    shutil.rmtree(bundle)
+    monkeypatch.chdir(tmp_path / "new place")
+    assert infer_script.main(["--mindir", "caption bundle", "--image", image]) == 0
+    assert capsys.readouterr().out == from_network
+
+    def refused(change, phrase):
+        damaged = shutil.copytree(moved, tmp_path / f"damaged {len(list(tmp_path.iterdir()))}")
+        change(damaged)
+        assert infer_script.main(["--mindir", str(damaged), "--image", image]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and phrase in err, err
+        return err
+
+    def flip_a_byte(folder):
+        graph = folder / "step.mindir"
+        data = bytearray(graph.read_bytes())
+        data[len(data) // 2] ^= 1
+        graph.write_bytes(bytes(data))
+
+    def edit_manifest(**changes):
+        def edit(folder):
+            (folder / "bundle.json").write_text(json.dumps({**manifest(folder), **changes}))
+        return edit
+
+    assert "step.mindir is damaged" in refused(flip_a_byte, "copy the bundle again")
+    refused(lambda folder: (folder / "data_settings" / "vocab.txt").unlink(), "vocab.txt (listed in")
+    refused(edit_manifest(mindspore="1.0.0"), "exported with MindSpore 1.0.0")
+    refused(edit_manifest(requires={"packages": {"no-such-extractor-weights": "1.0"}, "modules": ["no_such_runtime"]}),
+            "pip install no-such-extractor-weights==1.0 no_such_runtime")
+
+
+@pytest.mark.e2e
+def test_the_api_gives_what_eval_and_infer_give(runs, prepared, tmp_path, capsys):
+    """load(RUN) and load(BUNDLE): captions and transcripts of files, their bytes and decoded arrays equal eval.py's
+    predictions of the same items and infer.py's lines; embeddings are unit-length and equal across run and bundle;
+    an unreadable input is named."""
+    import cv2
+    from src.api import load
+    from src.data.errors import FeatureError
+    report, listed = evaluate(tmp_path, "py_caption", "--task", "caption", "--ckpt", str(runs["caption"]),
+                              "--limit", "4")
+    images = [str(prepared.parent / "img" / f"{int(p['id'][1:])}.png") for p in listed]
+    model = load(runs["caption"])
+    captions = model.caption(images)
+    assert captions == [p["prediction"] for p in listed] and len(captions) == 4
+    assert model.caption([open(f, "rb").read() for f in images]) == captions
+    assert model.caption([cv2.imread(f)[:, :, ::-1].copy() for f in images]) == captions
+    listing = tmp_path / "images.txt"
+    listing.write_text("\n".join(images))
+    capsys.readouterr()
+    assert infer_script.main(["--ckpt", str(runs["caption"]), "--image", str(listing)]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == captions
+    bundle = export(runs["caption"], "caption", tmp_path / "caption bundle", "generate.batch_size=4")
+    assert load(bundle).caption(images) == captions
+
+    recordings = sorted(str(f) for f in (prepared.parent / "wav").iterdir())[:3]
+    transcripts = model.transcribe(recordings)
+    assert infer_script.main(["--ckpt", str(runs["caption"]), "--audio", recordings[0]]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == transcripts[0]
+
+    with pytest.raises(FeatureError, match=r"input 1 \(bytes\): cannot decode image"):
+        model.caption([images[0], b"not an image"])
+    rows = model.caption([images[0], b"not an image"], errors="return")
+    assert rows[0] == captions[0] and isinstance(rows[1], FeatureError)
+
+    retrieval = load(runs["retrieval"])
+    embedded = retrieval.embed(texts=["red apple", "blue sky"], images=images[:3])
+    assert embedded["text"].shape[0] == 2 and embedded["image"].shape[0] == 3
+    np.testing.assert_allclose(np.linalg.norm(embedded["image"], axis=1), 1.0, rtol=1e-5)
+    exported = load(export(runs["retrieval"], "retrieval", tmp_path / "retrieval")).embed(images=images[:3])
+    np.testing.assert_allclose(exported["image"], embedded["image"], atol=1e-5)
+
+    index = tmp_path / "photos.index"
+    assert infer_script.main(["--task", "search", "--ckpt", str(runs["retrieval"]), "--gallery",
+                              str(prepared.parent / "img"), "--index", str(index)]) == 0
+    capsys.readouterr()
+    assert infer_script.main(["--task", "search", "--index", str(index), "--text", "red apple", "--top", "3"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    found = retrieval.search(index, ["red apple", "blue sky"], top=3)
+    assert len(found) == 2 and found[0] == printed and [r["rank"] for r in found[1]] == [1, 2, 3]
+    from src.config import ConfigError
+    with pytest.raises(ConfigError, match="the index holds image inputs: ask with another modality"):
+        retrieval.search(index, images=[images[0]])

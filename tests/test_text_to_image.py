@@ -151,21 +151,24 @@ def test_export_draws_what_the_network_draws(dir_pretrained, tmp_path):
     prefix = tmp_path / "t2i"
     assert export_script.main(["--task", "t2i", "--ckpt", str(dir_pretrained), "--out", str(prefix),
                                "--set", "t2i.top_k=4"]) == 0
-    meta = json.loads((tmp_path / "t2i.json").read_text())
+    meta = json.loads((prefix / "bundle.json").read_text())
     assert set(meta["graphs"]) == {"start_text", "start_text_audio", "step", "decode"}
     assert meta["generate"]["codes_per_image"] == 4 and meta["generate"]["candidates_per_step"] == 4
     assert all(g["verified_max_abs_diff"] < 1e-4 for g in meta["graphs"].values())
-    for source in (["--ckpt", str(dir_pretrained)], ["--mindir", str(tmp_path / "t2i.json")]):
+    for source in (["--ckpt", str(dir_pretrained)], ["--mindir", str(prefix)]):
         name = source[0][2:]
         assert infer_script.main([*source, "--text", "green tree", "--out", str(tmp_path / f"{name}.png"),
                                   "--set", "t2i.top_k=4", "t2i.seed=3"]) == 0
     drawn = [cv2.imread(str(tmp_path / f"{name}.png")).astype(int) for name in ("ckpt", "mindir")]
     assert np.abs(drawn[0] - drawn[1]).max() <= 1  # the same codes; pixels equal up to rounding
-    assert infer_script.main(["--mindir", str(tmp_path / "t2i.json"), "--text", "x", "--out",
+    from src.api import load  # the API draws what infer.py drew (RGB; OpenCV reads BGR)
+    by_api = load(prefix, ["t2i.top_k=4", "t2i.seed=3"]).draw(["green tree"])
+    assert by_api.shape == (1,) + drawn[1].shape and np.abs(by_api[0, :, :, ::-1] - drawn[1]).max() <= 1
+    assert infer_script.main(["--mindir", str(prefix), "--text", "x", "--out",
                               str(tmp_path / "k.png"), "--set", "t2i.top_k=8"]) == 2
 
     reports = []
-    for source in (["--ckpt", str(dir_pretrained)], ["--mindir", str(tmp_path / "t2i.json")]):
+    for source in (["--ckpt", str(dir_pretrained)], ["--mindir", str(prefix)]):
         out = tmp_path / f"eval_{source[0][2:]}.json"
         assert eval_script.main(["--task", "t2i", *source, "--out", str(out), "--set", "t2i.top_k=4",
                                  "t2i.candidates=5", "t2i.batch_size=4"]) == 0

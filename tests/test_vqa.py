@@ -120,11 +120,11 @@ def test_mindir_answers_equal_checkpoint_answers(vqa_set, vqa_run, tmp_path, cap
     data = ["--data", str(vqa_set / "val"), "--split", "val"]
     out = tmp_path / "exports" / "vqa"
     assert export_script.main(["--task", "vqa", "--ckpt", str(vqa_run), "--out", str(out)]) == 0
-    sidecar = json.loads(out.with_suffix(".json").read_text())
-    assert sorted(sidecar["graphs"]) == ["answer_audio", "answer_text", "answer_text_audio"]
-    assert all(g["verified_max_abs_diff"] < 1e-4 for g in sidecar["graphs"].values())
+    manifest = json.loads((out / "bundle.json").read_text())
+    assert sorted(manifest["graphs"]) == ["answer_audio", "answer_text", "answer_text_audio"]
+    assert all(g["verified_max_abs_diff"] < 1e-4 for g in manifest["graphs"].values())
     reports = {}
-    for name, source in (("ckpt", ["--ckpt", str(vqa_run)]), ("mindir", ["--mindir", str(out.with_suffix(".json"))])):
+    for name, source in (("ckpt", ["--ckpt", str(vqa_run)]), ("mindir", ["--mindir", str(out)])):
         path = tmp_path / f"{name}.json"
         assert eval_script.main(["--task", "vqa", *source, *data, "--out", str(path)]) == 0
         reports[name] = json.loads(path.read_text())
@@ -134,11 +134,14 @@ def test_mindir_answers_equal_checkpoint_answers(vqa_set, vqa_run, tmp_path, cap
 
     image = str(vqa_set / "images" / "COCO_val2014_000000000010.jpg")
     answers = {}
-    for name, source in (("ckpt", ["--ckpt", str(vqa_run)]), ("mindir", ["--mindir", str(out.with_suffix(".json"))])):
+    for name, source in (("ckpt", ["--ckpt", str(vqa_run)]), ("mindir", ["--mindir", str(out)])):
         capsys.readouterr()
         assert infer_script.main([*source, "--image", image, "--question", "what colour is it?",
                                   "--audio", str(vqa_set / "audio" / "102.wav")]) == 0
         answers[name] = capsys.readouterr().out.splitlines()
     assert answers["ckpt"][0] == answers["mindir"][0] and len(answers["ckpt"]) == 6  # the answer, then the top 5
+    from src.api import load  # the API, on the bundle: the same answer, for rows in a batch
+    recording = str(vqa_set / "audio" / "102.wav")
+    assert load(out).answer([image, image], ["what colour is it?"] * 2, [recording] * 2) == [answers["ckpt"][0]] * 2
     assert infer_script.main(["--ckpt", str(vqa_run), "--image", image]) == 2
     assert "VQA reads --image and a question" in capsys.readouterr().err

@@ -100,7 +100,8 @@ def test_own_data_page_runs_as_written(pretrained_run, tmp_path, capsys):
     assert len({r["file"] for r in results}) == 10 and all(r["file"].endswith(".jpg") for r in results)
     # eval.rerank_k 16 covers the 12 photos: all are reranked, best fused score (cross-encoder + 20 x cosine) first
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
-    assert (home / "exports" / "coco_retrieval.json").is_file() and (home / "exports" / "coco_caption.json").is_file()
+    assert (home / "exports" / "coco_retrieval" / "bundle.json").is_file()
+    assert (home / "exports" / "coco_caption" / "bundle.json").is_file()
 
     # beyond the page: a rerun resumes, a queries file, captions as the gallery for an image query
     again = run_block(blocks[2], home, prelude)

@@ -28,6 +28,14 @@ def read_audio(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, int]:
     """Mono float32 waveform at cfg.sample_rate and the number of seconds cut beyond cfg.max_seconds."""
     try:
         data = read_bytes(path)
+    except OSError as e:
+        raise FeatureError(f"cannot read audio: {e}") from None
+    return decode_audio(data, cfg)
+
+
+def decode_audio(data: bytes, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, int]:
+    """read_audio of the bytes of an audio file."""
+    try:
         info = sf.info(io.BytesIO(data))
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (RuntimeError, OSError, sf.LibsndfileError) as e:

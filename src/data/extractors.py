@@ -17,14 +17,16 @@ tokens; runs once per batch in the main process). Precomputed `.npz` features sk
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Tuple
+from pathlib import Path
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from src.config import AudioFeatureConfig, ConfigError, ImageFeatureConfig
-from src.data.audio import frames_to_tokens, load_npz_frames, log_mel_filterbank, read_audio
+from src.data.audio import decode_audio, frames_to_tokens, load_npz_frames, log_mel_filterbank, read_audio
 from src.data.errors import FeatureError
-from src.data.image import Regions, grid_boxes, grid_regions, load_npz_regions, read_image, thumbnail
+from src.data.image import (Regions, decode_image, grid_boxes, grid_regions, load_npz_regions, read_image,
+                            thumbnail)
 
 IMAGE_EXTRACTORS = ("efficientnet_lite0", "grid")
 AUDIO_EXTRACTORS = ("whisper_tiny_en", "logmel")
@@ -126,20 +128,26 @@ def audio_extractor_info(cfg: AudioFeatureConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# One file (inference, tests): a batch of one
+# Inputs at inference: files, the bytes of a file, or decoded arrays, many at once
 # ----------------------------------------------------------------------------------------------------------------------
-def image_regions_files(paths: List[str], cfg: ImageFeatureConfig) -> list:
-    """The regions of many image files (or `.npz`), the network over whole batches; a file that cannot be read or
-    decoded gives its FeatureError (naming it) in its place."""
-    out, decoded = [None] * len(paths), []
-    for i, path in enumerate(paths):
+def input_name(item, i: int) -> str:
+    """How an error names an input: its path, else its position."""
+    return str(item) if isinstance(item, (str, Path)) else f"input {i} ({type(item).__name__})"
+
+
+def image_regions_files(items: Sequence, cfg: ImageFeatureConfig) -> list:
+    """The regions of many images, the network over whole batches; each item is an image file (or `.npz`
+    regions), its bytes, or an RGB uint8 array [H, W, 3]. An item that cannot be read or decoded gives its
+    FeatureError (naming it) in its place."""
+    out, decoded = [None] * len(items), []
+    for i, item in enumerate(items):
         try:
-            if path.endswith(".npz"):
-                out[i] = load_npz_regions(path, cfg)
+            if isinstance(item, (str, Path)) and str(item).endswith(".npz"):
+                out[i] = load_npz_regions(str(item), cfg)
             else:
-                decoded.append((i, read_image(path)))
+                decoded.append((i, _pixels(item)))
         except FeatureError as e:
-            out[i] = FeatureError(f"{path}: {e}")
+            out[i] = FeatureError(f"{input_name(item, i)}: {e}")
     for start in range(0, len(decoded), IMAGE_BATCH):
         chunk = decoded[start:start + IMAGE_BATCH]
         for (i, image), regions in zip(chunk, image_regions_batch([im for _, im in chunk], cfg)):
@@ -148,23 +156,52 @@ def image_regions_files(paths: List[str], cfg: ImageFeatureConfig) -> list:
     return out
 
 
-def audio_tokens_files(paths: List[str], cfg: AudioFeatureConfig) -> list:
-    """(tokens, seconds cut) of many audio files (or `.npz`), or a FeatureError naming the file in its place."""
+def _pixels(item) -> np.ndarray:
+    if isinstance(item, (str, Path)):
+        return read_image(str(item))
+    if isinstance(item, (bytes, bytearray)):
+        return decode_image(bytes(item))
+    image = np.asarray(item)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 2:
+        raise FeatureError(f"an image array must be RGB uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
+    return image
+
+
+def audio_tokens_files(items: Sequence, cfg: AudioFeatureConfig) -> list:
+    """(tokens, seconds cut) of many recordings, or a FeatureError naming the item in its place; each item is an
+    audio file (or `.npz` frames), its bytes, or a mono float32 waveform at cfg.sample_rate."""
     out = []
-    for path in paths:
+    for i, item in enumerate(items):
         try:
-            out.append(audio_tokens(path, cfg))
+            out.append(audio_tokens(item, cfg))
         except FeatureError as e:
-            out.append(FeatureError(f"{path}: {e}"))
+            out.append(FeatureError(f"{input_name(item, i)}: {e}"))
     return out
 
 
-def audio_tokens(path: str, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
-    """Audio tokens of one file ([T, D] float32) and the seconds cut beyond cfg.max_seconds."""
-    if path.endswith(".npz"):
-        return load_npz_frames(path), 0.0
-    wave, cut = read_audio(path, cfg)
+def audio_tokens(item, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
+    """Audio tokens of one recording ([T, D] float32) and the seconds cut beyond cfg.max_seconds."""
+    if isinstance(item, (str, Path)) and str(item).endswith(".npz"):
+        return load_npz_frames(str(item)), 0.0
+    if isinstance(item, (str, Path)):
+        wave, cut = read_audio(str(item), cfg)
+    elif isinstance(item, (bytes, bytearray)):
+        wave, cut = decode_audio(bytes(item), cfg)
+    else:
+        wave, cut = waveform(item, cfg)
     return audio_tokens_batch([wave], cfg)[0], cut
+
+
+def waveform(item, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
+    """A waveform array given as input, checked and cut to cfg.max_seconds."""
+    wave = np.asarray(item)
+    if wave.ndim != 1 or wave.dtype.kind != "f" or len(wave) == 0:
+        raise FeatureError(f"a waveform must be mono float [samples] at {cfg.sample_rate} Hz, got {wave.dtype} "
+                           f"{list(wave.shape)}")
+    if not np.isfinite(wave).all():
+        raise FeatureError("audio contains NaN or Inf samples")
+    keep = int(cfg.max_seconds * cfg.sample_rate)
+    return wave[:keep].astype(np.float32), max(0, len(wave) - keep) / cfg.sample_rate
 
 
 # ----------------------------------------------------------------------------------------------------------------------

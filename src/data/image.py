@@ -36,11 +36,17 @@ class Regions:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from any format OpenCV knows; transparency is composited onto white."""
+    """RGB uint8 [H, W, 3] from an image file of any format OpenCV knows; transparency is composited onto white."""
     try:
-        data = np.frombuffer(read_bytes(path), dtype=np.uint8)
+        data = read_bytes(path)
     except OSError as e:
         raise FeatureError(f"cannot read image: {e}") from None
+    return decode_image(data)
+
+
+def decode_image(encoded: bytes) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from the bytes of an image file (as read_image)."""
+    data = np.frombuffer(encoded, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise FeatureError("cannot decode image (corrupt or unsupported format)")

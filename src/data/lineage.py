@@ -28,7 +28,8 @@ def save_settings(data: PreparedData, run_dir) -> Path:
             shutil.copyfile(data.root / name, tmp / name)
             sizes[name] = (tmp / name).stat().st_size
     meta = {**data.meta, "splits": {}, "file_sizes": sizes, "skipped": [],
-            "trained_on": str(data.root.resolve()), "counts": data.meta.get("counts", {})}
+            "trained_on": data.meta.get("trained_on") or str(data.root.resolve()),
+            "counts": data.meta.get("counts", {})}
     write_json_atomic(tmp / META, meta)
     if out.exists():
         shutil.rmtree(out)
@@ -55,6 +56,21 @@ def reference_settings(path) -> PreparedData:
                                "with the prepared data it was trained on")
         return open_prepared(run / SETTINGS_DIR)
     return open_prepared(path)
+
+
+def data_or_settings(data_path: str, settings) -> str:
+    """`data_path` when it is a prepared set on this machine, else the data settings folder `settings` (a run's or a
+    bundle's) when there is one: what a network's shapes and its inputs' features need, so that inference and export
+    run without the training data."""
+    if (Path(data_path) / META).is_file() or settings is None or not (Path(settings) / META).is_file():
+        return data_path
+    return str(settings)
+
+
+def settings_of_run(ckpt) -> Optional[Path]:
+    """RUN/data_settings of a checkpoint file or run directory (None when it is in no run directory)."""
+    run = run_directory(ckpt)
+    return None if run is None else run / SETTINGS_DIR
 
 
 def _digest(path: Path) -> str:

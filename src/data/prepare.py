@@ -45,6 +45,7 @@ from src.data import captions, vqa, webdataset  # noqa: F401 (they register thei
 from src.data.sources import FORMATS, Problem, Sample, read_source
 from src.data.tokenizer import Tokenizer, resolve_vocab
 from src.data.further import sample_features, stored_columns
+from src.files import replace_dir
 from src.modality import BOX_DIM, FURTHER, MODALITIES, SPECS
 
 
@@ -264,7 +265,7 @@ def prepare(source: str, out_dir: str, cfg: PrepareConfig, fmt: str = "manifest"
         meta.update(fingerprint=fingerprint, source={"path": str(Path(source).resolve()), "format": fmt},
                     prepare=to_dict(cfg), like=settings.like)
         write_json_atomic(tmp / META, meta)
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     secs = time.time() - t0
     n = meta["counts"]["written"]
     log(f"prepared {n} samples into {out} in {secs:.1f} s ({n / max(secs, 1e-9):.1f} samples/s); "
@@ -570,15 +571,6 @@ def _remove_partials(out: Path, log) -> None:
     for stale in out.parent.glob(f".{out.name}.partial-*"):
         log(f"removing {stale}, the half-written output of an interrupted run")
         shutil.rmtree(stale, ignore_errors=True)
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` to `out`; an older `out` is moved aside first and deleted after."""
-    old = out.parent / f".{out.name}.old-{mp.current_process().pid}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _progress(total: int):

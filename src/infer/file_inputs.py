@@ -10,11 +10,11 @@ import numpy as np
 
 from src.config import Config
 from src.data.errors import ExtractorUnavailable, FeatureError
-from src.data.extractors import audio_tokens_files, image_regions_files
+from src.data.extractors import audio_tokens_files, image_regions_files, input_name
 from src.data.padding import Padder, empty_row, stack_rows
 from src.data.prepare import settings_like
 from src.data.tokenizer import prepared_tokenizer
-from src.modality import COLUMNS_OF, INPUT_COLUMNS
+from src.modality import INPUT_COLUMNS
 
 
 def _to_stderr(line: str) -> None:
@@ -48,22 +48,25 @@ def input_files(path: str, extensions: Sequence[str]) -> List[str]:
     return [path]
 
 
-def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios: Sequence[Optional[str]] = (),
-                 warn=_to_stderr) -> Tuple[tuple, List[Optional[str]]]:
-    """Model inputs of many rows at once, row i from images[i] and/or audios[i] (either list may be empty), features
+def files_inputs(data, cfg: Config, images: Sequence = (), audios: Sequence = (), texts: Sequence[str] = (),
+                 lang: str = "en", warn=_to_stderr) -> Tuple[tuple, List[Optional[str]]]:
+    """Model inputs of many rows at once, row i from images[i], audios[i] and/or texts[i] (any list may be empty; an
+    image or audio item is a file, its bytes or a decoded array, src/data/extractors.py, or None for none), features
     extracted as for the model's training data, the image network over whole batches; and per row None or the error
-    that left it without input (it is then a padding row, its output to be dropped)."""
+    that left it without input (it is then a padding row, its output to be dropped). What is cut to fit the model
+    goes to warn()."""
     prep = settings_like(cfg.data.path, cfg.prepare).prepare
-    n = max(len(images), len(audios))
+    n = max(len(images), len(audios), len(texts))
     images, audios = list(images) or [None] * n, list(audios) or [None] * n
+    given_images = [i for i, item in enumerate(images) if item is not None]
+    given_audios = [i for i, item in enumerate(audios) if item is not None]
     try:
-        regions = dict(zip([i for i, p in enumerate(images) if p],
-                           image_regions_files([p for p in images if p], prep.image)))
-        tokens = dict(zip([i for i, p in enumerate(audios) if p],
-                          audio_tokens_files([p for p in audios if p], prep.audio)))
+        regions = dict(zip(given_images, image_regions_files([images[i] for i in given_images], prep.image)))
+        tokens = dict(zip(given_audios, audio_tokens_files([audios[i] for i in given_audios], prep.audio)))
     except ExtractorUnavailable as e:  # not preparation's alternative: the model reads what its data was made of
         raise ExtractorUnavailable(f"{e} (the model was trained on data prepared with this extractor; its input "
                                    "files need the same)") from None
+    tokenizer = prepared_tokenizer(data) if len(texts) else None
     rows, errors = [], []
     for i in range(n):
         failed = next((str(x) for x in (regions.get(i), tokens.get(i)) if isinstance(x, FeatureError)), None)
@@ -77,32 +80,29 @@ def files_inputs(data, cfg: Config, images: Sequence[Optional[str]] = (), audios
         if failed is None and i in tokens:
             t, cut = tokens[i]
             row.update(audio_feat=t.reshape(-1), n_audio=len(t))
-            warning = audio_cut_warning(audios[i], len(t), cut, cfg.data.max_audio_tokens, data.audio_token_seconds())
+            warning = audio_cut_warning(input_name(audios[i], i), len(t), cut, cfg.data.max_audio_tokens,
+                                        data.audio_token_seconds())
             if warning:
                 warn(warning)
+        if failed is None and tokenizer is not None and texts[i]:
+            ids = np.asarray(tokenizer.encode(texts[i], lang), np.int32)
+            if len(ids) > cfg.data.max_text_len - 2:
+                warn(f"warning: the caption has {len(ids)} word pieces, the model reads the first "
+                     f"{cfg.data.max_text_len - 2} (data.max_text_len={cfg.data.max_text_len})")
+            row.update(text_ids=ids, n_text=len(ids))
         rows.append(row)
     batch = Padder(data, cfg.data)(n, stack_rows(rows))
     return tuple(batch[c] for c in INPUT_COLUMNS), errors
 
 
-def file_inputs(data, cfg: Config, image: str = None, audio: str = None, text: str = None, lang: str = "en",
+def file_inputs(data, cfg: Config, image=None, audio=None, text: str = None, lang: str = "en",
                 warn=_to_stderr) -> tuple:
     """One row of model inputs (batch of 1) from a caption, an image and/or an audio file; what is cut to fit the
     model goes to warn()."""
-    if image or audio:
-        inputs, errors = files_inputs(data, cfg, [image] if image else [], [audio] if audio else [], warn)
-        if errors[0]:
-            raise FeatureError(errors[0])
-    else:
-        row = Padder(data, cfg.data)(1, stack_rows([empty_row()]))
-        inputs = tuple(row[c] for c in INPUT_COLUMNS)
-    if text:
-        ids = np.asarray(prepared_tokenizer(data).encode(text, lang), np.int32)
-        if len(ids) > cfg.data.max_text_len - 2:
-            warn(f"warning: the caption has {len(ids)} word pieces, the model reads the first "
-                 f"{cfg.data.max_text_len - 2} (data.max_text_len={cfg.data.max_text_len})")
-        text_row = Padder(data, cfg.data)(1, stack_rows([{**empty_row(), "text_ids": ids, "n_text": len(ids)}]))
-        inputs = tuple(text_row[c] if c in COLUMNS_OF["text"] else x for c, x in zip(INPUT_COLUMNS, inputs))
+    inputs, errors = files_inputs(data, cfg, [] if image is None else [image], [] if audio is None else [audio],
+                                  [text or ""], lang, warn)
+    if errors[0]:
+        raise FeatureError(errors[0])
     return inputs
 
 

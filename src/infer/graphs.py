@@ -9,7 +9,7 @@ and `.generator_graphs(modalities, cfg)` (what `src.infer.generate.Generator` ru
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -18,8 +18,10 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from src.config import Config, apply_overrides, from_dict, to_dict
+from src.config import Config, apply_overrides, from_dict, renamed, to_dict
+from src.data.lineage import data_or_settings
 from src.data.records import open_prepared
+from src.infer.bundle import MANIFEST, check_bundle
 from src.infer.generate import candidates_per_step
 from src.modality import INPUT_COLUMNS
 
@@ -27,7 +29,7 @@ VERIFY_ROWS = 3  # rows an export runs through both the network and the written 
 
 
 class ExportError(ValueError):
-    """A sidecar or graph that cannot serve the requested run; the message names the file."""
+    """A bundle or graph that cannot serve the requested run; the message names the file."""
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Graph:
 
 @dataclass
 class GraphSet:
-    """A task's cells by name, and for a decoder the settings its step graph bakes in (the export's sidecar
+    """A task's cells by name, and for a decoder the settings its step graph bakes in (the bundle's manifest
     records them)."""
     graphs: Dict[str, Graph]
     decoding: Optional[dict] = None
@@ -149,26 +151,29 @@ class CheckpointGraphs(Graphs):
 
 
 class ExportedGraphs(Graphs):
-    """The graphs of a sidecar, loaded on first use: graphs["embed"] is an nn.GraphCell."""
+    """The graphs of a bundle (src/infer/bundle.py), checked when opened and loaded on first use: graphs["embed"] is
+    an nn.GraphCell. The config is the exported run's, its data.path the bundle's data settings unless overridden
+    (eval.py --data)."""
 
-    def __init__(self, sidecar_path: str, overrides=()):
-        path = Path(sidecar_path)
-        if path.is_file() and path.suffix != ".json":
-            path = path.with_suffix(".json")
-        if not path.is_file():
-            raise FileNotFoundError(f"export sidecar not found: {sidecar_path} (export.py writes PREFIX.json)")
-        self.path, self.where, self.out_dir = path, str(path), path.parent
-        self.source = {"mindir": str(path)}
-        try:
-            self.meta = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ExportError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    def __init__(self, bundle: str, overrides=()):
+        folder = Path(bundle)
+        if folder.name == MANIFEST:
+            folder = folder.parent
+        if folder.suffix == ".json" and folder.is_file():
+            raise ExportError(f"{bundle}: an export of an earlier version (PREFIX.json): export again, export.py "
+                              "--out FOLDER writes a bundle")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"bundle not found: {bundle} (export.py --out FOLDER writes one)")
+        self.meta = check_bundle(folder)
+        self.folder, self.path = folder, folder / MANIFEST
+        self.where, self.out_dir = str(self.path), folder.parent
+        self.source = {"mindir": str(folder)}
         if self.meta.get("format") != "MINDIR":
-            raise ExportError(f"{path}: {self.meta.get('format')} graphs run on Ascend through its own runtime; "
+            raise ExportError(f"{self.path}: {self.meta.get('format')} graphs run on Ascend through its own runtime; "
                               "eval.py and infer.py run MINDIR")
         self.cells: Dict[str, nn.GraphCell] = {}
         self.cfg = self.config(overrides)
-        self.trained_on = self.config().data.path
+        self.trained_on = self.meta["features"]["trained_on"]
 
     @property
     def task(self) -> str:
@@ -183,14 +188,19 @@ class ExportedGraphs(Graphs):
         return self.meta.get("generate")
 
     def config(self, overrides=()) -> Config:
-        """The exported run's config, with `key=value` overrides."""
-        return apply_overrides(from_dict(Config, self.meta["config"], where=str(self.path)), list(overrides))
+        """The exported run's config, with `key=value` overrides; its data.path the bundle's data settings when the
+        training data is not on this machine."""
+        where = str(self.path)
+        cfg = from_dict(Config, renamed(self.meta["config"], where), where=where)
+        path = data_or_settings(cfg.data.path, self.folder / self.meta["features"]["data_settings"])
+        return apply_overrides(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=path)),
+                               list(overrides))
 
     def __getitem__(self, name: str) -> nn.GraphCell:
         if name not in self.meta["graphs"]:
             raise ExportError(f"{self.path}: no graph '{name}' (has: {', '.join(self.meta['graphs'])})")
         if name not in self.cells:
-            file = self.path.parent / self.meta["graphs"][name]["file"]
+            file = self.folder / self.meta["graphs"][name]["file"]
             if not file.is_file():
                 raise FileNotFoundError(f"{file} (listed in {self.path}) not found")
             self.cells[name] = nn.GraphCell(ms.load(str(file)))

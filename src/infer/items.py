@@ -14,8 +14,8 @@ import numpy as np
 
 from src.config import DataConfig
 from src.data.content import fingerprints
-from src.data.padding import modalities_present, read_padded
-from src.modality import COLUMNS_OF, INPUT_COLUMNS, MODALITIES
+from src.data.padding import Padder, empty_row, modalities_present, read_padded, stack_rows
+from src.modality import BOX_DIM, COLUMNS_OF, INPUT_COLUMNS, MODALITIES, SPECS
 
 
 @dataclass
@@ -60,6 +60,32 @@ def load_items(data, cfg: DataConfig, split: str, limit: int = 0) -> Items:
     """Every item of `split` (or its first `limit`) as padded inputs, in the order of its shards (`read_padded`)."""
     arrays = read_padded(data, cfg, split, limit)
     return Items({c: arrays[c] for c in INPUT_COLUMNS}, arrays["index"], arrays["labels"])
+
+
+def made_up_items(data, cfg: DataConfig, count: int, seed: int = 0) -> Items:
+    """`count` items of random inputs shaped as `data`'s, every modality present at its full length: what an export
+    checks its graphs on, so that it needs the data's settings only (a run's data_settings), not its samples."""
+    rng = np.random.default_rng(seed)
+    first_word = max(data.meta["text"]["special_ids"].values()) + 1
+    rows = []
+    for i in range(count):
+        row = empty_row(i)
+        for m, spec in SPECS.items():
+            n = getattr(cfg, spec.budget) - spec.reserved
+            if spec.kind == "tokens":
+                words = data.meta["text"]["vocab_size"]
+                row[spec.stored[0]] = rng.integers(first_word, words, n).astype(np.int32)
+            else:
+                row[spec.stored[0]] = rng.standard_normal(n * data.feature_dim(m)).astype(np.float32)
+            if spec.kind == "regions":
+                row[spec.stored[1]] = rng.random(n * BOX_DIM).astype(np.float32)
+                top_k = data.meta[m]["mrc"]["top_k"] if spec.class_columns else 0
+                row.update({c: np.zeros(n * top_k, np.int32 if c.endswith("_ids") else np.float32)
+                            for c in spec.class_columns})
+            row[spec.stored[-1]] = n
+        rows.append(row)
+    padded = Padder(data, cfg)(count, stack_rows(rows))
+    return Items({c: padded[c] for c in INPUT_COLUMNS}, padded["index"], padded["labels"])
 
 
 def fixed_batches(count: int, batch_size: int) -> Iterator[Tuple[int, np.ndarray]]:

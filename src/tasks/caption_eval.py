@@ -9,16 +9,16 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from src.config import Config, ConfigError
+from src.data.errors import FeatureError
 from src.data.records import DatasetError
 from src.data.tokenizer import decoder_start_ids, prepared_tokenizer
 from src.infer.generate import Generator, generate_rows, text_symbols
-from src.infer.file_inputs import (AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, file_inputs, files_inputs, input_files,
-                                   is_many)
+from src.infer.file_inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, files_inputs, input_files, is_many
 from src.infer.items import Items, content_codes, load_items
 from src.infer.retrieval import normalise
 from src.metrics.text import text_metrics
@@ -174,20 +174,17 @@ def evaluate_run(run) -> List[str]:
 
 
 def describe(args, graphs, cfg: Config) -> List[str]:
-    """infer.py on a caption run: the text generated from --image, --audio or both, in --lang."""
+    """infer.py on a caption run: the text generated from --image, --audio or both, in --lang (a JSON line per file
+    for a folder or list of files)."""
     if args.text is not None or not (args.image or args.audio):
         raise ConfigError("text generation reads --image, --audio or both (and no --text)")
     if is_many(args.image) or is_many(args.audio):
         return describe_many(args, graphs, cfg)
-    modalities = tuple(m for m, path in (("image", args.image), ("audio", args.audio)) if path)
-    data = graphs.data(cfg)
-    inputs = file_inputs(data, cfg, args.image, args.audio)
-    text = data.meta["text"]
-    generator = Generator(None, modalities, dataclasses.replace(cfg.generate, batch_size=1),
-                          text_symbols(text["special_ids"], text["vocab_size"]), cfg.model.max_positions,
-                          graphs=graphs.generator_graphs(modalities, cfg.generate))
-    start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])
-    return [prepared_tokenizer(data).decode(generator(inputs, start)[0], args.lang)]
+    text = generate_texts(graphs, cfg, [args.image] if args.image else [], [args.audio] if args.audio else [],
+                          args.lang)[0]
+    if isinstance(text, FeatureError):
+        raise text
+    return [text]
 
 
 FILES_AT_ONCE = 256  # files whose features are held at once (a few hundred MB at the demo's shapes)
@@ -195,25 +192,40 @@ FILES_AT_ONCE = 256  # files whose features are held at once (a few hundred MB a
 
 def describe_many(args, graphs, cfg: Config) -> List[str]:
     """infer.py --image DIR|LIST (or --audio DIR|LIST): a JSON line per file, {"file", "text"}, or {"file", "error"}
-    for a file that cannot be read; the model is loaded once and decodes generate.batch_size files at a time."""
+    for a file that cannot be read."""
     if args.image and args.audio:
         raise ConfigError("many inputs: give a folder or list of files to --image or to --audio, not both")
     modality = "image" if args.image else "audio"
     files = input_files(args.image or args.audio, IMAGE_EXTENSIONS if modality == "image" else AUDIO_EXTENSIONS)
+    texts = generate_texts(graphs, cfg, **{f"{modality}s": files}, lang=args.lang)
+    return [json.dumps({"file": f, "error": str(t)} if isinstance(t, FeatureError) else {"file": f, "text": t},
+                       ensure_ascii=False) for f, t in zip(files, texts)]
+
+
+def generate_texts(graphs, cfg: Config, images: Sequence = (), audios: Sequence = (), lang: str = "en",
+                   warn=None) -> list:
+    """The text generated in `lang` for each row, row i from images[i] and/or audios[i] (files, their bytes or
+    decoded arrays: src/infer/file_inputs.py), or the FeatureError of a row whose input cannot be read. The decoder
+    runs on generate.batch_size rows at a time (fewer for fewer rows), FILES_AT_ONCE rows' features held at once."""
+    modalities = tuple(m for m, given in (("image", images), ("audio", audios)) if len(given))
+    count = max(len(images), len(audios))
+    if not count:
+        return []
     data = graphs.data(cfg)
     text = data.meta["text"]
-    generator = Generator(None, (modality,), cfg.generate, text_symbols(text["special_ids"], text["vocab_size"]),
-                          cfg.model.max_positions, graphs=graphs.generator_graphs((modality,), cfg.generate))
-    start = decoder_start_ids(data.vocab_path, [args.lang], text["special_ids"]["[CLS]"])[0]
+    decoding = dataclasses.replace(cfg.generate, batch_size=min(cfg.generate.batch_size, count))
+    generator = Generator(None, modalities, decoding, text_symbols(text["special_ids"], text["vocab_size"]),
+                          cfg.model.max_positions, graphs=graphs.generator_graphs(modalities, cfg.generate))
+    start = decoder_start_ids(data.vocab_path, [lang], text["special_ids"]["[CLS]"])[0]
     tokenizer = prepared_tokenizer(data)
-    lines = []
-    for begin in range(0, len(files), FILES_AT_ONCE):
-        chunk = files[begin:begin + FILES_AT_ONCE]
-        inputs, errors = files_inputs(data, cfg, **{f"{modality}s": chunk})
+    out = []
+    for begin in range(0, count, FILES_AT_ONCE):
+        chunk = {f"{m}s": list(given[begin:begin + FILES_AT_ONCE]) for m, given in (("image", images),
+                                                                                    ("audio", audios)) if len(given)}
+        inputs, errors = files_inputs(data, cfg, **chunk, **({"warn": warn} if warn else {}))
         usable = np.array([i for i, e in enumerate(errors) if e is None], np.int64)
         pieces = generate_rows(generator, len(usable), lambda rows: tuple(x[usable[rows]] for x in inputs),
                                np.full(len(usable), start, np.int32)) if len(usable) else []
-        texts = dict(zip(usable.tolist(), (tokenizer.decode(p, args.lang) for p in pieces)))
-        lines += [json.dumps({"file": f, "text": texts[i]} if i in texts else {"file": f, "error": errors[i]},
-                             ensure_ascii=False) for i, f in enumerate(chunk)]
-    return lines
+        texts = dict(zip(usable.tolist(), (tokenizer.decode(p, lang) for p in pieces)))
+        out += [texts[i] if i in texts else FeatureError(errors[i]) for i in range(len(errors))]
+    return out

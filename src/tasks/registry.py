@@ -15,6 +15,7 @@ A task may offer any of:
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -176,10 +177,20 @@ def open_graphs(task: Task, ckpt: Optional[str] = None, mindir: Optional[str] = 
         graphs = ExportedGraphs(mindir, overrides)
         graphs.require(source.name, needed_by or task.name)
         return graphs.cfg, graphs
-    cfg = load_run_config(ckpt, config, list(overrides))
+    cfg = run_config(ckpt, config, overrides)
     graphs = CheckpointGraphs(cfg, resolve_checkpoint(ckpt), source.graphs)
     graphs.trained_on = load_run_config(ckpt, config).data.path
     return cfg, graphs
+
+
+def run_config(ckpt: str, config: Optional[str] = None, overrides=()) -> Config:
+    """The config of the run of `ckpt` (its config.yaml, or the recipe `config`) with overrides, reading the run's
+    data settings when its training data is not on this machine."""
+    from src.data.lineage import data_or_settings, settings_of_run
+    from src.train.checkpoint import load_run_config
+    cfg = load_run_config(ckpt, config, list(overrides))
+    data_path = data_or_settings(cfg.data.path, settings_of_run(ckpt))
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=data_path))
 
 
 def infer_task(source_task: str) -> Optional[str]:

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from src.config import Config, ConfigError
+from src.data.errors import FeatureError
 from src.data.records import DatasetError, open_prepared, write_json_atomic
-from src.infer.file_inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, file_inputs, files_inputs, input_files
+from src.data.extractors import input_name
+from src.infer.file_inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, files_inputs, input_files
 from src.infer.graphs import match_graph
 from src.infer.items import content_codes, load_items, modalities_of, run_batched
 from src.infer.retrieval import normalise
@@ -36,8 +38,25 @@ def lines_of(path: str) -> List[str]:
 
 def caption_inputs(data, cfg: Config, captions: List[str], lang: str) -> Dict[str, np.ndarray]:
     """Model inputs of captions, one row each."""
-    rows = [file_inputs(data, cfg, text=c, lang=lang) for c in captions]
-    return {c: np.concatenate([r[i] for r in rows]) for i, c in enumerate(INPUT_COLUMNS)}
+    return dict(zip(INPUT_COLUMNS, files_inputs(data, cfg, texts=captions, lang=lang)[0]))
+
+
+def embed_rows(graphs, cfg: Config, texts: Sequence[str] = (), images: Sequence = (), audios: Sequence = (),
+               lang: str = "en") -> Dict[str, np.ndarray]:
+    """Unit-length embeddings [N, embed_dim] of each modality given, by modality ("text", "image", "audio"); the
+    lists are independent (images and recordings as files, their bytes or decoded arrays). An input that cannot be
+    read raises its FeatureError."""
+    data, out = graphs.data(cfg), {}
+    for modality, given, key in (("text", texts, "texts"), ("image", images, "images"), ("audio", audios, "audios")):
+        if not len(given):
+            continue
+        inputs, errors = files_inputs(data, cfg, **{key: list(given)}, lang=lang)
+        if any(errors):
+            raise FeatureError(next(e for e in errors if e))
+        embedded = run_batched(graphs["embed"], len(given), min(cfg.eval.batch_size, len(given)),
+                               lambda rows: tuple(x[rows] for x in inputs))
+        out[modality] = normalise(embedded[MODALITIES.index(modality)])
+    return out
 
 
 def gallery_inputs(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.ndarray], List[str]]:
@@ -108,16 +127,11 @@ def load_index(path: str) -> Tuple[dict, np.ndarray, Dict[str, np.ndarray]]:
 def query_rows(args, graphs, cfg: Config) -> Tuple[str, List[str], Dict[str, np.ndarray]]:
     """(modality, the queries as shown, their model inputs) of --text, --image, --audio or --queries (a text file of
     captions, one a line)."""
-    data = graphs.data(cfg)
-    if args.queries:
-        texts = lines_of(args.queries)
-        return "text", texts, caption_inputs(data, cfg, texts, args.lang)
-    if args.text is not None:
-        row = file_inputs(data, cfg, text=args.text, lang=args.lang)
-        return "text", [args.text], dict(zip(INPUT_COLUMNS, row))
-    modality, path = ("image", args.image) if args.image else ("audio", args.audio)
-    row = file_inputs(data, cfg, **{modality: path})
-    return modality, [path], dict(zip(INPUT_COLUMNS, row))
+    if args.queries or args.text is not None:
+        texts = lines_of(args.queries) if args.queries else [args.text]
+        return query_inputs(graphs, cfg, texts=texts, lang=args.lang)
+    return query_inputs(graphs, cfg, images=[args.image] if args.image else (),
+                        audios=[args.audio] if args.audio else ())
 
 
 def search(args, graphs, cfg: Config) -> List[str]:
@@ -130,32 +144,54 @@ def search(args, graphs, cfg: Config) -> List[str]:
     if not args.index:
         raise ConfigError("search reads --index FOLDER (made with --gallery) and a query: --text, --image, --audio or "
                           "--queries")
-    meta, gallery, stored = load_index(args.index)
     modality, shown, query = query_rows(args, graphs, cfg)
+    return [json.dumps(result, ensure_ascii=False)
+            for results in ranked(graphs, cfg, args.index, modality, shown, query, args.top) for result in results]
+
+
+def ranked(graphs, cfg: Config, index: str, modality: str, shown: List[str], query: Dict[str, np.ndarray],
+           top: int) -> List[List[dict]]:
+    """The `top` results of each query (its model inputs `query`, of `modality`; `shown` as the results name it) in
+    the index folder `index`, best first: {"query", "rank", "file", "score", "cosine"}."""
+    meta, gallery, stored = load_index(index)
     if modality == meta["modality"]:
         raise ConfigError(f"the index holds {modality} inputs: ask with another modality")
-    q_embedded = run_batched(graphs["embed"], len(shown), cfg.eval.batch_size,
+    q_embedded = run_batched(graphs["embed"], len(shown), min(cfg.eval.batch_size, len(shown)),
                              lambda rows: tuple(query[c][rows] for c in INPUT_COLUMNS))
     cosines = normalise(q_embedded[MODALITIES.index(modality)]) @ gallery.T
     match = graphs[match_graph(modalities_of((modality, meta["modality"])))]
     k = min(cfg.eval.rerank_k, len(gallery))
-    lines = []
+    out = []
     for q, text in enumerate(shown):
         order = np.argsort(-cosines[q], kind="stable")
-        top = order[:k]
+        best = order[:k]
 
-        def pair(rows, top=top, q=q):  # the query's columns beside each candidate's
-            return tuple(stored[c][top[rows]] if c in stored else query[c][np.full(len(rows), q)]
+        def pair(rows, best=best, q=q):  # the query's columns beside each candidate's
+            return tuple(stored[c][best[rows]] if c in stored else query[c][np.full(len(rows), q)]
                          for c in INPUT_COLUMNS)
         cross = run_batched(match, k, cfg.eval.batch_size, pair)[0] if k else np.zeros(0)
-        fused = cross + cfg.eval.rerank_fusion * cosines[q, top]
-        ranked = list(top[np.argsort(-fused, kind="stable")]) + list(order[k:])
-        scores = dict(zip(top.tolist(), fused.tolist()))
-        for rank, g in enumerate(ranked[:args.top], 1):
-            lines.append(json.dumps({"query": text, "rank": rank, "file": meta["files"][g],
-                                     "score": round(scores[int(g)], 5) if int(g) in scores else None,
-                                     "cosine": round(float(cosines[q, g]), 5)}, ensure_ascii=False))
-    return lines
+        fused = cross + cfg.eval.rerank_fusion * cosines[q, best]
+        order = list(best[np.argsort(-fused, kind="stable")]) + list(order[k:])
+        scores = dict(zip(best.tolist(), fused.tolist()))
+        out.append([{"query": text, "rank": rank, "file": meta["files"][g],
+                     "score": round(scores[int(g)], 5) if int(g) in scores else None,
+                     "cosine": round(float(cosines[q, g]), 5)} for rank, g in enumerate(order[:top], 1)])
+    return out
+
+
+def query_inputs(graphs, cfg: Config, texts: Sequence[str] = (), images: Sequence = (), audios: Sequence = (),
+                 lang: str = "en") -> Tuple[str, List[str], Dict[str, np.ndarray]]:
+    """(modality, the queries as results name them, their model inputs) of queries of one modality: captions, or
+    images or recordings as files, their bytes or decoded arrays."""
+    given = [(m, items) for m, items in (("text", texts), ("image", images), ("audio", audios)) if len(items)]
+    if len(given) != 1:
+        raise ConfigError("search: give queries of one modality (texts, images or audios)")
+    (modality, items), = given
+    inputs, errors = files_inputs(graphs.data(cfg), cfg, **{f"{modality}s": list(items)}, lang=lang)
+    if any(errors):
+        raise FeatureError(next(e for e in errors if e))
+    shown = [str(item) if isinstance(item, (str, Path)) else input_name(item, i) for i, item in enumerate(items)]
+    return modality, shown, dict(zip(INPUT_COLUMNS, inputs))
 
 
 def add_infer_flags(group) -> None:

@@ -20,8 +20,9 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from src.config import Config, ConfigError, GenerateConfig, with_section
+from src.data.errors import FeatureError
 from src.data.records import DatasetError
-from src.infer.file_inputs import file_inputs
+from src.infer.file_inputs import files_inputs
 from src.infer.generate import Generator, Symbols, generate_rows
 from src.infer.graphs import VERIFY_ROWS, Graph, GraphSet, baked_decoding, decoding_graphs
 from src.infer.items import Items, content_codes, load_items, run_batched
@@ -229,19 +230,30 @@ def draw(args, graphs, cfg: Config) -> List[str]:
     """infer.py --text: the PNGs drawn for the caption (and --audio), --count samples of it."""
     if args.image:
         raise ConfigError("text-to-image reads --text and optionally --audio, not --image")
-    if not (args.text or "").strip() or args.count < 1:
-        raise ConfigError("text-to-image needs a --text that is not empty, and --count at least 1")
-    cfg = with_section(cfg, "t2i", dataclasses.replace(cfg.t2i, batch_size=1))
-    generate = graph_image_generator(graphs, ("text", "audio") if args.audio else ("text",), cfg)
-    inputs = file_inputs(graphs.data(cfg), cfg, audio=args.audio, text=args.text, lang=args.lang)
-    _, images = generate(args.count, lambda rows: tuple(x[np.zeros(len(rows), np.int64)] for x in inputs))
+    images = draw_rows(graphs, cfg, [args.text or ""], [args.audio] if args.audio else [], args.lang, args.count)
     out = Path(args.out or "generated.png")
     paths = [out] if args.count == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix or '.png'}")
                                           for i in range(args.count)]
     out.parent.mkdir(parents=True, exist_ok=True)
     for path, image in zip(paths, images):
-        write_png(path, to_uint8(image))
+        write_png(path, image)
     return [str(p) for p in paths]
+
+
+def draw_rows(graphs, cfg: Config, captions: Sequence[str], audios: Sequence = (), lang: str = "en",
+              count: int = 1) -> np.ndarray:
+    """uint8 RGB images [len(captions) x count, S, S, 3]: `count` samples drawn from each caption (with its
+    recording audios[i] when given: a file, its bytes or a waveform), caption by caption, t2i.batch_size at a time."""
+    if not len(captions) or any(not (c or "").strip() for c in captions) or count < 1:
+        raise ConfigError("text-to-image needs captions that are not empty, and a count of at least 1")
+    rows = np.repeat(np.arange(len(captions)), count)
+    cfg = with_section(cfg, "t2i", dataclasses.replace(cfg.t2i, batch_size=min(cfg.t2i.batch_size, len(rows))))
+    generate = graph_image_generator(graphs, ("text", "audio") if len(audios) else ("text",), cfg)
+    inputs, errors = files_inputs(graphs.data(cfg), cfg, audios=audios, texts=captions, lang=lang)
+    if any(errors):
+        raise FeatureError(next(e for e in errors if e))
+    _, images = generate(len(rows), lambda batch: tuple(x[rows[batch]] for x in inputs))
+    return to_uint8(images)
 
 
 def add_infer_flags(group) -> None:

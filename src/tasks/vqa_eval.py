@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import mindspore as ms
 import numpy as np
 
 from src.config import Config, ConfigError
+from src.data.errors import FeatureError
 from src.data.records import PreparedData, write_json_atomic
 from src.data.vqa import Answers, answer_vocabulary_of, load_answers
-from src.infer.file_inputs import file_inputs
+from src.infer.file_inputs import files_inputs
 from src.infer.items import load_items, run_batched
 from src.metrics.tables import markdown_table
 from src.metrics.vqa import accuracy_table, majority_answers, majority_predictions, vqa_accuracy
@@ -104,12 +104,30 @@ def answer(args, graphs, cfg: Config) -> List[str]:
     the vqa.top_k most likely with their probabilities."""
     if not args.image or not (args.question or args.audio):
         raise ConfigError("VQA reads --image and a question: --question TEXT, --audio RECORDING, or both")
-    form = "text+audio" if args.question and args.audio else "text" if args.question else "audio"
+    (best, top), = answer_rows(graphs, cfg, [args.image], [args.question] if args.question else [],
+                               [args.audio] if args.audio else [], args.lang, errors="raise")
+    return [best] + [f"  {p:.3f}  {a}" for a, p in top]
+
+
+def answer_rows(graphs, cfg: Config, images: Sequence, questions: Sequence[str] = (), audios: Sequence = (),
+                lang: str = "en", errors: str = "raise") -> list:
+    """Per row, the answer to questions[i] (written) and/or audios[i] (spoken) about images[i], and the vqa.top_k
+    most likely answers with their probabilities: (answer, [(answer, probability), ...]). Inputs are files, their
+    bytes or decoded arrays; a row whose input cannot be read raises its FeatureError (errors="raise") or stands in
+    the list in place of its answer (errors="return")."""
+    if not len(images) or not (len(questions) or len(audios)):
+        raise ConfigError("VQA answers a question (written, spoken or both) about an image: give both")
+    form = "text+audio" if len(questions) and len(audios) else "text" if len(questions) else "audio"
     data = graphs.data(cfg)
-    inputs = file_inputs(data, cfg, args.image, args.audio, args.question, args.lang)
-    logits = graphs[answer_graph(form)](*(ms.Tensor(x) for x in inputs))
-    logits = logits.asnumpy()[0]
+    inputs, failed = files_inputs(data, cfg, images, audios, questions, lang)
+    if errors == "raise" and any(failed):
+        raise FeatureError(next(e for e in failed if e))
+    usable = np.array([i for i, e in enumerate(failed) if e is None], np.int64)
+    logits = run_batched(graphs[answer_graph(form)], len(usable), min(cfg.eval.batch_size, len(usable)),
+                         lambda rows: tuple(x[usable[rows]] for x in inputs))[0] if len(usable) else []
     vocab = answer_vocabulary_of(data)
-    top = np.argsort(-logits, kind="stable")[:cfg.vqa.top_k]
-    probs = 1.0 / (1.0 + np.exp(-logits[top]))
-    return [vocab[top[0]]] + [f"  {p:.3f}  {vocab[i]}" for i, p in zip(top, probs)]
+    answers = {}
+    for i, row in zip(usable.tolist(), logits):
+        top = np.argsort(-row, kind="stable")[:cfg.vqa.top_k]
+        answers[i] = (vocab[top[0]], [(vocab[k], float(1.0 / (1.0 + np.exp(-row[k])))) for k in top])
+    return [answers[i] if i in answers else FeatureError(failed[i]) for i in range(len(failed))]

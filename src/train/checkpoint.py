@@ -9,7 +9,6 @@ the new one has verified.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from src.commands import OutsideError
 from src.config import ConfigError, load_config
+from src.files import file_digest
 from src.model.convert import load_bert_weights
 
 POSITION = ("step", "epoch", "batch")
@@ -50,14 +50,6 @@ def list_checkpoints(directory: Path) -> list:
 
 def checksum_path(ckpt: Path) -> Path:
     return Path(str(ckpt) + ".sha256")
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def damage(ckpt: Path) -> Optional[str]:

@@ -6,6 +6,7 @@ import json
 import re
 from types import SimpleNamespace
 
+import mindspore as ms
 import pytest
 
 import eval as eval_py
@@ -45,7 +46,9 @@ CASES = {
     "export --ckpt of a missing file": (lambda w, d, t: export_py.main(
         ["--task", "retrieval", "--ckpt", str(t.dir / "x.ckpt"), "--out", str(t.dir / "e")]), "checkpoint not found"),
     "infer --mindir of a missing export": (lambda w, d, t: infer_py.main(
-        ["--mindir", str(t.dir / "none.json"), "--image", str(t.dir / "a.png")]), "export sidecar not found"),
+        ["--mindir", str(t.dir / "none"), "--image", str(t.dir / "a.png")]), "bundle not found"),
+    "infer --mindir of an export of an earlier version": (lambda w, d, t: infer_py.main(
+        ["--mindir", str(t.old_export), "--image", str(t.dir / "a.png")]), "an export of an earlier version"),
     "infer --mindir of another task's export": (lambda w, d, t: infer_py.main(
         ["--task", "caption", "--mindir", str(t.fake_export), "--image", str(t.dir / "a.png")]),
         "exported for task 'retrieval'"),
@@ -55,10 +58,17 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_entry_point_errors_are_one_line(case, whole, prepared, wide_data, tmp_path, capsys, record):
     run, phrase = CASES[case]
-    fake_export = tmp_path / "other.json"
-    fake_export.write_text(json.dumps({"format": "MINDIR", "task": "retrieval", "graphs": {}, "config": {}}))
+    fake_export = tmp_path / "other"
+    fake_export.mkdir()
+    (fake_export / "bundle.json").write_text(json.dumps({
+        "bundle_version": 1, "format": "MINDIR", "task": "retrieval", "graphs": {}, "config": {}, "files": {},
+        "mindspore": ms.__version__, "requires": {"packages": {}, "modules": []},
+        "features": {"data_settings": "data_settings", "trained_on": ""}}))
+    old_export = tmp_path / "old.json"  # a sidecar, as exports were written before bundles
+    old_export.write_text(json.dumps({"format": "MINDIR", "task": "retrieval", "graphs": {}, "config": {}}))
     capsys.readouterr()
-    code = run(whole, prepared, SimpleNamespace(dir=tmp_path, wide=wide_data, fake_export=fake_export))
+    code = run(whole, prepared, SimpleNamespace(dir=tmp_path, wide=wide_data, fake_export=fake_export,
+                                                old_export=old_export))
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 0 and "Traceback" not in err
