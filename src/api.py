@@ -39,6 +39,15 @@ class Model:
             raise FileNotFoundError(f"no run, checkpoint or bundle at {path}")
         self._registry, self._opened = registry, {}
 
+    @property
+    def task(self) -> str:
+        """The task the run trained, or the bundle's."""
+        if self.bundle:
+            from src.infer.bundle import read_manifest
+            return read_manifest(Path(self.path).parent if Path(self.path).name == MANIFEST else self.path)["task"]
+        from src.train.checkpoint import load_run_config
+        return load_run_config(self.path).task
+
     def opened(self, task: str):
         """(config, graphs) of the registered task `task` on this run or bundle, opened once."""
         if task not in self._opened:

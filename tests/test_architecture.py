@@ -27,7 +27,8 @@ MAY_IMPORT = {
     "src.infer": BASE | {"src.data", "src.model", "src.metrics"},
     "src.tasks": BASE | {"src.data", "src.model", "src.train", "src.infer", "src.metrics", "src.compile_cache"},
     "src.cli": BASE | {"src.data", "src.model", "src.train", "src.infer", "src.tasks", "src.compile_cache"},
-    "src.api": BASE | {"src.data", "src.infer", "src.tasks"},  # the Python API: beside cli, over the tasks
+    "src.api": BASE | {"src.data", "src.infer", "src.train", "src.tasks"},  # the Python API: beside cli
+    "src.serve": BASE | {"src.api", "src.data", "src.cli"},  # the HTTP server, on the API
 }
 
 

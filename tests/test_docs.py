@@ -189,7 +189,7 @@ USAGE_TEXTS = {
     "src.data.prepare": "scripts/prepare_data.sh", "src.data.extract": "scripts/extract_features.sh",
     "src.data.tokenizer": None, "src.tasks.dvae_codes": None, "src.train.rank_table": None,
     "src.config_docs": None, "scripts/show_losses.py": None, "scripts/make_demo_data.py": None,
-    "scripts/make_demo_vqa.py": None,
+    "scripts/make_demo_vqa.py": None, "src.serve.__main__": "scripts/serve.sh",
 }
 
 

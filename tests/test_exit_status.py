@@ -54,6 +54,7 @@ PYTHON = {
     "scripts/make_demo_vqa.py": (["RAW"], lambda t: [f"{t}/raw"], "manifest.jsonl not found"),
     # make_demo_data.py reads no input path (it renders from installed Debian packages)
     "scripts/make_demo_data.py": (["RAW"], None, None),
+    "src.serve.__main__": (["BUNDLE"], lambda t: [f"{t}/bundle"], "no run, checkpoint or bundle at"),
 }
 
 
@@ -110,6 +111,7 @@ SHELL = {
     "run_distributed_ascend.sh": (lambda t: [f"{t}/table.json", "2", TINY, f"train.output_dir={t}/run"],
                                   "not found"),
     "prepare_demo_vqa.sh": (lambda t: [f"{t}/demo"], "manifest.jsonl not found"),
+    "serve.sh": (lambda t: [f"{t}/bundle"], "no run, checkpoint or bundle at"),
 }
 OPTIONAL_ONLY = {"run_demo.sh", "prepare_demo_data.sh", "prepare_demo_vqa.sh"}
 # run_tests.sh hands its arguments to pytest (its 4, a usage error, becomes 2); it is not run here, as it would set
