@@ -49,6 +49,7 @@ def test_routes_batch_and_bad_requests(caption_bundle):
 
     async def scenario():
         async with app.router.lifespan_context(app):
+            assert "caption" in app.state.models[0]._opened  # the graphs are loaded at start, before a request
             health = (await client.get("/health")).json()
             assert health["status"] == "ok" and health["routes"] == ["caption", "transcribe"]
             answers = await asyncio.gather(*(client.post("/caption", files={"image": ("x.png", png(i))})

@@ -9,7 +9,8 @@
     GET  /health      {"status": "ok", "routes": [...]};  GET /metrics  Prometheus' text format
 
 A route exists when a bundle's task offers it (caption: /caption, /transcribe; vqa: /answer; retrieval: /embed,
-/search with --index; t2i: /draw). A bad request is a 4xx JSON {"error"} naming the problem, and the server goes on.
+/search with --index; t2i: /draw); each answers a made-up request at start, so that its graphs are loaded before the
+server listens. A bad request is a 4xx JSON {"error"} naming the problem, and the server goes on.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import cv2
+import numpy as np
 import python_multipart
 import soundfile as sf
 from starlette.applications import Starlette
@@ -101,7 +103,9 @@ def build_app(models: List[Model], index: Optional[str] = None, limits: Limits =
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        for route, run in runners.items():
+        loop = asyncio.get_running_loop()
+        for route, run in runners.items():  # load (or build) each route's graphs before the first request
+            await loop.run_in_executor(executor, run, [WARM_UP[route]()])
             batchers[route] = Batcher(route, run, limits.max_batch, limits.window, limits.queue, executor, metrics)
             batchers[route].start()
         yield  # uvicorn stops on SIGTERM or SIGINT once the requests in flight are answered
@@ -145,7 +149,7 @@ def build_app(models: List[Model], index: Optional[str] = None, limits: Limits =
     routes += [Route("/health", health), Route("/metrics", prometheus)]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit, limit=limits.max_body)],
                     exception_handlers={404: not_found, 405: not_found})
-    app.state.metrics, app.state.batchers = metrics, batchers
+    app.state.metrics, app.state.batchers, app.state.models = metrics, batchers, models
     return app
 
 
@@ -351,6 +355,20 @@ def draw_runner(model: Model, index=None):
     return lambda items: grouped(items, lambda it: it[1], each_alone_on_failure(run))
 
 
+def warm_image() -> bytes:
+    return cv2.imencode(".png", np.full((32, 32, 3), 128, np.uint8))[1].tobytes()
+
+
+def warm_recording() -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(16000, np.float32), 16000, format="WAV")
+    return buffer.getvalue()
+
+
+# a request of each route, run once at start so that the first real one does not wait for the graphs
+WARM_UP = {"caption": lambda: (warm_image(), "en"), "transcribe": lambda: (warm_recording(), "en"),
+           "answer": lambda: (warm_image(), "what is it?", None, "en"), "embed": lambda: ("text", "warm up", "en"),
+           "search": lambda: ("text", "warm up", "en", 1), "draw": lambda: ("warm up", "en")}
 RUNNERS = {"caption": text_runner("caption", "caption"), "transcribe": text_runner("transcribe", "text"),
            "answer": answer_runner,
            "embed": embed_runner, "search": search_runner, "draw": draw_runner}
