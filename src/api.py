@@ -33,9 +33,10 @@ class Model:
         import mindspore as ms
         from src.tasks import registry
         ms.set_context(mode=ms.GRAPH_MODE)
+        path = Path(path).parent if Path(path).name == MANIFEST else Path(path)
         self.path, self.overrides = str(path), list(overrides)
-        self.bundle = (Path(path) / MANIFEST).is_file() or Path(path).name == MANIFEST
-        if not self.bundle and not Path(path).exists():
+        self.bundle = (path / MANIFEST).is_file()
+        if not self.bundle and not path.exists():
             raise FileNotFoundError(f"no run, checkpoint or bundle at {path}")
         self._registry, self._opened = registry, {}
 
@@ -44,7 +45,7 @@ class Model:
         """The task the run trained, or the bundle's."""
         if self.bundle:
             from src.infer.bundle import read_manifest
-            return read_manifest(Path(self.path).parent if Path(self.path).name == MANIFEST else self.path)["task"]
+            return read_manifest(self.path)["task"]
         from src.train.checkpoint import load_run_config
         return load_run_config(self.path).task
 
@@ -58,6 +59,8 @@ class Model:
 
     def config(self):
         """The run's (or the exported run's) config with the overrides, data.path where its data settings are."""
+        if self._opened:  # any task opened here has read it (a bundle's is checked once, not again)
+            return next(iter(self._opened.values()))[0]
         if self.bundle:
             from src.infer.graphs import ExportedGraphs
             return ExportedGraphs(self.path, self.overrides).cfg

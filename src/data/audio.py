@@ -53,9 +53,13 @@ def decode_audio(data: bytes, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, int]
     if rate != cfg.sample_rate:
         g = math.gcd(rate, cfg.sample_rate)
         mono = resample_poly(mono, cfg.sample_rate // g, rate // g).astype(np.float32)
+    return cut_to_max(mono, cfg)
+
+
+def cut_to_max(wave: np.ndarray, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
+    """The first cfg.max_seconds of a float32 waveform at cfg.sample_rate, and the seconds cut off."""
     keep = int(cfg.max_seconds * cfg.sample_rate)
-    cut = max(0, len(mono) - keep) / cfg.sample_rate
-    return mono[:keep], cut
+    return wave[:keep], max(0, len(wave) - keep) / cfg.sample_rate
 
 
 def _check_complete(data: bytes, info, frames_read: int) -> None:

@@ -23,7 +23,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from src.config import AudioFeatureConfig, ConfigError, ImageFeatureConfig
-from src.data.audio import decode_audio, frames_to_tokens, load_npz_frames, log_mel_filterbank, read_audio
+from src.data.audio import cut_to_max, decode_audio, frames_to_tokens, load_npz_frames, log_mel_filterbank, read_audio
 from src.data.errors import FeatureError
 from src.data.image import (Regions, decode_image, grid_boxes, grid_regions, load_npz_regions, read_image,
                             thumbnail)
@@ -200,8 +200,7 @@ def waveform(item, cfg: AudioFeatureConfig) -> Tuple[np.ndarray, float]:
                            f"{list(wave.shape)}")
     if not np.isfinite(wave).all():
         raise FeatureError("audio contains NaN or Inf samples")
-    keep = int(cfg.max_seconds * cfg.sample_rate)
-    return wave[:keep].astype(np.float32), max(0, len(wave) - keep) / cfg.sample_rate
+    return cut_to_max(wave.astype(np.float32), cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -128,8 +128,3 @@ def missing_requirements(requires: dict) -> List[str]:
         if installed is None or (version and installed != version):
             missing.append(f"{package}=={version}" if version else package)
     return missing + [m for m in requires["modules"] if importlib.util.find_spec(m) is None]
-
-
-def is_bundle(path) -> bool:
-    path = Path(path)
-    return path.is_dir() or path.name == MANIFEST
